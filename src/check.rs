@@ -1,0 +1,131 @@
+//! `gazette check`: every problem in the settings, the issues and the templates, found at once.
+//! Reads files; decides nothing about output. Errors fail the check, warnings do not.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use chrono::{DateTime, FixedOffset};
+
+use crate::config::{self, Config};
+use crate::diagnostic::Diagnostic;
+use crate::issue::{self, Issue};
+use crate::markdown;
+
+/// Templates an editor may override; gazette falls back to built-in ones when absent.
+pub const TEMPLATES: [&str; 3] = ["site.css", "email.css", "footer.md"];
+
+/// Every problem found in the newsletter at `dir`.
+pub fn check(dir: &Path, _now: DateTime<FixedOffset>) -> Vec<Diagnostic> {
+    let mut problems = Vec::new();
+    let config = match Config::from_dir(dir) {
+        Ok(c) => {
+            if c.base_url.host_str() == Some(crate::scaffold::PLACEHOLDER_HOST) {
+                problems.push(
+                    Diagnostic::warning(&dir.join(config::FILE_NAME), "base_url is still the placeholder from `gazette init`")
+                        .with_hint("set newsletter.base_url to the URL where feeds/ will be served, and id_authority to a domain you own"),
+                );
+            }
+            Some(c)
+        }
+        Err(e) => {
+            problems.extend(e);
+            None
+        }
+    };
+    // With broken settings, still read the issues so every problem shows in one run.
+    let defaults = issue::Defaults {
+        timezone: config.as_ref().map_or(chrono_tz::UTC, |c| c.timezone),
+        id_authority: config
+            .as_ref()
+            .map_or("example.invalid", |c| c.id_authority.as_str()),
+    };
+    let issues_dir = dir.join("issues");
+    match issue::load_all(&issues_dir, defaults) {
+        Ok((issues, found)) => {
+            problems.extend(found);
+            let slugs: HashSet<&str> = issues.iter().map(|i| i.slug.as_str()).collect();
+            for issue in &issues {
+                problems.extend(body_problems(issue, &issues_dir, &slugs));
+            }
+        }
+        Err(e) => problems.push(Diagnostic::error(&issues_dir, format!("{e:#}"))),
+    }
+    for name in TEMPLATES {
+        let path = dir.join("templates").join(name);
+        match std::fs::metadata(&path) {
+            Ok(_) => {
+                if let Err(d) = crate::files::read_text(&path) {
+                    problems.push(d);
+                }
+            }
+            Err(_) => problems.push(Diagnostic::warning(
+                &path,
+                "template not found; gazette uses its built-in one",
+            )),
+        }
+    }
+    problems
+}
+
+/// Warnings about one issue's body: numbering, links, images and raw HTML.
+fn body_problems(issue: &Issue, issues_dir: &Path, slugs: &HashSet<&str>) -> Vec<Diagnostic> {
+    let at = |offset: usize, message: String| {
+        let (line, column) = crate::diagnostic::line_column(&issue.body, offset);
+        let mut d = Diagnostic::warning(&issue.path, message).at(&issue.body, line, column);
+        d.line += issue.body_line - 1;
+        d
+    };
+    let mut found = Vec::new();
+    for (message, range) in markdown::heading_number_problems(&issue.body) {
+        found.push(at(range.start, message));
+    }
+    let base = url::Url::parse("https://gazette.invalid/").expect("a constant URL parses");
+    let page = base
+        .join(&format!("{}/", issue.slug))
+        .expect("a slug is a URL path");
+    let place = markdown::Place {
+        base_url: &base,
+        page_url: &page,
+    };
+    for link in markdown::links(&issue.body) {
+        let what = if link.is_image { "image" } else { "link" };
+        if link.is_image && link.text.trim().is_empty() {
+            found.push(
+                at(link.range.start, "image has no alt text".into()).with_hint(
+                    "describe the image between the brackets: ![a chart of results](fig.png)",
+                ),
+            );
+        }
+        let Some(abs) = markdown::absolute_url(&link.dest, place) else {
+            found.push(
+                at(link.range.start, format!("{what} `{}` cannot be made absolute", link.dest))
+                    .with_hint("feeds and email need full URLs: write https://... or a path relative to issues/"),
+            );
+            continue;
+        };
+        // A path relative to issues/ must name an issue or a file that publish copies.
+        if let Some(rel) = abs.strip_prefix(base.as_str()) {
+            let rel = rel.split(['#', '?']).next().unwrap_or("");
+            let ok = match rel.strip_suffix('/') {
+                Some(slug) if !slug.contains('/') => slugs.contains(slug),
+                _ => rel.is_empty() || issues_dir.join(rel).is_file(),
+            };
+            if !ok {
+                found.push(
+                    at(link.range.start, format!("{what} `{}` points at nothing gazette publishes", link.dest))
+                        .with_hint("relative paths are read from issues/: put the file there, or link another issue as `slug.md`"),
+                );
+            }
+        }
+    }
+    for (tag, range) in markdown::unsafe_html(&issue.body) {
+        found.push(
+            at(
+                range.start,
+                format!("raw <{tag}> in the body: email clients strip it and feed readers may too"),
+            )
+            .with_hint("link to the content instead"),
+        );
+    }
+    found
+}

@@ -1,0 +1,592 @@
+//! `gazette.toml` -> [`Config`], strict and validated once, so the rest of the program can trust
+//! it. Parsing is pure ([`Config::parse`]); [`Config::from_file`] only reads. Never touches
+//! secrets: passwords and keys come from the environment or git-ignored files.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use lettre::message::Mailbox;
+use serde::Deserialize;
+use toml::Spanned;
+use url::Url;
+
+use crate::diagnostic::{Diagnostic, did_you_mean};
+use crate::files;
+
+/// The settings file's name inside a newsletter directory.
+pub const FILE_NAME: &str = "gazette.toml";
+
+/// A person named in feeds and on pages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Person {
+    pub name: String,
+    pub email: Option<String>,
+}
+
+/// The resolved settings of one newsletter.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub title: String,
+    pub description: String,
+    /// Absolute http(s) URL where `feeds/` is served; always ends with `/`.
+    pub base_url: Url,
+    /// BCP 47 language tag, e.g. `zh-CN`.
+    pub language: String,
+    pub timezone: Tz,
+    /// The authority part of derived `tag:` ids, e.g. `digest.example.org`.
+    pub id_authority: String,
+    pub author: Person,
+    pub postal_address: String,
+    /// Entries in each subscription feed.
+    pub feed_limit: usize,
+    pub email: EmailConfig,
+    pub smtp: SmtpConfig,
+    pub dkim: Option<DkimConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub struct EmailConfig {
+    pub from: Mailbox,
+    pub reply_to: Option<Mailbox>,
+    /// The List-Id value without angle brackets, e.g. `digest.example.org`.
+    pub list_id: String,
+    /// `mailto:` URL for List-Unsubscribe.
+    pub unsubscribe_mailto: String,
+    /// https URL template for List-Unsubscribe and the footer link; `{token}` is replaced.
+    pub unsubscribe_url: String,
+    /// The recipient of the sample message that `publish` and `preview` write.
+    pub sample_recipient: Mailbox,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tls {
+    /// Plain connection upgraded with STARTTLS (required).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: only sensible for a relay on this machine.
+    None,
+}
+
+#[derive(Clone, Debug)]
+pub struct SmtpConfig {
+    pub url: String,
+    pub tls: Tls,
+    pub username: Option<String>,
+    pub concurrency: usize,
+    /// Messages per second over all connections; 0 = unlimited.
+    pub rate: f64,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct DkimConfig {
+    pub domain: String,
+    pub selector: String,
+    /// Resolved against the newsletter directory.
+    pub private_key_file: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    newsletter: RawNewsletter,
+    #[serde(default)]
+    feeds: RawFeeds,
+    email: RawEmail,
+    #[serde(default)]
+    smtp: RawSmtp,
+    dkim: Option<RawDkim>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNewsletter {
+    title: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    base_url: Spanned<String>,
+    language: Spanned<String>,
+    timezone: Spanned<String>,
+    id_authority: Spanned<String>,
+    author: RawPerson,
+    #[serde(default)]
+    postal_address: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPerson {
+    name: String,
+    email: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFeeds {
+    limit: Spanned<i64>,
+}
+
+impl Default for RawFeeds {
+    fn default() -> Self {
+        RawFeeds {
+            limit: Spanned::new(0..0, 20),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmail {
+    from: Spanned<String>,
+    reply_to: Option<Spanned<String>>,
+    list_id: Option<Spanned<String>>,
+    unsubscribe_mailto: Option<Spanned<String>>,
+    unsubscribe_url: Option<Spanned<String>>,
+    sample_recipient: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    #[serde(default = "default_smtp_url")]
+    url: Spanned<String>,
+    #[serde(default = "default_tls")]
+    tls: Tls,
+    username: Option<String>,
+    #[serde(default = "default_concurrency")]
+    concurrency: Spanned<i64>,
+    #[serde(default = "default_rate")]
+    rate: Spanned<f64>,
+    #[serde(default = "default_timeout")]
+    timeout_seconds: Spanned<i64>,
+}
+
+impl Default for RawSmtp {
+    fn default() -> Self {
+        RawSmtp {
+            url: default_smtp_url(),
+            tls: default_tls(),
+            username: None,
+            concurrency: default_concurrency(),
+            rate: default_rate(),
+            timeout_seconds: default_timeout(),
+        }
+    }
+}
+
+fn default_smtp_url() -> Spanned<String> {
+    Spanned::new(0..0, "smtp://127.0.0.1:25".to_string())
+}
+fn default_tls() -> Tls {
+    Tls::Starttls
+}
+fn default_rate() -> Spanned<f64> {
+    Spanned::new(0..0, 0.0)
+}
+fn default_concurrency() -> Spanned<i64> {
+    Spanned::new(0..0, 4)
+}
+fn default_timeout() -> Spanned<i64> {
+    Spanned::new(0..0, 30)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDkim {
+    domain: String,
+    selector: String,
+    private_key_file: String,
+}
+
+impl Config {
+    /// Reads and validates `DIR/gazette.toml`.
+    pub fn from_dir(dir: &Path) -> Result<Config, Vec<Diagnostic>> {
+        let path = dir.join(FILE_NAME);
+        let text = files::read_text(&path).map_err(|d| vec![d])?;
+        Config::parse(&path, &text, dir)
+    }
+
+    /// Parses and validates the text of a settings file; `dir` resolves relative paths.
+    pub fn parse(path: &Path, text: &str, dir: &Path) -> Result<Config, Vec<Diagnostic>> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| vec![toml_error(path, text, 0, &e)])?;
+        let mut problems = Vec::new();
+        let mut bad = |span: Range<usize>, message: String, hint: &str| {
+            let mut d = Diagnostic::error(path, message).at_offset(text, span.start);
+            if !hint.is_empty() {
+                d = d.with_hint(hint);
+            }
+            problems.push(d);
+        };
+
+        let n = raw.newsletter;
+        if n.title.get_ref().trim().is_empty() {
+            bad(n.title.span(), "the newsletter's title is empty".into(), "");
+        }
+        let base_url = match Url::parse(n.base_url.get_ref()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                let mut u = u;
+                if !u.path().ends_with('/') {
+                    let p = format!("{}/", u.path());
+                    u.set_path(&p);
+                }
+                Some(u)
+            }
+            Ok(_) => {
+                bad(
+                    n.base_url.span(),
+                    format!("base_url `{}` is not an http(s) URL", n.base_url.get_ref()),
+                    "write the absolute URL where feeds/ is served, e.g. \"https://example.org/digest/\"",
+                );
+                None
+            }
+            Err(e) => {
+                bad(
+                    n.base_url.span(),
+                    format!("base_url `{}` is not a URL: {e}", n.base_url.get_ref()),
+                    "write the absolute URL where feeds/ is served, e.g. \"https://example.org/digest/\"",
+                );
+                None
+            }
+        };
+        if !is_language_tag(n.language.get_ref()) {
+            bad(
+                n.language.span(),
+                format!("`{}` is not a language tag", n.language.get_ref()),
+                "use a BCP 47 tag such as \"zh-CN\" or \"en\"",
+            );
+        }
+        let timezone = match n.timezone.get_ref().parse::<Tz>() {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                let hint = did_you_mean(
+                    n.timezone.get_ref(),
+                    chrono_tz::TZ_VARIANTS.iter().map(|t| t.name()),
+                )
+                .unwrap_or_else(|| {
+                    "use an IANA time zone name such as \"Asia/Shanghai\" or \"UTC\"".into()
+                });
+                bad(
+                    n.timezone.span(),
+                    format!("unknown time zone `{}`", n.timezone.get_ref()),
+                    &hint,
+                );
+                None
+            }
+        };
+        let authority = n.id_authority.get_ref().trim();
+        if authority.is_empty()
+            || !authority
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '@' | '_'))
+        {
+            bad(
+                n.id_authority.span(),
+                format!("id_authority `{authority}` is not a domain name or email address"),
+                "write a domain you own, e.g. \"digest.example.org\"; it goes into every issue's permanent id",
+            );
+        }
+
+        let limit = *raw.feeds.limit.get_ref();
+        if !(1..=10_000).contains(&limit) {
+            bad(
+                raw.feeds.limit.span(),
+                format!("feeds.limit must be between 1 and 10000, not {limit}"),
+                "",
+            );
+        }
+
+        let e = raw.email;
+        let mut mailbox =
+            |field: &Spanned<String>, what: &str| match field.get_ref().parse::<Mailbox>() {
+                Ok(m) => Some(m),
+                Err(err) => {
+                    bad(
+                        field.span(),
+                        format!(
+                            "{what} `{}` is not an email address: {err}",
+                            field.get_ref()
+                        ),
+                        "write `Name <address@example.org>` or `address@example.org`",
+                    );
+                    None
+                }
+            };
+        let from = mailbox(&e.from, "email.from");
+        let reply_to = e
+            .reply_to
+            .as_ref()
+            .and_then(|r| mailbox(r, "email.reply_to"));
+        let sample = e
+            .sample_recipient
+            .as_ref()
+            .and_then(|r| mailbox(r, "email.sample_recipient"));
+        let domain = from
+            .as_ref()
+            .map(|m| m.email.domain().to_string())
+            .unwrap_or_default();
+        let list_id = e
+            .list_id
+            .as_ref()
+            .map(|s| s.get_ref().clone())
+            .unwrap_or_else(|| domain.clone());
+        if !list_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        {
+            let span = e.list_id.as_ref().map_or(0..0, |s| s.span());
+            bad(
+                span,
+                format!(
+                    "email.list_id `{list_id}` may hold only letters, digits, `.`, `-` and `_`"
+                ),
+                "e.g. \"digest.example.org\"",
+            );
+        }
+        let unsubscribe_mailto = match &e.unsubscribe_mailto {
+            Some(m) if m.get_ref().starts_with("mailto:") => m.get_ref().clone(),
+            Some(m) => {
+                bad(
+                    m.span(),
+                    format!(
+                        "email.unsubscribe_mailto `{}` must start with `mailto:`",
+                        m.get_ref()
+                    ),
+                    "e.g. \"mailto:unsubscribe@example.org?subject=unsubscribe\"",
+                );
+                String::new()
+            }
+            None => format!(
+                "mailto:{}?subject=unsubscribe",
+                from.as_ref()
+                    .map(|m| m.email.to_string())
+                    .unwrap_or_default()
+            ),
+        };
+        let unsubscribe_url = match &e.unsubscribe_url {
+            Some(u) => {
+                let ok = u.get_ref().contains("{token}")
+                    && Url::parse(&u.get_ref().replace("{token}", "t"))
+                        .is_ok_and(|p| p.scheme() == "https" || p.scheme() == "http");
+                if !ok {
+                    bad(
+                        u.span(),
+                        format!(
+                            "email.unsubscribe_url `{}` must be an http(s) URL containing `{{token}}`",
+                            u.get_ref()
+                        ),
+                        "e.g. \"https://example.org/unsubscribe?token={token}\"",
+                    );
+                }
+                u.get_ref().clone()
+            }
+            None => base_url
+                .as_ref()
+                .map(|b| format!("{b}unsubscribe/?token={{token}}"))
+                .unwrap_or_default(),
+        };
+
+        let s = raw.smtp;
+        let concurrency = *s.concurrency.get_ref();
+        if !(1..=256).contains(&concurrency) {
+            bad(
+                s.concurrency.span(),
+                format!("smtp.concurrency must be between 1 and 256, not {concurrency}"),
+                "",
+            );
+        }
+        let rate = *s.rate.get_ref();
+        if !(rate >= 0.0 && rate.is_finite()) {
+            bad(
+                s.rate.span(),
+                format!(
+                    "smtp.rate must be 0 (unlimited) or a positive number of messages per second, not {rate}"
+                ),
+                "",
+            );
+        }
+        let timeout = *s.timeout_seconds.get_ref();
+        if !(1..=3600).contains(&timeout) {
+            bad(
+                s.timeout_seconds.span(),
+                format!("smtp.timeout_seconds must be between 1 and 3600, not {timeout}"),
+                "",
+            );
+        }
+        if let Err(err) = Url::parse(s.url.get_ref())
+            .map_err(|e| e.to_string())
+            .and_then(|u| {
+                if matches!(u.scheme(), "smtp" | "smtps") && u.host().is_some() {
+                    Ok(())
+                } else {
+                    Err("expected smtp://host:port or smtps://host:port".to_string())
+                }
+            })
+        {
+            bad(
+                s.url.span(),
+                format!("smtp.url `{}` is not an SMTP URL: {err}", s.url.get_ref()),
+                "e.g. \"smtp://relay.example.org:587\"",
+            );
+        }
+
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let (Some(base_url), Some(timezone), Some(from)) = (base_url, timezone, from) else {
+            unreachable!("every missing value above was reported as a problem");
+        };
+        let sample_recipient = sample.unwrap_or_else(|| {
+            Mailbox::new(
+                Some("Sample Reader".into()),
+                format!("reader@{domain}")
+                    .parse()
+                    .unwrap_or_else(|_| from.email.clone()),
+            )
+        });
+        Ok(Config {
+            title: n.title.into_inner(),
+            description: n.description,
+            base_url,
+            language: n.language.into_inner(),
+            timezone,
+            id_authority: authority.to_string(),
+            author: Person {
+                name: n.author.name,
+                email: n.author.email,
+            },
+            postal_address: n.postal_address,
+            feed_limit: limit as usize,
+            email: EmailConfig {
+                from,
+                reply_to,
+                list_id,
+                unsubscribe_mailto,
+                unsubscribe_url,
+                sample_recipient,
+            },
+            smtp: SmtpConfig {
+                url: s.url.into_inner(),
+                tls: s.tls,
+                username: s.username,
+                concurrency: concurrency as usize,
+                rate,
+                timeout: Duration::from_secs(timeout as u64),
+            },
+            dkim: raw.dkim.map(|d| DkimConfig {
+                domain: d.domain,
+                selector: d.selector,
+                private_key_file: dir.join(d.private_key_file),
+            }),
+        })
+    }
+
+    /// The web address of one issue's page.
+    pub fn issue_url(&self, slug: &str) -> Url {
+        self.base_url
+            .join(&format!("{slug}/"))
+            .expect("a slug is a valid relative URL path")
+    }
+
+    /// The web address of a file under `feeds/`.
+    pub fn feed_url(&self, file: &str) -> Url {
+        self.base_url
+            .join(file)
+            .expect("a file name is a valid relative URL path")
+    }
+}
+
+fn is_language_tag(tag: &str) -> bool {
+    let mut parts = tag.split('-');
+    let first = parts.next().unwrap_or("");
+    (2..=3).contains(&first.len())
+        && first.chars().all(|c| c.is_ascii_alphabetic())
+        && parts.all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+/// A TOML error as a located diagnostic; `offset` is where the TOML text starts in `source`.
+/// Unknown keys get a "did you mean" hint from the list serde reports.
+pub(crate) fn toml_error(
+    path: &Path,
+    source: &str,
+    offset: usize,
+    err: &toml::de::Error,
+) -> Diagnostic {
+    let message = err.message().trim().to_string();
+    let start = err.span().map_or(offset, |s| offset + s.start);
+    let mut d = Diagnostic::error(path, message.clone()).at_offset(source, start);
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
+        let names: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        let hint = did_you_mean(field, names.iter().copied()).unwrap_or_else(|| {
+            format!(
+                "remove `{field}`; the keys allowed here are {}",
+                names.join(", ")
+            )
+        });
+        d = d.with_hint(hint);
+    } else if message.starts_with("missing field `") {
+        d = d.with_hint("add the field; the README lists every key");
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[newsletter]
+title = "论文月刊"
+base_url = "https://digest.example.org/papers"
+language = "zh-CN"
+timezone = "Asia/Shanghai"
+id_authority = "digest.example.org"
+author = { name = "编辑部", email = "editors@example.org" }
+
+[email]
+from = "论文月刊 <digest@example.org>"
+"#;
+
+    #[test]
+    fn defaults_fill_in_and_base_url_gains_a_slash() {
+        let c = Config::parse(Path::new("gazette.toml"), GOOD, Path::new(".")).unwrap();
+        assert_eq!(c.base_url.as_str(), "https://digest.example.org/papers/");
+        assert_eq!(c.feed_limit, 20);
+        assert_eq!(c.email.list_id, "example.org");
+        assert_eq!(c.smtp.concurrency, 4);
+        assert_eq!(
+            c.issue_url("march").as_str(),
+            "https://digest.example.org/papers/march/"
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_located_with_a_suggestion() {
+        let text = GOOD.replace("language =", "langauge =");
+        let err = Config::parse(Path::new("gazette.toml"), &text, Path::new(".")).unwrap_err();
+        assert_eq!(err.len(), 1);
+        assert_eq!((err[0].line, err[0].column), (5, 1));
+        assert_eq!(err[0].hint.as_deref(), Some("did you mean `language`?"));
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_at_once() {
+        let text = GOOD
+            .replace("Asia/Shanghai", "Asia/Shanghia")
+            .replace("https://digest.example.org/papers", "ftp://x");
+        let err = Config::parse(Path::new("gazette.toml"), &text, Path::new(".")).unwrap_err();
+        assert_eq!(err.len(), 2, "{err:#?}");
+        assert_eq!(err[0].line, 4);
+        assert_eq!(err[1].line, 6);
+        assert_eq!(
+            err[1].hint.as_deref(),
+            Some("did you mean `Asia/Shanghai`?")
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! Located problems in user input: `path:line:col: message`, the source line, a caret and a
+//! hint. Owns the rendering of a problem; never decides whether a problem is one.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use unicode_width::UnicodeWidthStr;
+
+/// How bad a problem is: errors fail `check` and stop `publish`; warnings do neither.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One problem in one file, with its place when the place is known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub path: PathBuf,
+    /// 1-based line and column (column counted in characters); 0 when unknown.
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    /// The text of the offending line, shown under the message with a caret.
+    pub source_line: Option<String>,
+    pub hint: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn error(path: &Path, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Error,
+            path: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: message.into(),
+            source_line: None,
+            hint: None,
+        }
+    }
+
+    pub fn warning(path: &Path, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(path, message)
+        }
+    }
+
+    /// Places the problem at a byte offset of `source`, the whole file's text.
+    pub fn at_offset(self, source: &str, offset: usize) -> Self {
+        let (line, column) = line_column(source, offset);
+        self.at(source, line, column)
+    }
+
+    /// Places the problem at a 1-based line and column of `source`, the whole file's text.
+    pub fn at(mut self, source: &str, line: usize, column: usize) -> Self {
+        self.line = line;
+        self.column = column;
+        self.source_line = source
+            .split('\n')
+            .nth(line.saturating_sub(1))
+            .map(|l| l.trim_end_matches('\r').to_string());
+        self
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+/// 1-based line and character column of a byte offset (clamped to the text, and to a char
+/// boundary).
+pub fn line_column(source: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(source.len());
+    while !source.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &source[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = source[line_start..offset].chars().count() + 1;
+    (line, column)
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{}", self.path.display())?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column.max(1))?;
+        }
+        write!(f, ": {kind}: {}", self.message)?;
+        if let Some(source) = &self.source_line {
+            let gutter = self.line.to_string().len();
+            let shown: String = source
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            let prefix: String = shown.chars().take(self.column.saturating_sub(1)).collect();
+            let pad = UnicodeWidthStr::width(prefix.as_str());
+            write!(f, "\n{:gutter$} |", "")?;
+            write!(f, "\n{} | {}", self.line, shown)?;
+            write!(f, "\n{:gutter$} | {:pad$}^", "", "")?;
+        }
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  = help: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// "did you mean `x`?" when one of `candidates` is close to `word`.
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| format!("did you mean `{c}`?"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column_count_characters_not_bytes() {
+        let text = "一\n二三x";
+        assert_eq!(line_column(text, 0), (1, 1));
+        let x = text.find('x').unwrap();
+        assert_eq!(line_column(text, x), (2, 3));
+        // An offset inside a multi-byte character moves back to its start.
+        assert_eq!(line_column(text, 1), (1, 1));
+        assert_eq!(line_column(text, 1000), (2, 4));
+    }
+
+    #[test]
+    fn caret_lines_up_under_wide_characters() {
+        let text = "title = \"中文\" x";
+        let d = Diagnostic::error(Path::new("a.md"), "bad").at(text, 1, 13);
+        let shown = d.to_string();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(lines[0], "a.md:1:13: error: bad");
+        // "title = \"中文\" " is 12 chars but 14 columns wide.
+        assert_eq!(lines[3], format!("  | {}^", " ".repeat(14)));
+    }
+
+    #[test]
+    fn suggestions_only_for_close_words() {
+        assert_eq!(
+            did_you_mean("titel", ["title", "date"]).as_deref(),
+            Some("did you mean `title`?")
+        );
+        assert_eq!(did_you_mean("zzz", ["title", "date"]), None);
+    }
+}

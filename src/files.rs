@@ -1,0 +1,118 @@
+//! Reading and writing files, each error naming its path. Text input is decoded here once:
+//! UTF-8 checked with a located error, a byte-order mark dropped, CRLF turned into LF.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::diagnostic::Diagnostic;
+
+/// Files larger than this are refused rather than read: no issue or settings file is this big.
+pub const MAX_TEXT_FILE: u64 = 16 * 1024 * 1024;
+
+/// Reads a user-written text file; any problem becomes a diagnostic naming the file.
+pub fn read_text(path: &Path) -> Result<String, Diagnostic> {
+    let bytes = read_limited(path).map_err(|e| Diagnostic::error(path, e))?;
+    decode_text(path, bytes)
+}
+
+fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
+    let meta = fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if meta.len() > MAX_TEXT_FILE {
+        return Err(format!(
+            "file is {} MiB; gazette reads text files of at most {} MiB",
+            meta.len() / (1024 * 1024),
+            MAX_TEXT_FILE / (1024 * 1024)
+        ));
+    }
+    fs::read(path).map_err(|e| format!("cannot read: {e}"))
+}
+
+/// Decodes the bytes of a text file: UTF-8 only, BOM dropped, CRLF as LF.
+pub fn decode_text(path: &Path, bytes: Vec<u8>) -> Result<String, Diagnostic> {
+    let bytes = match bytes.strip_prefix(b"\xEF\xBB\xBF") {
+        Some(rest) => rest.to_vec(),
+        None => bytes,
+    };
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let prefix = String::from_utf8_lossy(&bytes[..valid]);
+        let rest_of_line = bytes[valid..]
+            .split(|&b| b == b'\n')
+            .next()
+            .unwrap_or_default();
+        let shown = format!("{prefix}{}", String::from_utf8_lossy(rest_of_line));
+        let (line, column) = crate::diagnostic::line_column(&prefix, prefix.len());
+        Diagnostic::error(
+            path,
+            format!("the file is not UTF-8 (byte 0x{:02X})", bytes[valid]),
+        )
+        .at(&shown, line, column)
+        .with_hint("save the file as UTF-8; e.g. `iconv -f GB18030 -t UTF-8 FILE`")
+    })?;
+    Ok(if text.contains('\r') {
+        text.replace("\r\n", "\n")
+    } else {
+        text
+    })
+}
+
+/// Writes `contents` unless the file already holds exactly these bytes, so unchanged outputs
+/// keep their modification time. Returns whether the file was written.
+pub fn write_if_changed(path: &Path, contents: &[u8]) -> anyhow::Result<bool> {
+    match fs::read(path) {
+        Ok(old) if old == contents => return Ok(false),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create directory {}", parent.display()))?;
+    }
+    // Write a sibling and rename it over, so a reader never sees half a feed.
+    let tmp = path.with_extension("gazette-tmp");
+    fs::write(&tmp, contents).with_context(|| format!("cannot write {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(true)
+}
+
+/// Creates a directory and its parents.
+pub fn create_dir_all(path: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(path).with_context(|| format!("cannot create directory {}", path.display()))
+}
+
+/// Writes a file, creating its directory; fails if it exists unless `overwrite`.
+pub fn write_new(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    if path.exists() {
+        anyhow::bail!(
+            "{} already exists; gazette will not overwrite it",
+            path.display()
+        );
+    }
+    if let Some(parent) = path.parent() {
+        create_dir_all(parent)?;
+    }
+    fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bom_and_crlf_are_normalised() {
+        let t = decode_text(Path::new("a"), b"\xEF\xBB\xBFa\r\nb\r\n".to_vec()).unwrap();
+        assert_eq!(t, "a\nb\n");
+    }
+
+    #[test]
+    fn invalid_utf8_is_located() {
+        let d = decode_text(Path::new("a.md"), b"ok\nab\xC4\xE3cd\n".to_vec()).unwrap_err();
+        assert_eq!((d.line, d.column), (2, 3));
+        assert!(d.message.contains("not UTF-8"), "{}", d.message);
+    }
+}

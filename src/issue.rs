@@ -1,0 +1,529 @@
+//! An issue file -> [`Issue`]: TOML front matter between `+++` lines, then the Markdown body.
+//! [`Issue::parse`] is pure; [`load_all`] reads `issues/*.md` and checks the archive as a whole
+//! (duplicate slugs and ids). Every problem is a located [`Diagnostic`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, FixedOffset, LocalResult, NaiveDate, NaiveTime, TimeZone};
+use chrono_tz::Tz;
+use rayon::prelude::*;
+use serde::Deserialize;
+use toml::Spanned;
+use toml::value::Datetime;
+
+use crate::config::toml_error;
+use crate::diagnostic::Diagnostic;
+use crate::files;
+
+/// One issue of the newsletter, as the editor wrote it.
+#[derive(Clone, Debug)]
+pub struct Issue {
+    /// The file name without `.md`; names the issue in commands and URLs.
+    pub slug: String,
+    pub path: PathBuf,
+    /// Plain text, one line.
+    pub title: String,
+    pub date: DateTime<FixedOffset>,
+    /// The permanent id: RSS guid, Atom id and JSON Feed id.
+    pub id: String,
+    /// Plain text summary as written, if any.
+    pub summary: Option<String>,
+    pub number: Option<u32>,
+    pub tags: Vec<String>,
+    /// Empty means the newsletter's author.
+    pub authors: Vec<String>,
+    pub draft: bool,
+    pub updated: Option<DateTime<FixedOffset>>,
+    /// Email subject; the title when absent.
+    pub subject: Option<String>,
+    /// Free-form data under `[extra]`, kept for templates.
+    pub extra: toml::Table,
+    /// The Markdown body, with characters not allowed in XML removed.
+    pub body: String,
+    /// 1-based line of the file where the body starts, to locate problems in it.
+    pub body_line: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FrontMatter {
+    title: Spanned<String>,
+    date: Spanned<Datetime>,
+    id: Option<Spanned<String>>,
+    summary: Option<String>,
+    number: Option<Spanned<i64>>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    authors: Vec<String>,
+    #[serde(default)]
+    draft: bool,
+    updated: Option<Spanned<Datetime>>,
+    subject: Option<String>,
+    #[serde(default)]
+    extra: toml::Table,
+}
+
+/// What an issue needs from the settings to be read.
+#[derive(Clone, Copy, Debug)]
+pub struct Defaults<'a> {
+    pub timezone: Tz,
+    pub id_authority: &'a str,
+}
+
+impl Issue {
+    /// Whether the issue is out: not a draft and not dated after `now`.
+    pub fn is_published(&self, now: DateTime<FixedOffset>) -> bool {
+        !self.draft && self.date <= now
+    }
+
+    /// The date shown as "last changed": `updated` when set, else `date`.
+    pub fn modified(&self) -> DateTime<FixedOffset> {
+        self.updated.unwrap_or(self.date).max(self.date)
+    }
+
+    /// The email subject line.
+    pub fn subject(&self) -> &str {
+        self.subject.as_deref().unwrap_or(&self.title)
+    }
+
+    /// Reads and parses one issue file.
+    pub fn from_file(
+        path: &Path,
+        defaults: Defaults<'_>,
+    ) -> Result<(Issue, Vec<Diagnostic>), Vec<Diagnostic>> {
+        let text = files::read_text(path).map_err(|d| vec![d])?;
+        Issue::parse(path, &text, defaults)
+    }
+
+    /// Parses the text of an issue file. Returns the issue and its warnings, or its errors.
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        defaults: Defaults<'_>,
+    ) -> Result<(Issue, Vec<Diagnostic>), Vec<Diagnostic>> {
+        let mut warnings = Vec::new();
+        let slug = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if !is_valid_slug(&slug) {
+            return Err(vec![Diagnostic::error(
+                path,
+                format!("`{slug}` cannot be an issue's slug: the file name becomes its URL"),
+            )
+            .with_hint("rename the file using lowercase letters, digits and `-`, e.g. `2023-03-papers.md`")]);
+        }
+
+        let (front, front_start, body_start) = split_front_matter(path, text)?;
+        let fm: FrontMatter =
+            toml::from_str(front).map_err(|e| vec![toml_error(path, text, front_start, &e)])?;
+
+        let mut errors = Vec::new();
+        let at = |span: std::ops::Range<usize>| front_start + span.start;
+
+        let title = one_line(fm.title.get_ref());
+        if title.is_empty() {
+            errors.push(
+                Diagnostic::error(path, "the title is empty")
+                    .at_offset(text, at(fm.title.span()))
+                    .with_hint(
+                        "write the issue's title, e.g. title = \"三月份值得一读的十篇论文\"",
+                    ),
+            );
+        } else if title != *fm.title.get_ref() {
+            warnings.push(
+                Diagnostic::warning(path, "the title contains line breaks or control characters; they are shown as spaces")
+                    .at_offset(text, at(fm.title.span())),
+            );
+        }
+
+        let date = match resolve_datetime(fm.date.get_ref(), defaults.timezone) {
+            Ok(d) => Some(d),
+            Err(message) => {
+                errors.push(
+                    Diagnostic::error(path, format!("date: {message}"))
+                        .at_offset(text, at(fm.date.span()))
+                        .with_hint(
+                            "write e.g. date = 2023-03-31T09:00:00+08:00 or date = 2023-03-31",
+                        ),
+                );
+                None
+            }
+        };
+        let updated = match &fm.updated {
+            None => None,
+            Some(u) => match resolve_datetime(u.get_ref(), defaults.timezone) {
+                Ok(d) => {
+                    if date.is_some_and(|date| d < date) {
+                        warnings.push(
+                            Diagnostic::warning(
+                                path,
+                                "`updated` is before `date`; feeds use `date`",
+                            )
+                            .at_offset(text, at(u.span())),
+                        );
+                    }
+                    Some(d)
+                }
+                Err(message) => {
+                    errors.push(
+                        Diagnostic::error(path, format!("updated: {message}"))
+                            .at_offset(text, at(u.span())),
+                    );
+                    None
+                }
+            },
+        };
+
+        let number = match &fm.number {
+            None => None,
+            Some(n) => match u32::try_from(*n.get_ref()) {
+                Ok(v) if v > 0 => Some(v),
+                _ => {
+                    errors.push(
+                        Diagnostic::error(
+                            path,
+                            format!("number must be a positive integer, not {}", n.get_ref()),
+                        )
+                        .at_offset(text, at(n.span())),
+                    );
+                    None
+                }
+            },
+        };
+
+        let id = match (&fm.id, date) {
+            (Some(id), _) => {
+                let v = id.get_ref().trim();
+                if !is_valid_id(v) {
+                    errors.push(
+                        Diagnostic::error(path, format!("id `{v}` is not a URI"))
+                            .at_offset(text, at(id.span()))
+                            .with_hint("ids look like \"tag:digest.example.org,2023-03-31:march-papers\"; once published, never change it"),
+                    );
+                }
+                v.to_string()
+            }
+            (None, Some(date)) => derived_id(defaults.id_authority, date.date_naive(), &slug),
+            (None, None) => String::new(),
+        };
+
+        let body = &text[body_start..];
+        let body_line = text[..body_start].matches('\n').count() + 1;
+        let cleaned = strip_invalid_xml_chars(body);
+        if cleaned.len() != body.len() {
+            let offset = body
+                .char_indices()
+                .find(|&(_, c)| !is_xml_char(c))
+                .map_or(0, |(i, _)| i);
+            warnings.push(
+                Diagnostic::warning(path, "the body contains control characters that feeds and email cannot carry; they are removed")
+                    .at_offset(text, body_start + offset),
+            );
+        }
+        if cleaned.trim().is_empty() {
+            warnings.push(
+                Diagnostic::warning(path, "the issue has no body")
+                    .at_offset(text, body_start)
+                    .with_hint("write the issue's text after the closing `+++`"),
+            );
+        }
+
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let date = date.expect("a missing date was reported");
+        Ok((
+            Issue {
+                slug,
+                path: path.to_path_buf(),
+                title,
+                date,
+                id,
+                summary: fm.summary.map(|s| one_line(&s)).filter(|s| !s.is_empty()),
+                number,
+                tags: fm
+                    .tags
+                    .iter()
+                    .map(|t| one_line(t))
+                    .filter(|t| !t.is_empty())
+                    .collect(),
+                authors: fm
+                    .authors
+                    .iter()
+                    .map(|a| one_line(a))
+                    .filter(|a| !a.is_empty())
+                    .collect(),
+                draft: fm.draft,
+                updated,
+                subject: fm.subject.map(|s| one_line(&s)).filter(|s| !s.is_empty()),
+                extra: fm.extra,
+                body: cleaned,
+                body_line,
+            },
+            warnings,
+        ))
+    }
+}
+
+/// Finds the `+++` fences. Returns the front matter text and the byte offsets where it and
+/// the body start.
+fn split_front_matter<'t>(
+    path: &Path,
+    text: &'t str,
+) -> Result<(&'t str, usize, usize), Vec<Diagnostic>> {
+    let first = text.lines().next().unwrap_or("");
+    if first.trim_end() != "+++" {
+        let mut d =
+            Diagnostic::error(path, "the file does not start with front matter").at(text, 1, 1);
+        d = if first.trim_end() == "---" {
+            d.with_hint(
+                "gazette reads TOML front matter between two `+++` lines, not YAML between `---`",
+            )
+        } else {
+            d.with_hint("start the file with a line `+++`, then title = \"...\" and date = ..., then another `+++`")
+        };
+        return Err(vec![d]);
+    }
+    let front_start = first.len() + 1;
+    let mut offset = front_start.min(text.len());
+    for line in text[offset..].split_inclusive('\n') {
+        if line.trim_end() == "+++" {
+            return Ok((&text[front_start..offset], front_start, offset + line.len()));
+        }
+        offset += line.len();
+    }
+    Err(vec![
+        Diagnostic::error(path, "the front matter is never closed")
+            .at(text, 1, 1)
+            .with_hint("did you forget the closing `+++` line after the last field?"),
+    ])
+}
+
+/// Reads every `*.md` in `dir` in parallel, sorted by (date, slug). Returns the issues that
+/// parsed and every problem found, including duplicate slugs and ids across files.
+pub fn load_all(
+    dir: &Path,
+    defaults: Defaults<'_>,
+) -> anyhow::Result<(Vec<Issue>, Vec<Diagnostic>)> {
+    let mut paths = Vec::new();
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("cannot read the issues directory {}: {e}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?;
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "md") && path.is_file() {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    let results: Vec<_> = paths
+        .par_iter()
+        .map(|p| Issue::from_file(p, defaults))
+        .collect();
+
+    let mut issues = Vec::with_capacity(results.len());
+    let mut problems = Vec::new();
+    for result in results {
+        match result {
+            Ok((issue, warnings)) => {
+                problems.extend(warnings);
+                issues.push(issue);
+            }
+            Err(errors) => problems.extend(errors),
+        }
+    }
+
+    let mut slugs: HashMap<String, &Path> = HashMap::new();
+    let mut ids: HashMap<&str, &Path> = HashMap::new();
+    for issue in &issues {
+        if let Some(first) = slugs.insert(issue.slug.to_lowercase(), &issue.path) {
+            problems.push(
+                Diagnostic::error(
+                    &issue.path,
+                    format!("slug `{}` is also used by {}", issue.slug, first.display()),
+                )
+                .with_hint("slugs are compared without case; rename one of the files"),
+            );
+        }
+        if let Some(first) = ids.insert(&issue.id, &issue.path) {
+            problems.push(
+                Diagnostic::error(&issue.path, format!("id `{}` is also used by {}", issue.id, first.display()))
+                    .with_hint("every issue needs its own id; if this file is a copy, give it a new `id` or remove the line"),
+            );
+        }
+    }
+    issues.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.slug.cmp(&b.slug)));
+    Ok((issues, problems))
+}
+
+/// `tag:<authority>,<date>:<slug>` (RFC 4151).
+pub fn derived_id(authority: &str, date: NaiveDate, slug: &str) -> String {
+    format!("tag:{authority},{}:{slug}", date.format("%Y-%m-%d"))
+}
+
+/// Converts a TOML date-time into an instant, reading bare dates and local times in `tz`.
+fn resolve_datetime(dt: &Datetime, tz: Tz) -> Result<DateTime<FixedOffset>, String> {
+    let Some(d) = dt.date else {
+        return Err("a time without a day; write the date too".into());
+    };
+    let date = NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day))
+        .ok_or_else(|| format!("{dt} is not a day of the calendar"))?;
+    let time = match dt.time {
+        Some(t) => NaiveTime::from_hms_nano_opt(
+            u32::from(t.hour),
+            u32::from(t.minute),
+            u32::from(t.second.unwrap_or(0)),
+            t.nanosecond.unwrap_or(0),
+        )
+        .ok_or_else(|| format!("{dt} is not a time of day"))?,
+        None => NaiveTime::MIN,
+    };
+    let naive = date.and_time(time);
+    match dt.offset {
+        Some(toml::value::Offset::Z) => Ok(naive.and_utc().fixed_offset()),
+        Some(toml::value::Offset::Custom { minutes }) => {
+            let offset = FixedOffset::east_opt(i32::from(minutes) * 60)
+                .ok_or_else(|| format!("offset of {dt} is out of range"))?;
+            offset
+                .from_local_datetime(&naive)
+                .single()
+                .ok_or_else(|| format!("{dt} is out of range"))
+        }
+        None => match tz.from_local_datetime(&naive) {
+            LocalResult::Single(t) => Ok(t.fixed_offset()),
+            LocalResult::Ambiguous(t, _) => Ok(t.fixed_offset()),
+            LocalResult::None => Err(format!(
+                "{dt} does not exist in {tz} (a clock change skips it); add an explicit offset"
+            )),
+        },
+    }
+}
+
+fn is_valid_slug(slug: &str) -> bool {
+    !slug.is_empty()
+        && slug.len() <= 200
+        && slug
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+        && !slug.starts_with(['.', '-'])
+}
+
+fn is_valid_id(id: &str) -> bool {
+    let Some((scheme, rest)) = id.split_once(':') else {
+        return false;
+    };
+    !rest.is_empty()
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        && !id
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'))
+}
+
+/// Characters allowed in XML 1.0 documents.
+pub fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// Removes characters that XML 1.0 cannot carry.
+pub fn strip_invalid_xml_chars(s: &str) -> String {
+    if s.chars().all(is_xml_char) {
+        s.to_string()
+    } else {
+        s.chars().filter(|&c| is_xml_char(c)).collect()
+    }
+}
+
+/// Text for a one-line field: control characters and line breaks become spaces, runs of
+/// whitespace collapse, ends are trimmed.
+pub fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for word in s
+        .split(|c: char| c.is_whitespace() || c.is_control() || !is_xml_char(c))
+        .filter(|w| !w.is_empty())
+    {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Defaults<'static> {
+        Defaults {
+            timezone: chrono_tz::Asia::Shanghai,
+            id_authority: "digest.example.org",
+        }
+    }
+
+    fn parse(text: &str) -> Result<(Issue, Vec<Diagnostic>), Vec<Diagnostic>> {
+        Issue::parse(Path::new("issues/march.md"), text, defaults())
+    }
+
+    #[test]
+    fn bare_date_is_midnight_in_the_newsletter_time_zone() {
+        let (issue, warnings) =
+            parse("+++\ntitle = \"T\"\ndate = 2023-03-31\n+++\nbody\n").unwrap();
+        assert!(warnings.is_empty());
+        assert_eq!(issue.date.to_rfc3339(), "2023-03-31T00:00:00+08:00");
+        assert_eq!(issue.id, "tag:digest.example.org,2023-03-31:march");
+        assert_eq!(issue.body, "body\n");
+        assert_eq!(issue.body_line, 5);
+    }
+
+    #[test]
+    fn offset_is_kept_not_relabelled() {
+        let (issue, _) =
+            parse("+++\ntitle = \"T\"\ndate = 2023-03-31T09:00:00-05:00\n+++\n").unwrap();
+        assert_eq!(issue.date.to_rfc3339(), "2023-03-31T09:00:00-05:00");
+    }
+
+    #[test]
+    fn unknown_key_suggests_the_right_one() {
+        let err =
+            parse("+++\ntitle = \"T\"\ndate = 2023-03-31\nsumary = \"x\"\n+++\n").unwrap_err();
+        assert_eq!((err[0].line, err[0].column), (4, 1));
+        assert_eq!(err[0].hint.as_deref(), Some("did you mean `summary`?"));
+    }
+
+    #[test]
+    fn impossible_date_is_located() {
+        let err = parse("+++\ntitle = \"T\"\ndate = 2023-02-30\n+++\n").unwrap_err();
+        assert_eq!(err[0].line, 3, "{err:?}");
+    }
+
+    #[test]
+    fn unterminated_and_missing_front_matter() {
+        let err = parse("+++\ntitle = \"T\"\n").unwrap_err();
+        assert!(err[0].message.contains("never closed"));
+        let err = parse("---\ntitle: T\n---\n").unwrap_err();
+        assert!(err[0].hint.as_deref().unwrap().contains("not YAML"));
+    }
+
+    #[test]
+    fn title_with_line_breaks_becomes_one_line() {
+        let (issue, warnings) =
+            parse("+++\ntitle = \"a\\r\\nBcc: x@y\"\ndate = 2023-03-31\n+++\nb\n").unwrap();
+        assert_eq!(issue.title, "a Bcc: x@y");
+        assert_eq!(warnings.len(), 1);
+    }
+
+    #[test]
+    fn control_characters_are_removed_from_the_body_with_a_warning() {
+        let (issue, warnings) =
+            parse("+++\ntitle = \"T\"\ndate = 2023-03-31\n+++\na\u{1}b\u{FFFF}\n").unwrap();
+        assert_eq!(issue.body, "ab\n");
+        assert_eq!((warnings[0].line, warnings[0].column), (5, 2));
+    }
+}

@@ -1,0 +1,257 @@
+//! The publish pipeline: published issues -> rendered pages and feeds -> files under `feeds/`.
+//! The one place that writes what `publish` produces; a file whose bytes did not change is
+//! left alone.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::bail;
+use chrono::{DateTime, FixedOffset};
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::feed::{self, Entry};
+use crate::files;
+use crate::issue::Issue;
+use crate::markdown::{self, Place};
+use crate::site::{self, Neighbour};
+
+/// The output directory inside a newsletter.
+pub const FEEDS_DIR: &str = "feeds";
+/// Length of a summary derived from the first paragraph, in characters.
+pub const SUMMARY_CHARS: usize = 200;
+/// The stylesheet used when the newsletter has no `templates/site.css`.
+pub const DEFAULT_SITE_CSS: &str = include_str!("../templates/site.css");
+
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Rewrite only these issues' pages; empty means all.
+    pub slugs: Vec<String>,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// What a publish did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    pub published: usize,
+    pub drafts: usize,
+    pub scheduled: usize,
+    pub written: usize,
+    pub unchanged: usize,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "published {} issue{} ({} draft{}, {} scheduled): {} file{} written, {} unchanged",
+            self.published,
+            if self.published == 1 { "" } else { "s" },
+            self.drafts,
+            if self.drafts == 1 { "" } else { "s" },
+            self.scheduled,
+            self.written,
+            if self.written == 1 { "" } else { "s" },
+            self.unchanged
+        )
+    }
+}
+
+/// An issue rendered once, shared by its page, the feeds and the archive.
+struct Rendered {
+    html: Option<String>,
+    summary: String,
+}
+
+/// The summary shown in feeds, the archive and the email preheader.
+pub fn summary(issue: &Issue) -> String {
+    issue
+        .summary
+        .clone()
+        .unwrap_or_else(|| markdown::first_paragraph_text(&issue.body, SUMMARY_CHARS))
+}
+
+/// Writes `feeds/` for the issues published at `now`. `issues` are sorted by (date, slug).
+pub fn publish(
+    dir: &Path,
+    config: &Config,
+    issues: &[Issue],
+    now: DateTime<FixedOffset>,
+    options: &Options,
+) -> anyhow::Result<Report> {
+    let published: Vec<&Issue> = issues.iter().filter(|i| i.is_published(now)).collect();
+    let mut report = Report {
+        published: published.len(),
+        drafts: issues.iter().filter(|i| i.draft).count(),
+        scheduled: issues.iter().filter(|i| !i.draft && i.date > now).count(),
+        ..Report::default()
+    };
+    for slug in &options.slugs {
+        if !published.iter().any(|i| &i.slug == slug) {
+            match issues.iter().find(|i| &i.slug == slug) {
+                Some(i) if i.draft => bail!(
+                    "issue `{slug}` is a draft; set draft = false in {} to publish it",
+                    i.path.display()
+                ),
+                Some(i) => bail!(
+                    "issue `{slug}` is scheduled for {}; it is published from then on",
+                    i.date.to_rfc3339()
+                ),
+                None => bail!("no issue `{slug}`: there is no issues/{slug}.md"),
+            }
+        }
+    }
+
+    let out = dir.join(FEEDS_DIR);
+    let written = AtomicUsize::new(0);
+    let unchanged = AtomicUsize::new(0);
+    let write = |path: PathBuf, bytes: &[u8]| -> anyhow::Result<()> {
+        if files::write_if_changed(&path, bytes)? {
+            written.fetch_add(1, Ordering::Relaxed);
+        } else {
+            unchanged.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    };
+
+    let bar = if options.progress && published.len() >= 100 {
+        ProgressBar::new(published.len() as u64).with_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} issues {per_sec} eta {eta}")
+                .expect("a constant template parses"),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+
+    let in_feeds = published.len().saturating_sub(config.feed_limit);
+    let rendered: Vec<Rendered> = published
+        .par_iter()
+        .enumerate()
+        .map(|(n, issue)| -> anyhow::Result<Rendered> {
+            let selected = options.slugs.is_empty() || options.slugs.contains(&issue.slug);
+            let needed = selected || n >= in_feeds;
+            let summary = summary(issue);
+            if !needed {
+                bar.inc(1);
+                return Ok(Rendered {
+                    html: None,
+                    summary,
+                });
+            }
+            let page_url = config.issue_url(&issue.slug);
+            let html = markdown::to_html(
+                &issue.body,
+                Place {
+                    base_url: &config.base_url,
+                    page_url: &page_url,
+                },
+            );
+            if selected {
+                let previous = n.checked_sub(1).map(|p| neighbour(published[p]));
+                let next = published.get(n + 1).map(|i| neighbour(i));
+                let page = site::issue_page(config, issue, &html, &summary, previous, next);
+                write(out.join(&issue.slug).join("index.html"), page.as_bytes())?;
+            }
+            bar.inc(1);
+            let html = (n >= in_feeds).then_some(html);
+            Ok(Rendered { html, summary })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    bar.finish_and_clear();
+
+    let entries: Vec<Entry<'_>> = published
+        .iter()
+        .zip(&rendered)
+        .rev()
+        .take(config.feed_limit)
+        .map(|(issue, r)| Entry {
+            issue,
+            url: config.issue_url(&issue.slug).to_string(),
+            html: r.html.clone().expect("feed entries are rendered"),
+            summary: r.summary.clone(),
+        })
+        .collect();
+    write(
+        out.join(feed::RSS_FILE),
+        feed::rss(config, &entries).as_bytes(),
+    )?;
+    write(
+        out.join(feed::ATOM_FILE),
+        feed::atom(config, &entries).as_bytes(),
+    )?;
+    write(
+        out.join(feed::JSON_FILE),
+        feed::json(config, &entries).as_bytes(),
+    )?;
+
+    let archive: Vec<(&Issue, String)> = published
+        .iter()
+        .zip(rendered)
+        .rev()
+        .map(|(i, r)| (*i, r.summary))
+        .collect();
+    write(
+        out.join("index.html"),
+        site::index_page(config, &archive).as_bytes(),
+    )?;
+
+    let css_path = dir.join("templates").join("site.css");
+    let css = if css_path.exists() {
+        files::read_text(&css_path).map_err(|d| anyhow::anyhow!("{d}"))?
+    } else {
+        DEFAULT_SITE_CSS.to_string()
+    };
+    write(out.join(site::STYLESHEET), css.as_bytes())?;
+
+    for (source, target) in assets(&dir.join("issues"))? {
+        let bytes = std::fs::read(&source)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", source.display()))?;
+        write(out.join(target), &bytes)?;
+    }
+
+    report.written = written.into_inner();
+    report.unchanged = unchanged.into_inner();
+    Ok(report)
+}
+
+/// Files other than issues under `issues/` (images, attachments): `(source, path under feeds/)`,
+/// in sorted order. Hidden files are skipped.
+pub fn neighbour<'a>(issue: &'a Issue) -> Neighbour<'a> {
+    Neighbour {
+        slug: &issue.slug,
+        title: &issue.title,
+    }
+}
+
+/// Files other than issues under `issues/` (images, attachments): `(source, path under feeds/)`,
+/// in sorted order. Hidden files are skipped.
+pub fn assets(issues_dir: &Path) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
+    let mut found = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let here = issues_dir.join(&rel);
+        let entries = std::fs::read_dir(&here)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", here.display()))?;
+        for entry in entries {
+            let entry =
+                entry.map_err(|e| anyhow::anyhow!("cannot read {}: {e}", here.display()))?;
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let rel_path = rel.join(&name);
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(rel_path);
+            } else if !(rel.as_os_str().is_empty() && path.extension().is_some_and(|e| e == "md")) {
+                found.push((path, rel_path));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}

@@ -1,0 +1,171 @@
+//! `gazette init` and `gazette new`: the files a newsletter starts from. Never overwrites a file
+//! that exists.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, FixedOffset};
+
+use crate::config::{self, Config};
+use crate::files;
+use crate::issue;
+
+/// The host of the placeholder base_url that `init` writes; `check` warns while it is there.
+pub const PLACEHOLDER_HOST: &str = "newsletter.example.com";
+
+/// The editor-owned templates, as shipped; `init` copies them and gazette falls back to them.
+pub const SITE_CSS: &str = include_str!("../templates/site.css");
+pub const EMAIL_CSS: &str = include_str!("../templates/email.css");
+pub const FOOTER_MD: &str = include_str!("../templates/footer.md");
+
+const GITIGNORE: &str = "outbox/\n.gazette/\n";
+
+fn settings(title: &str) -> String {
+    format!(
+        r#"# gazette settings: every key is described in gazette's README.
+
+[newsletter]
+title = "{title}"
+description = "What this newsletter is about, in one line."
+# CHANGE ME: the public URL where the feeds/ directory is served.
+base_url = "https://{PLACEHOLDER_HOST}/"
+language = "en"
+timezone = "UTC"
+# CHANGE ME: a domain you own. It goes into every issue's permanent id: never change it later.
+id_authority = "{PLACEHOLDER_HOST}"
+author = {{ name = "The Editors", email = "editors@{PLACEHOLDER_HOST}" }}
+postal_address = "1 Example Street, Example City"
+
+[feeds]
+limit = 20
+
+[email]
+from = "{title} <newsletter@{PLACEHOLDER_HOST}>"
+
+[smtp]
+url = "smtp://127.0.0.1:25"
+tls = "none"
+concurrency = 4
+"#
+    )
+}
+
+/// Creates a newsletter in `dir` that publishes as it is.
+pub fn init(dir: &Path, quiet: bool) -> anyhow::Result<()> {
+    let settings_path = dir.join(config::FILE_NAME);
+    if settings_path.exists() {
+        anyhow::bail!(
+            "{} exists already: {} is a newsletter",
+            settings_path.display(),
+            dir.display()
+        );
+    }
+    let title = dir
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "My Newsletter".to_string())
+        .replace(['"', '\\'], "");
+    files::write_new(&settings_path, settings(&title).as_bytes())?;
+    for (name, text) in [
+        ("site.css", SITE_CSS),
+        ("email.css", EMAIL_CSS),
+        ("footer.md", FOOTER_MD),
+    ] {
+        let path = dir.join("templates").join(name);
+        if !path.exists() {
+            files::write_new(&path, text.as_bytes())?;
+        }
+    }
+    let gitignore = dir.join(".gitignore");
+    if !gitignore.exists() {
+        files::write_new(&gitignore, GITIGNORE.as_bytes())?;
+    }
+    let today = crate::now()?.format("%Y-%m-%d");
+    let welcome = format!(
+        "+++\ntitle = \"Welcome\"\ndate = {today}\nnumber = 1\nsummary = \"The first issue.\"\n+++\n\n\
+         This is the first issue. Edit `issues/welcome.md`, run `gazette check`, then `gazette publish`.\n"
+    );
+    files::write_new(&dir.join("issues").join("welcome.md"), welcome.as_bytes())?;
+    if !quiet {
+        eprintln!(
+            "created a newsletter in {}\n\nBefore the first real issue, edit {}:\n  - base_url: where feeds/ will be served\n  - id_authority: a domain you own (it goes into every issue's permanent id)\n  - email.from and postal_address\n\nThen: gazette -C {} publish",
+            dir.display(),
+            settings_path.display(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// The slug for a new issue: the title's Latin words, or else the date.
+pub fn slugify(title: &str, date: &str) -> String {
+    let mut slug = String::new();
+    for word in title
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        if !slug.is_empty() {
+            slug.push('-');
+        }
+        slug.push_str(&word.to_ascii_lowercase());
+        if slug.len() > 60 {
+            break;
+        }
+    }
+    if slug.is_empty() {
+        date.to_string()
+    } else {
+        slug
+    }
+}
+
+/// Writes `issues/<slug>.md` as a draft with today's date and a minted id.
+pub fn new_issue(
+    dir: &Path,
+    config: &Config,
+    title: &str,
+    slug: Option<&str>,
+    now: DateTime<FixedOffset>,
+) -> anyhow::Result<PathBuf> {
+    let local = now.with_timezone(&config.timezone);
+    let day = local.format("%Y-%m-%d").to_string();
+    let base = match slug {
+        Some(s) => s.to_string(),
+        None => slugify(title, &day),
+    };
+    let issues = dir.join("issues");
+    let mut slug = base.clone();
+    let mut n = 2;
+    while issues.join(format!("{slug}.md")).exists() {
+        slug = format!("{base}-{n}");
+        n += 1;
+    }
+    let id = issue::derived_id(&config.id_authority, local.date_naive(), &slug);
+    let title_toml = toml::Value::String(issue::one_line(title)).to_string();
+    let text = format!(
+        "+++\ntitle = {title_toml}\ndate = {}\nid = \"{id}\"\n# summary = \"One line for the feed and the email preheader.\"\n# number = 1\n# tags = []\ndraft = true\n+++\n\nWrite the issue here.\n",
+        local.fixed_offset().format("%Y-%m-%dT%H:%M:%S%:z"),
+    );
+    let path = issues.join(format!("{slug}.md"));
+    files::write_new(&path, text.as_bytes())?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_come_from_latin_words_or_the_date() {
+        assert_eq!(
+            slugify("March: 10 Papers!", "2023-03-31"),
+            "march-10-papers"
+        );
+        assert_eq!(
+            slugify("三月份值得一读的十篇论文", "2023-03-31"),
+            "2023-03-31"
+        );
+        assert_eq!(slugify("三月 LLaMA 论文", "2023-03-31"), "llama");
+    }
+}

@@ -1,0 +1,146 @@
+//! Published issues + settings -> the web pages: the archive (`index.html`) and one page per
+//! issue, with feed autodiscovery links. Pure: returns HTML strings; the caller writes them.
+
+use chrono::{DateTime, FixedOffset};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+
+use crate::config::Config;
+use crate::feed::{ATOM_FILE, JSON_FILE, RSS_FILE};
+use crate::issue::Issue;
+
+/// The stylesheet's file name under `feeds/`, copied from `templates/site.css`.
+pub const STYLESHEET: &str = "style.css";
+
+/// A neighbouring issue, for the previous/next links of a page.
+#[derive(Clone, Copy, Debug)]
+pub struct Neighbour<'a> {
+    pub slug: &'a str,
+    pub title: &'a str,
+}
+
+fn date_label(date: DateTime<FixedOffset>) -> String {
+    date.format("%Y-%m-%d").to_string()
+}
+
+fn head(config: &Config, title: &str, description: &str, root: &str, canonical: &str) -> Markup {
+    html! {
+        meta charset="utf-8";
+        meta name="viewport" content="width=device-width, initial-scale=1";
+        meta name="color-scheme" content="light dark";
+        meta name="generator" content="gazette";
+        title { (title) }
+        @if !description.is_empty() {
+            meta name="description" content=(description);
+        }
+        link rel="canonical" href=(canonical);
+        link rel="alternate" type="application/rss+xml" title=(config.title) href=(config.feed_url(RSS_FILE));
+        link rel="alternate" type="application/atom+xml" title=(config.title) href=(config.feed_url(ATOM_FILE));
+        link rel="alternate" type="application/feed+json" title=(config.title) href=(config.feed_url(JSON_FILE));
+        link rel="stylesheet" href={ (root) (STYLESHEET) };
+    }
+}
+
+fn feeds_nav() -> Markup {
+    html! {
+        nav.feeds aria-label="Feeds" {
+            "RSS: " a href={ "../" (RSS_FILE) } { (RSS_FILE) } " · "
+            a href={ "../" (ATOM_FILE) } { "Atom" } " · "
+            a href={ "../" (JSON_FILE) } { "JSON Feed" }
+        }
+    }
+}
+
+/// The web version of one issue; `html` is its rendered body.
+pub fn issue_page(
+    config: &Config,
+    issue: &Issue,
+    html: &str,
+    summary: &str,
+    previous: Option<Neighbour<'_>>,
+    next: Option<Neighbour<'_>>,
+) -> String {
+    let canonical = config.issue_url(&issue.slug).to_string();
+    let page = html! {
+        (DOCTYPE)
+        html lang=(config.language) {
+            head { (head(config, &format!("{} · {}", issue.title, config.title), summary, "../", &canonical)) }
+            body {
+                header.site {
+                    a href="../" { (config.title) }
+                }
+                main {
+                    article {
+                        header {
+                            h1 { (issue.title) }
+                            p.meta {
+                                @if let Some(n) = issue.number { "No. " (n) " · " }
+                                time datetime=(issue.date.to_rfc3339()) { (date_label(issue.date)) }
+                                @if let Some(updated) = issue.updated {
+                                    " · updated "
+                                    time datetime=(updated.to_rfc3339()) { (date_label(updated)) }
+                                }
+                                @for tag in &issue.tags { " " span.tag { (tag) } }
+                            }
+                        }
+                        (PreEscaped(html))
+                    }
+                }
+                nav.pager aria-label="More issues" {
+                    @if let Some(p) = previous { a rel="prev" href={ "../" (p.slug) "/" } { "← " (p.title) } }
+                    @if let Some(n) = next { a rel="next" href={ "../" (n.slug) "/" } { (n.title) " →" } }
+                }
+                footer { (feeds_nav()) }
+            }
+        }
+    };
+    page.into_string()
+}
+
+/// The archive: every published issue, newest first.
+pub fn index_page(config: &Config, issues: &[(&Issue, String)]) -> String {
+    let canonical = config.base_url.to_string();
+    let page = html! {
+        (DOCTYPE)
+        html lang=(config.language) {
+            head { (head(config, &config.title, &config.description, "", &canonical)) }
+            body {
+                header.site {
+                    h1 { (config.title) }
+                    @if !config.description.is_empty() { p { (config.description) } }
+                }
+                main {
+                    ol.archive reversed {
+                        @for (issue, summary) in issues {
+                            li {
+                                time datetime=(issue.date.to_rfc3339()) { (date_label(issue.date)) }
+                                " "
+                                a href={ (issue.slug) "/" } {
+                                    @if let Some(n) = issue.number { "No. " (n) " · " }
+                                    (issue.title)
+                                }
+                                @if !summary.is_empty() { p { (summary) } }
+                            }
+                        }
+                    }
+                }
+                footer {
+                    nav.feeds aria-label="Feeds" {
+                        a href=(RSS_FILE) { "RSS" } " · "
+                        a href=(ATOM_FILE) { "Atom" } " · "
+                        a href=(JSON_FILE) { "JSON Feed" }
+                    }
+                }
+            }
+        }
+    };
+    page.into_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn feeds_nav_points_at_the_feeds_from_an_issue_page() {
+        let nav = super::feeds_nav().into_string();
+        assert!(nav.contains(r#"href="../atom.xml""#), "{nav}");
+    }
+}
