@@ -1,0 +1,144 @@
+//! The test builder: a newsletter in a temporary directory, the real `gazette` binary run
+//! against it, and the real outside tools (Python parsers, xmllint, sfeed, SMTP servers)
+//! that check what it wrote.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository's root: the sample newsletter lives here.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A newsletter in a temporary directory.
+pub struct Newsletter {
+    pub dir: tempfile::TempDir,
+}
+
+/// What one run of gazette did.
+#[derive(Debug)]
+pub struct Run {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Run {
+        Run {
+            status: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Fails the test with gazette's output unless it exited 0.
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(self.status, 0, "gazette failed:\n{}\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Fails the test unless gazette exited with `code`.
+    #[track_caller]
+    pub fn code(self, code: i32) -> Run {
+        assert_eq!(self.status, code, "unexpected exit:\n{}\n{}", self.stdout, self.stderr);
+        assert!(!self.stderr.contains("panicked"), "gazette panicked:\n{}", self.stderr);
+        self
+    }
+}
+
+impl Newsletter {
+    /// An empty directory.
+    pub fn empty() -> Newsletter {
+        Newsletter {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+        }
+    }
+
+    /// A copy of the repository's sample newsletter (settings, issues, templates).
+    pub fn sample() -> Newsletter {
+        let n = Newsletter::empty();
+        let root = repo();
+        std::fs::copy(root.join("gazette.toml"), n.path().join("gazette.toml")).unwrap();
+        copy_dir(&root.join("issues"), &n.path().join("issues"));
+        copy_dir(&root.join("templates"), &n.path().join("templates"));
+        n
+    }
+
+    /// The sample's settings and templates with no issues.
+    pub fn sample_without_issues() -> Newsletter {
+        let n = Newsletter::sample();
+        std::fs::remove_dir_all(n.path().join("issues")).unwrap();
+        std::fs::create_dir(n.path().join("issues")).unwrap();
+        n
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file relative to the newsletter.
+    pub fn write(&self, rel: &str, contents: impl AsRef<[u8]>) -> &Self {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+        self
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel))
+            .unwrap_or_else(|e| panic!("cannot read {rel}: {e}"))
+    }
+
+    pub fn exists(&self, rel: &str) -> bool {
+        self.path().join(rel).exists()
+    }
+
+    /// A `gazette -C DIR ARGS...` command, ready for more environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_gazette"));
+        c.arg("-C").arg(self.path()).args(args);
+        c.env_remove("GAZETTE_SMTP_URL")
+            .env_remove("GAZETTE_SMTP_PASSWORD")
+            .env("GAZETTE_SECRET", "test-secret-not-for-production")
+            .env("GAZETTE_NOW", "2026-01-01T00:00:00Z");
+        c
+    }
+
+    /// Runs `gazette -C DIR ARGS...`.
+    pub fn gazette(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().expect("gazette runs"))
+    }
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Runs an outside tool; panics with a hint to run `.ci/setup` when it is not installed.
+pub fn tool(program: &str, args: &[&str]) -> Run {
+    let output = Command::new(program).args(args).output().unwrap_or_else(|e| {
+        panic!("cannot run `{program}` ({e}): install the test tools with `bash .ci/setup`")
+    });
+    Run::from(output)
+}
+
+/// Runs one of the Python checkers under tests/py/ with the given arguments.
+pub fn python(script: &str, args: &[&str]) -> Run {
+    let path = repo().join("tests").join("py").join(script);
+    let mut all = vec![path.to_str().unwrap()];
+    all.extend_from_slice(args);
+    tool("python3", &all)
+}

@@ -1,0 +1,6 @@
+//! gazette's integration tests: one binary, one module per area, real tools checking real
+//! output.
+
+mod support;
+
+mod publish;
