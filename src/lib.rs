@@ -12,6 +12,7 @@ pub mod markdown;
 pub mod publish;
 pub mod scaffold;
 pub mod site;
+pub mod token;
 
 use std::fmt;
 use std::io::IsTerminal;

@@ -81,6 +81,7 @@ pub fn init(dir: &Path, quiet: bool) -> anyhow::Result<()> {
     if !gitignore.exists() {
         files::write_new(&gitignore, GITIGNORE.as_bytes())?;
     }
+    crate::token::Secret::create(dir)?;
     let today = crate::now()?.format("%Y-%m-%d");
     let welcome = format!(
         "+++\ntitle = \"Welcome\"\ndate = {today}\nnumber = 1\nsummary = \"The first issue.\"\n+++\n\n\

@@ -37,15 +37,27 @@ impl Run {
     /// Fails the test with gazette's output unless it exited 0.
     #[track_caller]
     pub fn ok(self) -> Run {
-        assert_eq!(self.status, 0, "gazette failed:\n{}\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.status, 0,
+            "gazette failed:\n{}\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     /// Fails the test unless gazette exited with `code`.
     #[track_caller]
     pub fn code(self, code: i32) -> Run {
-        assert_eq!(self.status, code, "unexpected exit:\n{}\n{}", self.stdout, self.stderr);
-        assert!(!self.stderr.contains("panicked"), "gazette panicked:\n{}", self.stderr);
+        assert_eq!(
+            self.status, code,
+            "unexpected exit:\n{}\n{}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            !self.stderr.contains("panicked"),
+            "gazette panicked:\n{}",
+            self.stderr
+        );
         self
     }
 }
@@ -129,9 +141,12 @@ pub fn copy_dir(from: &Path, to: &Path) {
 
 /// Runs an outside tool; panics with a hint to run `.ci/setup` when it is not installed.
 pub fn tool(program: &str, args: &[&str]) -> Run {
-    let output = Command::new(program).args(args).output().unwrap_or_else(|e| {
-        panic!("cannot run `{program}` ({e}): install the test tools with `bash .ci/setup`")
-    });
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run `{program}` ({e}): install the test tools with `bash .ci/setup`")
+        });
     Run::from(output)
 }
 
