@@ -86,8 +86,10 @@ fn events<'s>(body: &'s str, place: Place<'_>) -> impl Iterator<Item = Event<'s>
             base_url: &base,
             page_url: &page,
         };
-        let mut out: Vec<Event<'s>> = Vec::with_capacity(1);
-        match event {
+        // Most events pass through one for one; only text with bare URLs becomes several, so
+        // `split` (which allocates) is used only then.
+        let mut split: Vec<Event<'s>> = Vec::new();
+        let one = match event {
             Event::Start(Tag::Link {
                 link_type,
                 dest_url,
@@ -96,16 +98,16 @@ fn events<'s>(body: &'s str, place: Place<'_>) -> impl Iterator<Item = Event<'s>
             }) => {
                 in_link += 1;
                 let dest = absolute_url(&dest_url, place).map_or(dest_url, CowStr::from);
-                out.push(Event::Start(Tag::Link {
+                Some(Event::Start(Tag::Link {
                     link_type,
                     dest_url: dest,
                     title,
                     id,
-                }));
+                }))
             }
             Event::End(TagEnd::Link) => {
                 in_link = in_link.saturating_sub(1);
-                out.push(Event::End(TagEnd::Link));
+                Some(Event::End(TagEnd::Link))
             }
             Event::Start(Tag::Image {
                 link_type,
@@ -114,20 +116,20 @@ fn events<'s>(body: &'s str, place: Place<'_>) -> impl Iterator<Item = Event<'s>
                 id,
             }) => {
                 let dest = absolute_url(&dest_url, place).map_or(dest_url, CowStr::from);
-                out.push(Event::Start(Tag::Image {
+                Some(Event::Start(Tag::Image {
                     link_type,
                     dest_url: dest,
                     title,
                     id,
-                }));
+                }))
             }
             Event::Start(Tag::CodeBlock(kind)) => {
                 in_code += 1;
-                out.push(Event::Start(Tag::CodeBlock(kind)));
+                Some(Event::Start(Tag::CodeBlock(kind)))
             }
             Event::End(TagEnd::CodeBlock) => {
                 in_code = in_code.saturating_sub(1);
-                out.push(Event::End(TagEnd::CodeBlock));
+                Some(Event::End(TagEnd::CodeBlock))
             }
             Event::Text(text) if in_link == 0 && in_code == 0 && text.contains(':') => {
                 let mut any = false;
@@ -135,26 +137,28 @@ fn events<'s>(body: &'s str, place: Place<'_>) -> impl Iterator<Item = Event<'s>
                     let s = span.as_str().to_string();
                     if span.kind().is_some() {
                         any = true;
-                        out.push(Event::Start(Tag::Link {
+                        split.push(Event::Start(Tag::Link {
                             link_type: pulldown_cmark::LinkType::Autolink,
                             dest_url: CowStr::from(s.clone()),
                             title: CowStr::from(""),
                             id: CowStr::from(""),
                         }));
-                        out.push(Event::Text(CowStr::from(s)));
-                        out.push(Event::End(TagEnd::Link));
+                        split.push(Event::Text(CowStr::from(s)));
+                        split.push(Event::End(TagEnd::Link));
                     } else {
-                        out.push(Event::Text(CowStr::from(s)));
+                        split.push(Event::Text(CowStr::from(s)));
                     }
                 }
-                if !any {
-                    out.clear();
-                    out.push(Event::Text(text));
+                if any {
+                    None
+                } else {
+                    split.clear();
+                    Some(Event::Text(text))
                 }
             }
-            other => out.push(other),
-        }
-        out
+            other => Some(other),
+        };
+        one.into_iter().chain(split)
     })
 }
 
@@ -168,28 +172,64 @@ pub fn to_html(body: &str, place: Place<'_>) -> String {
 /// Plain text of the first paragraph, cut to about `max_chars` characters: the summary used
 /// when the front matter gives none.
 pub fn first_paragraph_text(body: &str, max_chars: usize) -> String {
-    let mut text = String::new();
-    let mut in_paragraph = false;
+    let mut first = FirstParagraph::default();
     for event in Parser::new_ext(body, options()) {
+        first.see(&event);
+        if first.done {
+            break;
+        }
+    }
+    first.into_summary(max_chars)
+}
+
+/// [`to_html`] and [`first_paragraph_text`] from one parse of the body, for publish, which
+/// needs both for most issues.
+pub fn to_html_and_first_paragraph(
+    body: &str,
+    place: Place<'_>,
+    max_chars: usize,
+) -> (String, String) {
+    let mut first = FirstParagraph::default();
+    let mut out = String::with_capacity(body.len() * 3 / 2);
+    html::push_html(&mut out, events(body, place).inspect(|e| first.see(e)));
+    (out, first.into_summary(max_chars))
+}
+
+/// The text of the first paragraph with any text in it, gathered from a body's events.
+#[derive(Default)]
+struct FirstParagraph {
+    text: String,
+    in_paragraph: bool,
+    done: bool,
+}
+
+impl FirstParagraph {
+    fn see(&mut self, event: &Event<'_>) {
+        if self.done {
+            return;
+        }
         match event {
-            Event::Start(Tag::Paragraph) => in_paragraph = true,
-            Event::End(TagEnd::Paragraph) if !text.trim().is_empty() => break,
-            Event::End(TagEnd::Paragraph) => in_paragraph = false,
-            Event::Text(t) | Event::Code(t) if in_paragraph => text.push_str(&t),
-            Event::SoftBreak | Event::HardBreak if in_paragraph => text.push(' '),
+            Event::Start(Tag::Paragraph) => self.in_paragraph = true,
+            Event::End(TagEnd::Paragraph) if !self.text.trim().is_empty() => self.done = true,
+            Event::End(TagEnd::Paragraph) => self.in_paragraph = false,
+            Event::Text(t) | Event::Code(t) if self.in_paragraph => self.text.push_str(t),
+            Event::SoftBreak | Event::HardBreak if self.in_paragraph => self.text.push(' '),
             _ => {}
         }
     }
-    let text = crate::issue::one_line(&text);
-    if text.chars().count() <= max_chars {
-        return text;
+
+    fn into_summary(self, max_chars: usize) -> String {
+        let text = crate::issue::one_line(&self.text);
+        if text.chars().count() <= max_chars {
+            return text;
+        }
+        let mut cut: String = text.chars().take(max_chars).collect();
+        if let Some(space) = cut.rfind(' ').filter(|&i| i > cut.len() / 2) {
+            cut.truncate(space);
+        }
+        cut.push('…');
+        cut
     }
-    let mut cut: String = text.chars().take(max_chars).collect();
-    if let Some(space) = cut.rfind(' ').filter(|&i| i > cut.len() / 2) {
-        cut.truncate(space);
-    }
-    cut.push('…');
-    cut
 }
 
 /// A link or image in a body, with its byte range in the body.
@@ -374,6 +414,25 @@ mod tests {
             "粗 体 字"
         );
         assert_eq!(first_paragraph_text("一二三四五六", 3), "一二三…");
+    }
+
+    #[test]
+    fn rendering_finds_the_same_first_paragraph() {
+        let (base, page) = place();
+        let p = Place {
+            base_url: &base,
+            page_url: &page,
+        };
+        for body in [
+            "# H\n\n**粗** 体\n字 [链接](a.md) `code`\n\nnext",
+            "> 引用 https://arxiv.org/abs/2302.13971 之后\n\n段落",
+            "![](x.png)\n\n- item\n\n真正的 *第一段*  \n硬换行\n",
+            "",
+        ] {
+            let (html, first) = to_html_and_first_paragraph(body, p, 12);
+            assert_eq!(html, to_html(body, p));
+            assert_eq!(first, first_paragraph_text(body, 12), "{body}");
+        }
     }
 
     #[test]

@@ -134,22 +134,22 @@ pub fn publish(
         .map(|(n, issue)| -> anyhow::Result<Rendered> {
             let selected = options.slugs.is_empty() || options.slugs.contains(&issue.slug);
             let needed = selected || n >= in_feeds;
-            let summary = summary(issue);
             if !needed {
                 bar.inc(1);
                 return Ok(Rendered {
                     html: None,
-                    summary,
+                    summary: summary(issue),
                 });
             }
             let page_url = config.issue_url(&issue.slug);
-            let html = markdown::to_html(
-                &issue.body,
-                Place {
-                    base_url: &config.base_url,
-                    page_url: &page_url,
-                },
-            );
+            let place = Place {
+                base_url: &config.base_url,
+                page_url: &page_url,
+            };
+            let (html, summary) = match &issue.summary {
+                Some(summary) => (markdown::to_html(&issue.body, place), summary.clone()),
+                None => markdown::to_html_and_first_paragraph(&issue.body, place, SUMMARY_CHARS),
+            };
             if selected {
                 let previous = n.checked_sub(1).map(|p| neighbour(published[p]));
                 let next = published.get(n + 1).map(|i| neighbour(i));
