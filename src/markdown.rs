@@ -71,43 +71,57 @@ fn has_scheme(dest: &str) -> bool {
 
 /// The parser's events with bare URLs turned into links and every destination made absolute.
 /// Links that cannot be made absolute are kept as written.
-fn events<'s>(body: &'s str, place: Place<'_>) -> impl Iterator<Item = Event<'s>> {
-    let finder = {
-        let mut f = linkify::LinkFinder::new();
-        f.kinds(&[linkify::LinkKind::Url]);
-        f
-    };
-    let mut in_link = 0usize;
-    let mut in_code = 0usize;
-    let base = place.base_url.clone();
-    let page = place.page_url.clone();
-    Parser::new_ext(body, options()).flat_map(move |event| {
-        let place = Place {
-            base_url: &base,
-            page_url: &page,
-        };
-        // Most events pass through one for one; only text with bare URLs becomes several, so
-        // `split` (which allocates) is used only then.
-        let mut split: Vec<Event<'s>> = Vec::new();
-        let one = match event {
+fn events<'s, 'p>(body: &'s str, place: Place<'p>) -> Events<'s, 'p> {
+    let mut finder = linkify::LinkFinder::new();
+    finder.kinds(&[linkify::LinkKind::Url]);
+    Events {
+        parser: Parser::new_ext(body, options()),
+        place,
+        finder,
+        in_link: 0,
+        in_code: 0,
+        pending: Vec::new(),
+    }
+}
+
+/// The iterator behind [`events`]. Most events pass through one for one; a text with bare URLs
+/// becomes several, handed out from `pending` before the parser is asked again.
+struct Events<'s, 'p> {
+    parser: Parser<'s>,
+    place: Place<'p>,
+    finder: linkify::LinkFinder,
+    in_link: usize,
+    in_code: usize,
+    /// Events still to hand out, last first.
+    pending: Vec<Event<'s>>,
+}
+
+impl<'s> Iterator for Events<'s, '_> {
+    type Item = Event<'s>;
+
+    fn next(&mut self) -> Option<Event<'s>> {
+        if let Some(event) = self.pending.pop() {
+            return Some(event);
+        }
+        let event = match self.parser.next()? {
             Event::Start(Tag::Link {
                 link_type,
                 dest_url,
                 title,
                 id,
             }) => {
-                in_link += 1;
-                let dest = absolute_url(&dest_url, place).map_or(dest_url, CowStr::from);
-                Some(Event::Start(Tag::Link {
+                self.in_link += 1;
+                let dest = absolute_url(&dest_url, self.place).map_or(dest_url, CowStr::from);
+                Event::Start(Tag::Link {
                     link_type,
                     dest_url: dest,
                     title,
                     id,
-                }))
+                })
             }
             Event::End(TagEnd::Link) => {
-                in_link = in_link.saturating_sub(1);
-                Some(Event::End(TagEnd::Link))
+                self.in_link = self.in_link.saturating_sub(1);
+                Event::End(TagEnd::Link)
             }
             Event::Start(Tag::Image {
                 link_type,
@@ -115,25 +129,26 @@ fn events<'s>(body: &'s str, place: Place<'_>) -> impl Iterator<Item = Event<'s>
                 title,
                 id,
             }) => {
-                let dest = absolute_url(&dest_url, place).map_or(dest_url, CowStr::from);
-                Some(Event::Start(Tag::Image {
+                let dest = absolute_url(&dest_url, self.place).map_or(dest_url, CowStr::from);
+                Event::Start(Tag::Image {
                     link_type,
                     dest_url: dest,
                     title,
                     id,
-                }))
+                })
             }
             Event::Start(Tag::CodeBlock(kind)) => {
-                in_code += 1;
-                Some(Event::Start(Tag::CodeBlock(kind)))
+                self.in_code += 1;
+                Event::Start(Tag::CodeBlock(kind))
             }
             Event::End(TagEnd::CodeBlock) => {
-                in_code = in_code.saturating_sub(1);
-                Some(Event::End(TagEnd::CodeBlock))
+                self.in_code = self.in_code.saturating_sub(1);
+                Event::End(TagEnd::CodeBlock)
             }
-            Event::Text(text) if in_link == 0 && in_code == 0 && text.contains(':') => {
+            Event::Text(text) if self.in_link == 0 && self.in_code == 0 && text.contains(':') => {
+                let mut split = Vec::new();
                 let mut any = false;
-                for span in finder.spans(&text) {
+                for span in self.finder.spans(&text) {
                     let s = span.as_str().to_string();
                     if span.kind().is_some() {
                         any = true;
@@ -149,17 +164,18 @@ fn events<'s>(body: &'s str, place: Place<'_>) -> impl Iterator<Item = Event<'s>
                         split.push(Event::Text(CowStr::from(s)));
                     }
                 }
-                if any {
-                    None
-                } else {
-                    split.clear();
-                    Some(Event::Text(text))
+                if !any {
+                    return Some(Event::Text(text));
                 }
+                split.reverse();
+                let first = split.pop();
+                self.pending = split;
+                return first;
             }
-            other => Some(other),
+            other => other,
         };
-        one.into_iter().chain(split)
-    })
+        Some(event)
+    }
 }
 
 /// The body as an HTML fragment with absolute URLs.
