@@ -51,25 +51,27 @@ mkdir -p "$trash"
 # Issues are dated 1995 onwards: all published at this fixed instant.
 export GAZETTE_NOW=2030-01-01T00:00:00Z
 
-# measure LABEL PREPARE COMMAND...: runs PREPARE then COMMAND (timed) $runs times; prints
-# "best-wall-seconds peak-rss-KiB".
+# measure PREPARE COMMAND...: runs PREPARE then COMMAND (timed) $runs times; prints
+# "best-wall-seconds peak-rss-KiB least-cpu-seconds" (CPU = user + system, which other load on
+# the machine disturbs less than wall time).
 measure() {
     local prepare=$1
     shift
-    local best="" rss=0 i wall kib
+    local best="" rss=0 cpu="" i wall kib user sys
     for ((i = 0; i < runs; i++)); do
         $prepare
-        /usr/bin/time -f '%e %M' -o "$work/time" "$@" >/dev/null 2>"$work/stderr" || {
+        /usr/bin/time -f '%e %M %U %S' -o "$work/time" "$@" >/dev/null 2>"$work/stderr" || {
             cat "$work/stderr" >&2
             exit 1
         }
-        read -r wall kib <"$work/time"
+        read -r wall kib user sys <"$work/time"
         if [ -z "$best" ] || awk -v a="$wall" -v b="$best" 'BEGIN { exit !(a < b) }'; then
             best=$wall
         fi
         [ "$kib" -gt "$rss" ] && rss=$kib
+        cpu=$(awk -v u="$user" -v s="$sys" -v c="$cpu" 'BEGIN { t = u + s; printf "%.2f\n", (c == "" || t < c) ? t : c }')
     done
-    echo "$best $rss"
+    echo "$best $rss $cpu"
 }
 
 set_aside() {
@@ -79,8 +81,9 @@ set_aside() {
 }
 
 results=()
-row() { # tool N run wall kib ratio
-    results+=("$(printf '%-9s %6s  %-10s %8s %10s %8s' "$1" "$2" "$3" "$4" "$(($5 / 1024))" "$6")")
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+row() { # tool N run wall kib cpu ratio
+    results+=("$(printf '%-9s %6s  %-10s %8s %8s %10s %9s' "$1" "$2" "$3" "$4" "$6" "$(($5 / 1024))" "$7")")
 }
 
 for n in "${sizes[@]}"; do
@@ -91,27 +94,28 @@ for n in "${sizes[@]}"; do
     site=$archive/gazette
 
     cold_prepare() { set_aside "$site/feeds"; set_aside "$site/outbox"; }
-    read -r g_wall g_kib < <(measure cold_prepare "$gazette" -C "$site" publish --quiet)
+    read -r g_wall g_kib g_cpu < <(measure cold_prepare "$gazette" -C "$site" publish --quiet)
     none() { :; }
-    read -r u_wall u_kib < <(measure none "$gazette" -C "$site" publish --quiet)
+    read -r u_wall u_kib u_cpu < <(measure none "$gazette" -C "$site" publish --quiet)
 
     ratio="-"
     if [ "$with_hugo" != 0 ]; then
         hugo_prepare() { set_aside "$archive/hugo/public"; set_aside "$archive/hugo/resources"; }
-        read -r h_wall h_kib < <(measure hugo_prepare hugo --quiet -s "$archive/hugo")
+        read -r h_wall h_kib h_cpu < <(measure hugo_prepare hugo --quiet -s "$archive/hugo")
         ratio=$(awk -v h="$h_wall" -v g="$g_wall" 'BEGIN { printf "%.1fx", h / g }')
     fi
-    read -r p_wall p_kib < <(measure none "$pulldown" "$site/issues")
+    read -r p_wall p_kib p_cpu < <(measure none "$pulldown" "$site/issues")
 
-    row gazette "$n" cold "$g_wall" "$g_kib" "$ratio"
-    row gazette "$n" no-change "$u_wall" "$u_kib" ""
-    [ "$with_hugo" = 0 ] || row hugo "$n" cold "$h_wall" "$h_kib" ""
-    row pulldown "$n" md-to-html "$p_wall" "$p_kib" ""
+    row gazette "$n" cold "$g_wall" "$g_kib" "$g_cpu" "$ratio"
+    row gazette "$n" no-change "$u_wall" "$u_kib" "$u_cpu" ""
+    [ "$with_hugo" = 0 ] || row hugo "$n" cold "$h_wall" "$h_kib" "$h_cpu" ""
+    row pulldown "$n" md-to-html "$p_wall" "$p_kib" "$p_cpu" ""
 done
 rm -rf "$trash"
 
 echo
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(free -h | awk '/^Mem:/ { print $2 }') RAM"
 echo "gazette: $gazette at $(git -C "$repo" rev-parse --short HEAD), $(hugo version 2>/dev/null | cut -d' ' -f2 || echo 'no hugo'), best of $runs runs"
-printf '%-9s %6s  %-10s %8s %10s %8s\n' tool N run "wall s" "RSS MiB" "hugo/gaz"
+echo "load average before: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-9s %6s  %-10s %8s %8s %10s %9s\n' tool N run "wall s" "CPU s" "RSS MiB" "hugo/gaz"
 printf '%s\n' "${results[@]}"
