@@ -44,7 +44,9 @@ else
 fi
 # Outputs of earlier runs are moved here and deleted only at the end: on ext4, creating files
 # right after deleting thousands of others is several times slower (the inode allocator skips
-# recently deleted inodes), which would measure the benchmark's cleanup, not the tool.
+# recently deleted inodes), which would measure the benchmark's cleanup, not the tool. For the
+# same reason leave five minutes between two runs of this script (it deletes its outputs at the
+# end), and expect noisy cold figures while other jobs on the machine delete many files.
 trash=$work/trash
 mkdir -p "$trash"
 
