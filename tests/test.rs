@@ -3,4 +3,5 @@
 
 mod support;
 
+mod feeds;
 mod publish;
