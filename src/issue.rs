@@ -118,8 +118,14 @@ impl Issue {
         }
 
         let (front, front_start, body_start) = split_front_matter(path, text)?;
-        let fm: FrontMatter =
-            toml::from_str(front).map_err(|e| vec![toml_error(path, text, front_start, &e)])?;
+        let fm: FrontMatter = toml::from_str(front).map_err(|e| {
+            vec![toml_error(
+                path,
+                text,
+                front_start..front_start + front.len(),
+                &e,
+            )]
+        })?;
 
         let mut errors = Vec::new();
         let at = |span: std::ops::Range<usize>| front_start + span.start;
@@ -337,6 +343,8 @@ pub fn load_all(
         }
     }
 
+    // In date order, so the later of two clashing issues (usually the copy) gets the error.
+    issues.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.slug.cmp(&b.slug)));
     let mut slugs: HashMap<String, &Path> = HashMap::new();
     let mut ids: HashMap<&str, &Path> = HashMap::new();
     for issue in &issues {
@@ -344,19 +352,22 @@ pub fn load_all(
             problems.push(
                 Diagnostic::error(
                     &issue.path,
-                    format!("slug `{}` is also used by {}", issue.slug, first.display()),
+                    format!(
+                        "slug `{}` is also used by {}",
+                        issue.slug,
+                        crate::diagnostic::shown_path(first).display()
+                    ),
                 )
                 .with_hint("slugs are compared without case; rename one of the files"),
             );
         }
         if let Some(first) = ids.insert(&issue.id, &issue.path) {
             problems.push(
-                Diagnostic::error(&issue.path, format!("id `{}` is also used by {}", issue.id, first.display()))
+                Diagnostic::error(&issue.path, format!("id `{}` is also used by {}", issue.id, crate::diagnostic::shown_path(first).display()))
                     .with_hint("every issue needs its own id; if this file is a copy, give it a new `id` or remove the line"),
             );
         }
     }
-    issues.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.slug.cmp(&b.slug)));
     Ok((issues, problems))
 }
 
