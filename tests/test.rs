@@ -4,5 +4,7 @@
 mod support;
 
 mod bad_input;
+mod determinism;
 mod feeds;
+mod lifecycle;
 mod publish;
