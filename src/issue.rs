@@ -432,9 +432,9 @@ fn is_valid_id(id: &str) -> bool {
         && scheme
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-        && !id
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'))
+        && !id.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || !is_xml_char(c) || matches!(c, '<' | '>' | '"')
+        })
 }
 
 /// Characters allowed in XML 1.0 documents.
@@ -536,5 +536,15 @@ mod tests {
             parse("+++\ntitle = \"T\"\ndate = 2023-03-31\n+++\na\u{1}b\u{FFFF}\n").unwrap();
         assert_eq!(issue.body, "ab\n");
         assert_eq!((warnings[0].line, warnings[0].column), (5, 2));
+    }
+
+    // Regression: an id holding U+FFFE passed as a URI and made every XML feed invalid.
+    #[test]
+    fn id_with_a_character_xml_cannot_carry_is_an_error() {
+        let err =
+            parse("+++\ntitle = \"T\"\ndate = 2023-03-31\nid = \"tag:x,2023:a\\uFFFEb\"\n+++\nb\n")
+                .unwrap_err();
+        assert_eq!((err[0].line, err[0].column), (4, 6), "{err:?}");
+        assert!(err[0].message.contains("is not a URI"), "{err:?}");
     }
 }

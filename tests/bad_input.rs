@@ -191,6 +191,15 @@ fn cases() -> Vec<Case> {
             )],
         ),
         issue(
+            "id with a character XML cannot carry",
+            "issues/fffe-id.md",
+            b"+++\ntitle = \"T\"\ndate = 2023-03-31\nid = \"tag:x,2023:a\\uFFFEb\"\n+++\nbody\n",
+            vec![(
+                "issues/fffe-id.md:4:6: error: id `tag:x,2023:a\u{FFFE}b` is not a URI",
+                Some("ids look like"),
+            )],
+        ),
+        issue(
             "duplicate id: a copied issue",
             "issues/2023-03-papers-copy.md",
             b"+++\ntitle = \"Copy\"\ndate = 2023-04-01\nid = \"tag:digest.example.org,2023-03-31:2023-03-papers\"\n+++\nbody\n",

@@ -8,3 +8,4 @@ mod determinism;
 mod feeds;
 mod lifecycle;
 mod publish;
+mod robustness;
