@@ -122,7 +122,7 @@ fn mutate(rng: &mut Rng, text: &str) -> Vec<u8> {
             body + rng.below(bytes.len() - body + 1)
         };
         match rng.below(6) {
-            0 | 1 | 2 => {
+            0..=2 => {
                 let token = TOKENS[rng.below(TOKENS.len())].as_bytes();
                 bytes.splice(at..at, token.iter().copied());
             }
