@@ -43,7 +43,7 @@ fn head(config: &Config, title: &str, description: &str, root: &str, canonical: 
 fn feeds_nav() -> Markup {
     html! {
         nav.feeds aria-label="Feeds" {
-            "RSS: " a href={ "../" (RSS_FILE) } { (RSS_FILE) } " · "
+            a href={ "../" (RSS_FILE) } { "RSS" } " · "
             a href={ "../" (ATOM_FILE) } { "Atom" } " · "
             a href={ "../" (JSON_FILE) } { "JSON Feed" }
         }
