@@ -9,3 +9,4 @@ mod feeds;
 mod lifecycle;
 mod publish;
 mod robustness;
+mod snapshots;
