@@ -402,48 +402,56 @@ fn assert_says(run: &Run, case: &Case) {
 
 #[test]
 fn every_bad_input_is_located_and_never_breaks_the_feeds() {
-    for case in cases() {
-        let n = Newsletter::sample();
-        n.gazette_here(&["publish"]).ok();
-        let before = n.snapshot("feeds");
-        n.write(case.file, &case.bytes);
+    // The scenarios are independent: run them side by side; a failing one fails the test with
+    // its own message.
+    std::thread::scope(|s| {
+        for case in cases() {
+            s.spawn(move || run_case(&case));
+        }
+    });
+}
 
-        let check = n.gazette_here(&["check"]);
-        assert_says(&check, &case);
-        let expected_exit = if case.errors() { 1 } else { 0 };
+fn run_case(case: &Case) {
+    let n = Newsletter::sample();
+    n.gazette_here(&["publish"]).ok();
+    let before = n.snapshot("feeds");
+    n.write(case.file, &case.bytes);
+
+    let check = n.gazette_here(&["check"]);
+    assert_says(&check, case);
+    let expected_exit = if case.errors() { 1 } else { 0 };
+    assert_eq!(
+        check.status, expected_exit,
+        "{}: check exit\n{}",
+        case.name, check.stderr
+    );
+    if case.errors() {
+        assert!(check.stderr.contains("check failed: "), "{}", check.stderr);
+    }
+
+    let publish = n.gazette_here(&["publish"]);
+    assert!(
+        !publish.stderr.contains("panicked"),
+        "{}: {}",
+        case.name,
+        publish.stderr
+    );
+    if case.errors() {
         assert_eq!(
-            check.status, expected_exit,
-            "{}: check exit\n{}",
-            case.name, check.stderr
+            publish.status, 1,
+            "{}: publish exit\n{}",
+            case.name, publish.stderr
         );
-        if case.errors() {
-            assert!(check.stderr.contains("check failed: "), "{}", check.stderr);
-        }
-
-        let publish = n.gazette_here(&["publish"]);
-        assert!(
-            !publish.stderr.contains("panicked"),
-            "{}: {}",
-            case.name,
-            publish.stderr
+        // publish shows the same located error before giving up.
+        assert_says(&publish, case);
+        feeds_untouched(&before, &n, case.name);
+    } else {
+        assert_eq!(
+            publish.status, 0,
+            "{}: publish\n{}",
+            case.name, publish.stderr
         );
-        if case.errors() {
-            assert_eq!(
-                publish.status, 1,
-                "{}: publish exit\n{}",
-                case.name, publish.stderr
-            );
-            // publish shows the same located error before giving up.
-            assert_says(&publish, &case);
-            feeds_untouched(&before, &n, case.name);
-        } else {
-            assert_eq!(
-                publish.status, 0,
-                "{}: publish\n{}",
-                case.name, publish.stderr
-            );
-            assert_feeds_valid(&n, case.name);
-        }
+        assert_feeds_valid(&n, case.name);
     }
 }
 
