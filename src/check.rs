@@ -39,6 +39,10 @@ pub fn check(dir: &Path, _now: DateTime<FixedOffset>) -> Vec<Diagnostic> {
             Some(c)
         }
         Err(e) => {
+            // Not a newsletter at all: saying so is the one useful message.
+            if !dir.join(config::FILE_NAME).exists() {
+                return e;
+            }
             problems.extend(e);
             None
         }

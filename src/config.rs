@@ -207,6 +207,15 @@ impl Config {
     /// Reads and validates `DIR/gazette.toml`.
     pub fn from_dir(dir: &Path) -> Result<Config, Vec<Diagnostic>> {
         let path = dir.join(FILE_NAME);
+        if !path.exists() {
+            return Err(vec![
+                Diagnostic::error(
+                    &path,
+                    "no gazette.toml here: this directory is not a newsletter",
+                )
+                .with_hint("run `gazette init` to make one, or name one with `gazette -C DIR ...`"),
+            ]);
+        }
         let text = files::read_text(&path).map_err(|d| vec![d])?;
         Config::parse(&path, &text, dir)
     }

@@ -282,6 +282,13 @@ fn split_front_matter<'t>(
     text: &'t str,
 ) -> Result<(&'t str, usize, usize), Vec<Diagnostic>> {
     let first = text.lines().next().unwrap_or("");
+    if text.trim().is_empty() {
+        return Err(vec![
+            Diagnostic::error(path, "the file is empty").with_hint(
+                "an issue starts with `+++`, title = \"...\" and date = ..., then another `+++` and the text; `gazette new \"TITLE\"` writes one",
+            ),
+        ]);
+    }
     if first.trim_end() != "+++" {
         let mut d =
             Diagnostic::error(path, "the file does not start with front matter").at(text, 1, 1);
@@ -303,7 +310,7 @@ fn split_front_matter<'t>(
         offset += line.len();
     }
     Err(vec![
-        Diagnostic::error(path, "the front matter is never closed")
+        Diagnostic::error(path, "the front matter opened here is never closed")
             .at(text, 1, 1)
             .with_hint("did you forget the closing `+++` line after the last field?"),
     ])
@@ -316,8 +323,12 @@ pub fn load_all(
     defaults: Defaults<'_>,
 ) -> anyhow::Result<(Vec<Issue>, Vec<Diagnostic>)> {
     let mut paths = Vec::new();
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| anyhow::anyhow!("cannot read the issues directory {}: {e}", dir.display()))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read the issues directory {}: {e}",
+            crate::diagnostic::shown_path(dir).display()
+        )
+    })?;
     for entry in entries {
         let entry = entry.map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?;
         let path = entry.path();

@@ -83,6 +83,15 @@ fn cases() -> Vec<Case> {
             )],
         ),
         issue(
+            "empty file",
+            "issues/blank.md",
+            b"\n  \n",
+            vec![(
+                "issues/blank.md: error: the file is empty",
+                Some("an issue starts with `+++`"),
+            )],
+        ),
+        issue(
             "YAML front matter",
             "issues/yaml.md",
             b"---\ntitle: T\n---\nbody\n",
@@ -96,7 +105,7 @@ fn cases() -> Vec<Case> {
             "issues/open.md",
             b"+++\ntitle = \"T\"\ndate = 2023-03-31\n\nbody\n",
             vec![(
-                "issues/open.md:1:1: error: the front matter is never closed",
+                "issues/open.md:1:1: error: the front matter opened here is never closed",
                 Some("did you forget the closing `+++` line"),
             )],
         ),
@@ -539,4 +548,19 @@ fn caret_lines_up_under_chinese_text() {
     // "正文里有一个坏链接 " is 10 characters, 19 columns wide.
     assert_eq!(lines[at + 2], "5 | 正文里有一个坏链接 [x](无.html)");
     assert_eq!(lines[at + 3], format!("  | {}^", " ".repeat(19)));
+}
+
+#[test]
+fn a_directory_that_is_not_a_newsletter_says_so() {
+    let n = Newsletter::empty();
+    for command in ["check", "publish"] {
+        let run = n.gazette_here(&[command]).code(1);
+        assert!(
+            run.stderr.starts_with(
+                "gazette.toml: error: no gazette.toml here: this directory is not a newsletter\n  = help: run `gazette init`"
+            ),
+            "{command}: {}",
+            run.stderr
+        );
+    }
 }
