@@ -345,3 +345,75 @@ fn html_text(html: &str) -> String {
         .replace("&#39;", "'")
         .replace("&amp;", "&")
 }
+
+/// Local times are read in gazette.toml's zone with the offset in force on that day, and
+/// every format writes that same instant with that same offset: converted, never relabelled.
+#[test]
+fn local_times_take_the_zone_offset_of_their_day() {
+    let n = Newsletter::sample_without_issues();
+    let settings = n
+        .read("gazette.toml")
+        .replace("Asia/Shanghai", "America/New_York");
+    n.write("gazette.toml", settings);
+    n.write(
+        "issues/winter.md",
+        "+++\ntitle = \"Winter\"\ndate = 2023-01-15T09:30:00\n+++\n\nCold.\n",
+    );
+    n.write(
+        "issues/summer.md",
+        "+++\ntitle = \"Summer\"\ndate = 2023-07-15T09:30:00\n+++\n\nWarm.\n",
+    );
+    n.write(
+        "issues/utc.md",
+        "+++\ntitle = \"UTC\"\ndate = 2023-08-01T23:30:00Z\n+++\n\nZulu.\n",
+    );
+    n.gazette(&["publish"]).ok();
+    let rss = n.read("feeds/rss.xml");
+    for date in [
+        "Tue, 1 Aug 2023 23:30:00 +0000",
+        "Sat, 15 Jul 2023 09:30:00 -0400",
+        "Sun, 15 Jan 2023 09:30:00 -0500",
+    ] {
+        assert!(rss.contains(&format!("<pubDate>{date}</pubDate>")), "{date}\n{rss}");
+    }
+    let want = |slug, title, published, content| Want {
+        slug,
+        id: "",
+        title,
+        published,
+        updated: None,
+        tags: &[],
+        content,
+        summary: None,
+    };
+    let wants = [
+        Want {
+            id: "tag:digest.example.org,2023-08-01:utc",
+            // Atom and JSON write UTC as +00:00, which is the same instant and offset as Z.
+            ..want("utc", "UTC", "2023-08-01T23:30:00+00:00", &["Zulu."])
+        },
+        Want {
+            id: "tag:digest.example.org,2023-07-15:summer",
+            ..want("summer", "Summer", "2023-07-15T09:30:00-04:00", &["Warm."])
+        },
+        Want {
+            id: "tag:digest.example.org,2023-01-15:winter",
+            ..want("winter", "Winter", "2023-01-15T09:30:00-05:00", &["Cold."])
+        },
+    ];
+    assert_readers_accept(&n, SAMPLE_TITLE, "zh-CN", SAMPLE_BASE, &wants);
+
+    // A local time that the spring clock change skips is an error, not a guess.
+    n.write(
+        "issues/gap.md",
+        "+++\ntitle = \"Gap\"\ndate = 2023-03-12T02:30:00\n+++\n\nNever.\n",
+    );
+    let run = n.gazette_here(&["check"]).code(1);
+    assert!(
+        run.stderr.contains(
+            "issues/gap.md:3:8: error: date: 2023-03-12T02:30:00 does not exist in America/New_York (a clock change skips it); add an explicit offset"
+        ),
+        "{}",
+        run.stderr
+    );
+}
