@@ -7,6 +7,7 @@ mod bad_input;
 mod determinism;
 mod feeds;
 mod lifecycle;
+mod pages;
 mod publish;
 mod robustness;
 mod snapshots;
