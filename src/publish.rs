@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use chrono::{DateTime, FixedOffset};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
@@ -42,13 +42,15 @@ pub struct Report {
     pub scheduled: usize,
     pub written: usize,
     pub unchanged: usize,
+    /// Pages of issues no longer published (back to draft, or rescheduled) that were removed.
+    pub removed: usize,
 }
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "published {} issue{} ({} draft{}, {} scheduled): {} file{} written, {} unchanged",
+            "published {} issue{} ({} draft{}, {} scheduled): {} file{} written, {} unchanged{}",
             self.published,
             if self.published == 1 { "" } else { "s" },
             self.drafts,
@@ -56,7 +58,14 @@ impl fmt::Display for Report {
             self.scheduled,
             self.written,
             if self.written == 1 { "" } else { "s" },
-            self.unchanged
+            self.unchanged,
+            match self.removed {
+                0 => String::new(),
+                n => format!(
+                    ", {n} unpublished page{} removed",
+                    if n == 1 { "" } else { "s" }
+                ),
+            }
         )
     }
 }
@@ -213,13 +222,34 @@ pub fn publish(
         write(out.join(target), &bytes)?;
     }
 
+    for issue in issues.iter().filter(|i| !i.is_published(now)) {
+        if remove_page(&out, &issue.slug)? {
+            report.removed += 1;
+        }
+    }
+
     report.written = written.into_inner();
     report.unchanged = unchanged.into_inner();
     Ok(report)
 }
 
-/// Files other than issues under `issues/` (images, attachments): `(source, path under feeds/)`,
-/// in sorted order. Hidden files are skipped.
+/// Removes `feeds/<slug>/index.html` of an issue that is not published, when gazette wrote
+/// it; the directory goes too if nothing else is in it. Returns whether a page was removed.
+fn remove_page(out: &Path, slug: &str) -> anyhow::Result<bool> {
+    let page = out.join(slug).join("index.html");
+    let Ok(text) = std::fs::read_to_string(&page) else {
+        return Ok(false);
+    };
+    if !text.contains(r#"<meta name="generator" content="gazette">"#) {
+        return Ok(false);
+    }
+    std::fs::remove_file(&page).with_context(|| format!("cannot remove {}", page.display()))?;
+    // Fails, harmlessly, when the editor keeps other files there.
+    let _ = std::fs::remove_dir(out.join(slug));
+    Ok(true)
+}
+
+/// The previous/next link to an issue.
 pub fn neighbour<'a>(issue: &'a Issue) -> Neighbour<'a> {
     Neighbour {
         slug: &issue.slug,

@@ -139,3 +139,32 @@ fn drafts_are_never_published_even_by_name() {
         unknown.stderr
     );
 }
+
+/// An issue taken back to draft (or rescheduled) after it was published loses its page too;
+/// otherwise the "unpublished" issue stays online.
+#[test]
+fn unpublishing_an_issue_removes_its_page() {
+    let n = Newsletter::sample();
+    n.gazette(&["publish"]).ok();
+    assert!(n.exists("feeds/2023-06-one-figure/index.html"));
+    let text = n
+        .read("issues/2023-06-one-figure.md")
+        .replace("number = 6\n", "number = 6\ndraft = true\n");
+    n.write("issues/2023-06-one-figure.md", text);
+    let run = n.gazette(&["publish", "--json"]).ok();
+    assert!(run.stdout.contains("\"removed\":1"), "{}", run.stdout);
+    assert!(
+        !n.exists("feeds/2023-06-one-figure"),
+        "the draft's page is still online"
+    );
+    assert!(!n.read("feeds/rss.xml").contains("2023-06-one-figure"));
+    // The neighbour no longer links to it.
+    assert!(
+        !n.read("feeds/2023-05-reading-notes/index.html")
+            .contains("2023-06-one-figure")
+    );
+    // A page the editor put there by hand is not gazette's to remove.
+    n.write("feeds/about/index.html", "<p>about</p>");
+    n.gazette(&["publish"]).ok();
+    assert!(n.exists("feeds/about/index.html"));
+}
