@@ -58,6 +58,7 @@ pub fn check(dir: &Path, _now: DateTime<FixedOffset>) -> Vec<Diagnostic> {
     match issue::load_all(&issues_dir, defaults) {
         Ok((issues, found)) => {
             problems.extend(found);
+            problems.extend(crate::publish::asset_problems(&issues_dir, &issues));
             let slugs: HashSet<&str> = issues.iter().map(|i| i.slug.as_str()).collect();
             for issue in &issues {
                 problems.extend(body_problems(issue, &issues_dir, &slugs));

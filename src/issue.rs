@@ -117,6 +117,18 @@ impl Issue {
             .with_hint("rename the file using lowercase letters, digits and `-`, e.g. `2023-03-papers.md`")]);
         }
 
+        if RESERVED_SLUGS.contains(&slug.as_str()) {
+            return Err(vec![
+                Diagnostic::error(
+                    path,
+                    format!(
+                        "`{slug}` cannot be an issue's slug: publish writes feeds/{slug} itself"
+                    ),
+                )
+                .with_hint("rename the file, e.g. to `2023-03-papers.md`"),
+            ]);
+        }
+
         let (front, front_start, body_start) = split_front_matter(path, text)?;
         let fm: FrontMatter = toml::from_str(front).map_err(|e| {
             vec![toml_error(
@@ -425,6 +437,16 @@ fn resolve_datetime(dt: &Datetime, tz: Tz) -> Result<DateTime<FixedOffset>, Stri
     }
 }
 
+/// Names of files `publish` writes at the top of `feeds/`: an issue's page directory of the
+/// same name would collide with them.
+pub const RESERVED_SLUGS: [&str; 5] = [
+    "rss.xml",
+    "atom.xml",
+    "feed.json",
+    "index.html",
+    "style.css",
+];
+
 fn is_valid_slug(slug: &str) -> bool {
     !slug.is_empty()
         && slug.len() <= 200
@@ -557,5 +579,27 @@ mod tests {
                 .unwrap_err();
         assert_eq!((err[0].line, err[0].column), (4, 6), "{err:?}");
         assert!(err[0].message.contains("is not a URI"), "{err:?}");
+    }
+
+    // Regression: `issues/rss.xml.md` passed check, then publish made feeds/rss.xml a
+    // directory and failed on every run after.
+    #[test]
+    fn slugs_that_name_a_feed_file_are_refused() {
+        for name in [
+            "rss.xml",
+            "atom.xml",
+            "feed.json",
+            "index.html",
+            "style.css",
+        ] {
+            let path = PathBuf::from(format!("issues/{name}.md"));
+            let err = Issue::parse(
+                &path,
+                "+++\ntitle = \"T\"\ndate = 2023-03-31\n+++\nb\n",
+                defaults(),
+            )
+            .unwrap_err();
+            assert!(err[0].message.contains("publish writes"), "{name}: {err:?}");
+        }
     }
 }

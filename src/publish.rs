@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::diagnostic::Diagnostic;
 use crate::feed::{self, Entry};
 use crate::files;
 use crate::issue::Issue;
@@ -113,6 +114,19 @@ pub fn publish(
                 None => bail!("no issue `{slug}`: there is no issues/{slug}.md"),
             }
         }
+    }
+
+    // Files under issues/ are copied as they are: none may land on a file publish writes.
+    let assets = assets(&dir.join("issues"))?;
+    if let Some((source, target)) = assets
+        .iter()
+        .find(|(_, target)| overwrites_output(target, issues))
+    {
+        bail!(
+            "{} would be copied over feeds/{}, which publish writes; rename or move it",
+            crate::diagnostic::shown_path(source).display(),
+            target.display()
+        );
     }
 
     let out = dir.join(FEEDS_DIR);
@@ -216,7 +230,7 @@ pub fn publish(
     };
     write(out.join(site::STYLESHEET), css.as_bytes())?;
 
-    for (source, target) in assets(&dir.join("issues"))? {
+    for (source, target) in assets {
         let bytes = std::fs::read(&source)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", source.display()))?;
         write(out.join(target), &bytes)?;
@@ -231,6 +245,40 @@ pub fn publish(
     report.written = written.into_inner();
     report.unchanged = unchanged.into_inner();
     Ok(report)
+}
+
+/// Files under `issues/` that publish would copy over one of its own outputs, as errors.
+pub fn asset_problems(issues_dir: &Path, issues: &[Issue]) -> Vec<Diagnostic> {
+    let Ok(assets) = assets(issues_dir) else {
+        return Vec::new();
+    };
+    assets
+        .into_iter()
+        .filter(|(_, target)| overwrites_output(target, issues))
+        .map(|(source, target)| {
+            Diagnostic::error(
+                &source,
+                format!(
+                    "publish would copy this file over feeds/{}, which it writes itself",
+                    target.display()
+                ),
+            )
+            .with_hint(
+                "rename or move the file; files under issues/ are copied to feeds/ as they are",
+            )
+        })
+        .collect()
+}
+
+/// Whether a file copied from `issues/` to `target` under `feeds/` would replace a feed, the
+/// archive, the stylesheet or an issue's page.
+pub fn overwrites_output(target: &Path, issues: &[Issue]) -> bool {
+    let parts: Vec<&str> = target.iter().filter_map(|p| p.to_str()).collect();
+    match parts.as_slice() {
+        [name] => crate::issue::RESERVED_SLUGS.contains(name),
+        [slug, "index.html"] => issues.iter().any(|i| i.slug == *slug),
+        _ => false,
+    }
 }
 
 /// Removes `feeds/<slug>/index.html` of an issue that is not published, when gazette wrote

@@ -241,6 +241,33 @@ fn cases() -> Vec<Case> {
                 None,
             )],
         ),
+        issue(
+            "an issue named like a feed file",
+            "issues/rss.xml.md",
+            b"+++\ntitle = \"T\"\ndate = 2023-03-31\n+++\nbody\n",
+            vec![(
+                "issues/rss.xml.md: error: `rss.xml` cannot be an issue's slug: publish writes feeds/rss.xml itself",
+                Some("rename the file"),
+            )],
+        ),
+        issue(
+            "a file under issues/ that would be copied over a feed",
+            "issues/atom.xml",
+            b"<feed>not ours</feed>",
+            vec![(
+                "issues/atom.xml: error: publish would copy this file over feeds/atom.xml, which it writes itself",
+                Some("rename or move the file"),
+            )],
+        ),
+        issue(
+            "a file under issues/ that would be copied over an issue's page",
+            "issues/2023-04-papers/index.html",
+            b"<p>old page</p>",
+            vec![(
+                "issues/2023-04-papers/index.html: error: publish would copy this file over feeds/2023-04-papers/index.html, which it writes itself",
+                None,
+            )],
+        ),
         // Warnings only: check passes, publish works.
         issue(
             "control characters in the body",
