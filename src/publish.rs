@@ -247,6 +247,12 @@ pub fn publish(
     Ok(report)
 }
 
+/// Markdown anywhere under `issues/`, and editors' backups of it (`x.md~`, `x.md.bak`): never
+/// copied to `feeds/`, or a draft's text would go online.
+fn is_issue_source(name: &str) -> bool {
+    name.ends_with(".md") || name.ends_with('~') || name.contains(".md.")
+}
+
 /// Files under `issues/` that publish would copy over one of its own outputs, as errors.
 pub fn asset_problems(issues_dir: &Path, issues: &[Issue]) -> Vec<Diagnostic> {
     let Ok(assets) = assets(issues_dir) else {
@@ -306,7 +312,7 @@ pub fn neighbour<'a>(issue: &'a Issue) -> Neighbour<'a> {
 }
 
 /// Files other than issues under `issues/` (images, attachments): `(source, path under feeds/)`,
-/// in sorted order. Hidden files are skipped.
+/// in sorted order. Hidden files, Markdown and editor backups are skipped.
 pub fn assets(issues_dir: &Path) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
     let mut found = Vec::new();
     let mut stack = vec![PathBuf::new()];
@@ -325,7 +331,7 @@ pub fn assets(issues_dir: &Path) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(rel_path);
-            } else if !(rel.as_os_str().is_empty() && path.extension().is_some_and(|e| e == "md")) {
+            } else if !is_issue_source(&name.to_string_lossy()) {
                 found.push((path, rel_path));
             }
         }

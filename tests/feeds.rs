@@ -374,7 +374,10 @@ fn local_times_take_the_zone_offset_of_their_day() {
         "Sat, 15 Jul 2023 09:30:00 -0400",
         "Sun, 15 Jan 2023 09:30:00 -0500",
     ] {
-        assert!(rss.contains(&format!("<pubDate>{date}</pubDate>")), "{date}\n{rss}");
+        assert!(
+            rss.contains(&format!("<pubDate>{date}</pubDate>")),
+            "{date}\n{rss}"
+        );
     }
     let want = |slug, title, published, content| Want {
         slug,

@@ -168,3 +168,26 @@ fn unpublishing_an_issue_removes_its_page() {
     n.gazette(&["publish"]).ok();
     assert!(n.exists("feeds/about/index.html"));
 }
+
+/// Markdown under issues/ is never copied to feeds/ as an attachment: not in a subfolder, not
+/// as an editor's backup, or a draft's text would be online.
+#[test]
+fn markdown_and_backups_under_issues_are_not_copied_to_feeds() {
+    let n = Newsletter::sample();
+    let draft = n.read("issues/2023-07-draft.md");
+    n.write("issues/2023-07-draft.md~", &draft);
+    n.write("issues/2023-07-draft.md.bak", &draft);
+    n.write("issues/old/2023-07-draft.md", &draft);
+    n.gazette(&["publish"]).ok();
+    let everything: Vec<String> = n
+        .snapshot("feeds")
+        .into_iter()
+        .map(|(p, _)| p.to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        everything.iter().all(|p| !p.contains("draft")),
+        "{everything:?}"
+    );
+    // Real attachments still are.
+    assert!(n.exists("feeds/images/consistency-sampling.png"));
+}
