@@ -86,8 +86,18 @@ fn events<'s>(body: &'s str, place: Place<'_>) -> Vec<Event<'s>> {
     // A heading's events are held back until its text, and so its id, is known.
     let mut heading: Option<(Tag<'s>, Vec<Event<'s>>, String)> = None;
     let mut all: Vec<Event<'s>> = Vec::new();
+    // An HTML block comes a line at a time; a tag may span lines, so rewrite it whole.
+    let mut block_html = String::new();
     for event in Parser::new_ext(body, options()) {
         let mut out: Vec<Event<'s>> = Vec::with_capacity(1);
+        if let Event::Html(h) = &event {
+            block_html.push_str(h);
+            continue;
+        }
+        if !block_html.is_empty() {
+            let html = std::mem::take(&mut block_html);
+            out.push(Event::Html(absolute_html(CowStr::from(html), place)));
+        }
         match event {
             Event::Start(Tag::Link {
                 link_type,
@@ -145,6 +155,7 @@ fn events<'s>(body: &'s str, place: Place<'_>) -> Vec<Event<'s>> {
                     "<div class=\"footnote-definition\" id=\"fn-{n}\"><sup class=\"footnote-definition-label\">{n}</sup>"
                 ))));
             }
+            Event::InlineHtml(h) => out.push(Event::InlineHtml(absolute_html(h, place))),
             Event::TaskListMarker(done) => {
                 // Feed readers and email clients drop <input>; a box character survives.
                 out.push(Event::Text(CowStr::from(if done {
@@ -219,7 +230,80 @@ fn events<'s>(body: &'s str, place: Place<'_>) -> Vec<Event<'s>> {
             }
         }
     }
+    if !block_html.is_empty() {
+        all.push(Event::Html(absolute_html(CowStr::from(block_html), place)));
+    }
     all
+}
+
+/// Raw HTML with its relative `href`, `src` and `poster` values made absolute, so an editor's
+/// `<img src="images/x.png" width="300">` works in feeds and email too. Values with a scheme
+/// and anything that is not an attribute inside a tag are left as written.
+fn absolute_html<'s>(html: CowStr<'s>, place: Place<'_>) -> CowStr<'s> {
+    let lower = html.to_ascii_lowercase();
+    if !["href", "src", "poster"].iter().any(|a| lower.contains(a)) {
+        return html;
+    }
+    let bytes = html.as_bytes();
+    let mut out = String::with_capacity(html.len() + 64);
+    let mut copied = 0;
+    let mut in_tag = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'<' if !in_tag => in_tag = !lower[i..].starts_with("<!--"),
+            b'>' => in_tag = false,
+            b if in_tag && b.is_ascii_whitespace() => {
+                let rest = &lower[i + 1..];
+                let name = ["href", "src", "poster"]
+                    .into_iter()
+                    .find(|a| rest.starts_with(a));
+                if let Some(name) = name {
+                    let mut j = i + 1 + name.len();
+                    while j < bytes.len() && bytes[j].is_ascii_whitespace() {
+                        j += 1;
+                    }
+                    if bytes.get(j) == Some(&b'=') {
+                        j += 1;
+                        while j < bytes.len() && bytes[j].is_ascii_whitespace() {
+                            j += 1;
+                        }
+                        let (start, end) = match bytes.get(j) {
+                            Some(&q @ (b'"' | b'\'')) => {
+                                let end = html[j + 1..]
+                                    .find(q as char)
+                                    .map_or(bytes.len(), |e| j + 1 + e);
+                                (j + 1, end)
+                            }
+                            _ => {
+                                let end = html[j..]
+                                    .find(|c: char| c.is_ascii_whitespace() || c == '>')
+                                    .map_or(bytes.len(), |e| j + e);
+                                (j, end)
+                            }
+                        };
+                        let value = &html[start..end];
+                        if !value.is_empty() && !has_scheme(value) && !value.starts_with("//") {
+                            if let Some(abs) = absolute_url(value, place) {
+                                out.push_str(&html[copied..start]);
+                                out.push_str(&abs.replace('"', "%22").replace('\'', "%27"));
+                                copied = end;
+                            }
+                        }
+                        i = end;
+                        continue;
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if copied == 0 {
+        return html;
+    }
+    out.push_str(&html[copied..]);
+    CowStr::from(out)
 }
 
 /// The number of a footnote: in order of first mention, as the reader sees them.
@@ -544,5 +628,37 @@ mod tests {
         assert!(html.contains(r#"<h2 id="小结">"#), "{html}");
         assert!(html.contains(r#"<h2 id="小结-2">"#), "{html}");
         assert!(html.contains(r#"<h2 id="section">"#), "{html}");
+    }
+
+    // Regression: relative URLs in raw HTML (`<img src="images/x.png" width="300">`) reached
+    // the feeds as written.
+    #[test]
+    fn raw_html_urls_become_absolute() {
+        let (base, page) = place();
+        let p = Place {
+            base_url: &base,
+            page_url: &page,
+        };
+        let html = to_html(
+            "a <img src=\"images/x.png\" alt=\"src=no\"> <a href='april.md#top'>b</a> <a HREF=fig.png>c</a> <a href=\"https://x.org\">d</a>\n\n<p align=center><img\n src=\"y.png\"></p>\n",
+            p,
+        );
+        assert!(
+            html.contains(r#"<img src="https://d.example.org/papers/images/x.png" alt="src=no">"#),
+            "{html}"
+        );
+        assert!(
+            html.contains("<a href='https://d.example.org/papers/april/#top'>b</a>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<a HREF=https://d.example.org/papers/fig.png>c</a>"),
+            "{html}"
+        );
+        assert!(html.contains(r#"<a href="https://x.org">d</a>"#), "{html}");
+        assert!(
+            html.contains(r#"src="https://d.example.org/papers/y.png""#),
+            "{html}"
+        );
     }
 }

@@ -228,6 +228,9 @@ fn hostile_content_survives_intact_in_every_feed() {
          \n\
          See [the other one](other.md), [a section](#notes), [a file](files/a.pdf),\n\
          ![a figure](images/fig.png) and <https://example.com/?a=1&b=2>.[^n]\n\
+         Raw: <img src=\"images/fig.png\" alt=\"raw\" width=\"300\"> <a href='other.md#x'>raw link</a>.\n\
+         \n\
+         <p align=\"center\"><img src=images/fig.png></p>\n\
          \n\
          [^n]: A footnote with [a link](other.md#top).\n",
     );
@@ -250,6 +253,7 @@ fn hostile_content_survives_intact_in_every_feed() {
                 "Text with ]]> and & and < here, code ]]> &amp; and gone.",
                 "if a < b && c ]]> d {}",
                 "A footnote with a link.",
+                "Raw:  raw link.",
             ],
             summary: Some("x ]]> y &amp; z < w <b>not bold</b>"),
         },
