@@ -533,7 +533,14 @@ pub(crate) fn toml_error(
     let (_, mut syntax) = toml::de::DeTable::parse_recoverable(text);
     syntax.sort_by_key(|e| e.span().map_or(usize::MAX, |s| s.start));
     let err = syntax.first().unwrap_or(err);
-    let message = err.message().trim().to_string();
+    // serde's words for TOML types, in the words of the file.
+    let message = err
+        .message()
+        .trim()
+        .replace("expected a sequence", "expected a list")
+        .replace("expected a TOML datetime", "expected a date")
+        .replace("expected i64", "expected a whole number")
+        .replace("expected f64", "expected a number");
     let start = err.span().map_or(offset, |s| offset + s.start);
     let mut d = Diagnostic::error(path, message.clone()).at_offset(source, start);
     if let Some(rest) = message.strip_prefix("unknown field `") {
@@ -557,6 +564,19 @@ pub(crate) fn toml_error(
         d = d.with_hint(
             "close the string with a quote on the same line; for several lines use \"\"\"...\"\"\"",
         );
+    } else if let Some(rest) = message.strip_prefix("invalid type: string \"") {
+        let value = rest.rsplit_once("\", expected").map_or("", |(v, _)| v);
+        if message.ends_with("expected a list") {
+            d = d.with_hint(format!("write a list in brackets: [\"{value}\"]"));
+        } else if message.ends_with("expected a date") {
+            d = d.with_hint(format!(
+                "write the date without quotes: {value}, or 2023-03-31T09:00:00+08:00"
+            ));
+        } else if message.ends_with("expected a boolean") {
+            d = d.with_hint("write true or false, without quotes");
+        } else if message.ends_with("expected a whole number") {
+            d = d.with_hint(format!("write the number without quotes: {value}"));
+        }
     } else if message.starts_with("invalid date") || message.starts_with("invalid time") {
         d = d.with_hint("write a date that exists, e.g. 2023-03-31 or 2023-03-31T09:00:00+08:00");
     }

@@ -178,7 +178,25 @@ fn cases() -> Vec<Case> {
             b"+++\ntitle = \"T\"\ndate = 2023-03-31\ndraft = \"no\"\n+++\nbody\n",
             vec![(
                 "issues/mistyped.md:4:9: error: invalid type: string \"no\", expected a boolean",
-                None,
+                Some("write true or false, without quotes"),
+            )],
+        ),
+        issue(
+            "one tag written as a string, not a list",
+            "issues/tag-string.md",
+            b"+++\ntitle = \"T\"\ndate = 2023-03-31\ntags = \"LLM\"\n+++\nbody\n",
+            vec![(
+                "issues/tag-string.md:4:8: error: invalid type: string \"LLM\", expected a list",
+                Some("write a list in brackets: [\"LLM\"]"),
+            )],
+        ),
+        issue(
+            "date in quotes",
+            "issues/quoted-date.md",
+            b"+++\ntitle = \"T\"\ndate = \"2023-03-31\"\n+++\nbody\n",
+            vec![(
+                "issues/quoted-date.md:3:8: error: invalid type: string \"2023-03-31\", expected a date",
+                Some("write the date without quotes: 2023-03-31"),
             )],
         ),
         issue(
