@@ -316,8 +316,13 @@ pub fn neighbour<'a>(issue: &'a Issue) -> Neighbour<'a> {
 pub fn assets(issues_dir: &Path) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
     let mut found = Vec::new();
     let mut stack = vec![PathBuf::new()];
+    // Each real directory once: a symbolic link back up (`images/up -> ..`) is not a loop.
+    let mut seen = std::collections::HashSet::new();
     while let Some(rel) = stack.pop() {
         let here = issues_dir.join(&rel);
+        if !seen.insert(here.canonicalize().unwrap_or_else(|_| here.clone())) {
+            continue;
+        }
         let entries = std::fs::read_dir(&here)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", here.display()))?;
         for entry in entries {

@@ -191,3 +191,13 @@ fn markdown_and_backups_under_issues_are_not_copied_to_feeds() {
     // Real attachments still are.
     assert!(n.exists("feeds/images/consistency-sampling.png"));
 }
+
+/// A symbolic link under issues/ that points back up is followed once, not forever.
+#[cfg(unix)]
+#[test]
+fn a_link_loop_under_issues_does_not_stop_publish() {
+    let n = Newsletter::sample();
+    std::os::unix::fs::symlink("..", n.path().join("issues/images/up")).unwrap();
+    n.gazette(&["publish"]).ok();
+    assert!(n.exists("feeds/images/consistency-sampling.png"));
+}
