@@ -256,7 +256,7 @@ fn cases() -> Vec<Case> {
             },
             vec![(
                 "issues/huge.md: error: file is 17 MiB; gazette reads text files of at most 16 MiB",
-                None,
+                Some("an issue this big is a mistake"),
             )],
         ),
         issue(
