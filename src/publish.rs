@@ -176,7 +176,8 @@ pub fn publish(
             if selected {
                 let previous = n.checked_sub(1).map(|p| neighbour(published[p]));
                 let next = published.get(n + 1).map(|i| neighbour(i));
-                let page = site::issue_page(config, issue, &html, &summary, previous, next);
+                let body = relative_to_page(&html, &config.base_url);
+                let page = site::issue_page(config, issue, &body, &summary, previous, next);
                 write(out.join(&issue.slug).join("index.html"), page.as_bytes())?;
             }
             bar.inc(1);
@@ -245,6 +246,18 @@ pub fn publish(
     report.written = written.into_inner();
     report.unchanged = unchanged.into_inner();
     Ok(report)
+}
+
+/// An issue's HTML for its own page under `feeds/<slug>/`: links and images to the site itself
+/// become relative (`../images/x.png`), so the pages work from any host, from a preview on
+/// disk, and before base_url is set. Feeds and email keep absolute URLs.
+fn relative_to_page(html: &str, base_url: &url::Url) -> String {
+    let base = base_url.as_str();
+    let mut out = html.to_string();
+    for attr in ["href=\"", "src=\"", "href='", "src='"] {
+        out = out.replace(&format!("{attr}{base}"), &format!("{attr}../"));
+    }
+    out
 }
 
 /// Markdown anywhere under `issues/`, and editors' backups of it (`x.md~`, `x.md.bak`): never

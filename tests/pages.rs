@@ -21,6 +21,7 @@ for (const page of pages) {
       scroll: d.documentElement.scrollWidth,
       narrowest_cell: cells.length ? Math.min(...cells) : null,
       stylesheet: [...d.styleSheets].some(s => s.cssRules.length > 0),
+      broken_images: [...d.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src),
     };
     if (Object.keys(results).length === pages.length) {
       document.body.setAttribute("data-results", JSON.stringify(results));
@@ -38,6 +39,7 @@ fn pages_fit_a_phone_screen() {
     n.gazette(&["publish"]).ok();
     let pages = [
         "index.html",
+        "2023-06-one-figure/index.html",
         "2023-03-papers/index.html",
         "2023-05-reading-notes/index.html",
         "2023-08-wide/index.html",
@@ -81,6 +83,8 @@ fn pages_fit_a_phone_screen() {
             r["stylesheet"], true,
             "{page}: the stylesheet did not load: {r}"
         );
+        // Links and images to the site itself are relative, so a preview from disk shows them.
+        assert_eq!(r["broken_images"], serde_json::json!([]), "{page}: {r}");
         assert!(
             r["scroll"].as_f64().unwrap() <= 375.0,
             "{page} is wider than a phone: {r}"
