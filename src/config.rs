@@ -1,5 +1,5 @@
 //! `gazette.toml` -> [`Config`], strict and validated once, so the rest of the program can trust
-//! it. Parsing is pure ([`Config::parse`]); [`Config::from_file`] only reads. Never touches
+//! it. Parsing is pure ([`Config::parse`]); [`Config::from_dir`] only reads. Never touches
 //! secrets: passwords and keys come from the environment or git-ignored files.
 
 use std::ops::Range;
