@@ -416,8 +416,13 @@ fn resolve_datetime(dt: &Datetime, tz: Tz) -> Result<DateTime<FixedOffset>, Stri
         .ok_or_else(|| format!("{dt} is not a time of day"))?,
         None => NaiveTime::MIN,
     };
+    if d.year < 1970 {
+        return Err(format!(
+            "{dt} is before 1970, which no newsletter issue is; is the year a typo?"
+        ));
+    }
     let naive = date.and_time(time);
-    match dt.offset {
+    let resolved = match dt.offset {
         Some(toml::value::Offset::Z) => Ok(naive.and_utc().fixed_offset()),
         Some(toml::value::Offset::Custom { minutes }) => {
             let offset = FixedOffset::east_opt(i32::from(minutes) * 60)
@@ -434,7 +439,16 @@ fn resolve_datetime(dt: &Datetime, tz: Tz) -> Result<DateTime<FixedOffset>, Stri
                 "{dt} does not exist in {tz} (a clock change skips it); add an explicit offset"
             )),
         },
+    }?;
+    // Feeds write offsets in whole minutes; an old local mean time (+00:44:30) would be
+    // rounded, which relabels the instant.
+    if resolved.offset().local_minus_utc() % 60 != 0 {
+        return Err(format!(
+            "{dt} falls on a day when {tz} was {} seconds off UTC, which feeds cannot write; add an explicit offset",
+            resolved.offset().local_minus_utc()
+        ));
     }
+    Ok(resolved)
 }
 
 /// Names of files `publish` writes at the top of `feeds/`: an issue's page directory of the
@@ -601,5 +615,32 @@ mod tests {
             .unwrap_err();
             assert!(err[0].message.contains("publish writes"), "{name}: {err:?}");
         }
+    }
+
+    // Regression: year 0000 reached the feeds (no RFC 822 reader takes it), and a local mean
+    // time offset of +08:05:43 was written as +08:06.
+    #[test]
+    fn dates_feeds_cannot_carry_are_errors() {
+        let err =
+            parse("+++\ntitle = \"T\"\ndate = 0000-01-01T00:00:00+08:00\n+++\nb\n").unwrap_err();
+        assert!(err[0].message.contains("before 1970"), "{err:?}");
+        let defaults = Defaults {
+            timezone: chrono_tz::Africa::Monrovia,
+            id_authority: "x.org",
+        };
+        let err = Issue::parse(
+            Path::new("issues/a.md"),
+            "+++\ntitle = \"T\"\ndate = 1971-06-01\n+++\nb\n",
+            defaults,
+        )
+        .unwrap_err();
+        assert!(err[0].message.contains("seconds off UTC"), "{err:?}");
+        let (issue, _) = Issue::parse(
+            Path::new("issues/a.md"),
+            "+++\ntitle = \"T\"\ndate = 1973-06-01\n+++\nb\n",
+            defaults,
+        )
+        .unwrap();
+        assert_eq!(issue.date.to_rfc3339(), "1973-06-01T00:00:00+00:00");
     }
 }

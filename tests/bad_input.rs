@@ -155,6 +155,15 @@ fn cases() -> Vec<Case> {
             )],
         ),
         issue(
+            "year zero",
+            "issues/year-zero.md",
+            b"+++\ntitle = \"T\"\ndate = 0023-03-31\n+++\nbody\n",
+            vec![(
+                "issues/year-zero.md:3:8: error: date: 0023-03-31 is before 1970, which no newsletter issue is; is the year a typo?",
+                Some("write e.g. date = 2023-03-31T09:00:00+08:00"),
+            )],
+        ),
+        issue(
             "a time without a day",
             "issues/timeonly.md",
             b"+++\ntitle = \"T\"\ndate = 09:00:00\n+++\nbody\n",
