@@ -20,14 +20,29 @@ pub fn check(dir: &Path, _now: DateTime<FixedOffset>) -> Vec<Diagnostic> {
     let config = match Config::from_dir(dir) {
         Ok(c) => {
             if c.base_url.host_str() == Some(crate::scaffold::PLACEHOLDER_HOST) {
-                problems.push(
-                    Diagnostic::warning(&dir.join(config::FILE_NAME), "base_url is still the placeholder from `gazette init`")
-                        .with_hint("set newsletter.base_url to the URL where feeds/ will be served, and id_authority to a domain you own"),
-                );
+                let path = dir.join(config::FILE_NAME);
+                let mut d = Diagnostic::warning(&path, "base_url is still the placeholder from `gazette init`")
+                    .with_hint("set newsletter.base_url to the URL where feeds/ will be served, and id_authority to a domain you own");
+                // Point at the value, as every other settings problem does.
+                if let Ok(text) = crate::files::read_text(&path) {
+                    let line = text
+                        .lines()
+                        .position(|l| l.trim_start().starts_with("base_url"));
+                    if let Some(n) = line {
+                        let l = text.lines().nth(n).unwrap_or_default();
+                        let column = l.find('"').map_or(1, |q| l[..q].chars().count() + 1);
+                        d = d.at(&text, n + 1, column);
+                    }
+                }
+                problems.push(d);
             }
             Some(c)
         }
         Err(e) => {
+            // Not a newsletter at all: saying so is the one useful message.
+            if !dir.join(config::FILE_NAME).exists() {
+                return e;
+            }
             problems.extend(e);
             None
         }
@@ -43,6 +58,7 @@ pub fn check(dir: &Path, _now: DateTime<FixedOffset>) -> Vec<Diagnostic> {
     match issue::load_all(&issues_dir, defaults) {
         Ok((issues, found)) => {
             problems.extend(found);
+            problems.extend(crate::publish::asset_problems(&issues_dir, &issues));
             let slugs: HashSet<&str> = issues.iter().map(|i| i.slug.as_str()).collect();
             for issue in &issues {
                 problems.extend(body_problems(issue, &issues_dir, &slugs));

@@ -84,6 +84,7 @@ fn load(dir: &Path, quiet: bool) -> anyhow::Result<(Config, Vec<Issue>)> {
         id_authority: &config.id_authority,
     };
     let (issues, mut problems) = issue::load_all(&dir.join("issues"), defaults)?;
+    problems.extend(publish::asset_problems(&dir.join("issues"), &issues));
     let errors = problems.iter().filter(|d| d.is_error()).count();
     print_diagnostics(&mut problems, quiet);
     if errors > 0 {

@@ -1,6 +1,7 @@
 //! Markdown -> HTML fragment (and the facts `check` needs about a body). The only module that
 //! knows the Markdown parser. Pure: no files, no clock.
 
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 use pulldown_cmark::{CowStr, Event, HeadingLevel, Options, Parser, Tag, TagEnd, html};
@@ -69,9 +70,10 @@ fn has_scheme(dest: &str) -> bool {
     }
 }
 
-/// The parser's events with bare URLs turned into links and every destination made absolute.
-/// Links that cannot be made absolute are kept as written.
-fn events<'s>(body: &'s str, place: Place<'_>) -> impl Iterator<Item = Event<'s>> {
+/// The parser's events with bare URLs turned into links, every destination made absolute
+/// (footnote references too), task-list boxes as text and an `id` on every heading. Links
+/// that cannot be made absolute are kept as written.
+fn events<'s>(body: &'s str, place: Place<'_>) -> Vec<Event<'s>> {
     let finder = {
         let mut f = linkify::LinkFinder::new();
         f.kinds(&[linkify::LinkKind::Url]);
@@ -79,14 +81,23 @@ fn events<'s>(body: &'s str, place: Place<'_>) -> impl Iterator<Item = Event<'s>
     };
     let mut in_link = 0usize;
     let mut in_code = 0usize;
-    let base = place.base_url.clone();
-    let page = place.page_url.clone();
-    Parser::new_ext(body, options()).flat_map(move |event| {
-        let place = Place {
-            base_url: &base,
-            page_url: &page,
-        };
+    let mut footnotes: HashMap<String, usize> = HashMap::new();
+    let mut heading_ids: HashSet<String> = HashSet::new();
+    // A heading's events are held back until its text, and so its id, is known.
+    let mut heading: Option<(Tag<'s>, Vec<Event<'s>>, String)> = None;
+    let mut all: Vec<Event<'s>> = Vec::new();
+    // An HTML block comes a line at a time; a tag may span lines, so rewrite it whole.
+    let mut block_html = String::new();
+    for event in Parser::new_ext(body, options()) {
         let mut out: Vec<Event<'s>> = Vec::with_capacity(1);
+        if let Event::Html(h) = &event {
+            block_html.push_str(h);
+            continue;
+        }
+        if !block_html.is_empty() {
+            let html = std::mem::take(&mut block_html);
+            out.push(Event::Html(absolute_html(CowStr::from(html), place)));
+        }
         match event {
             Event::Start(Tag::Link {
                 link_type,
@@ -129,6 +140,30 @@ fn events<'s>(body: &'s str, place: Place<'_>) -> impl Iterator<Item = Event<'s>
                 in_code = in_code.saturating_sub(1);
                 out.push(Event::End(TagEnd::CodeBlock));
             }
+            Event::FootnoteReference(label) => {
+                let n = footnote_number(&mut footnotes, &label);
+                let mut href = place.page_url.clone();
+                href.set_fragment(Some(&format!("fn-{n}")));
+                out.push(Event::InlineHtml(CowStr::from(format!(
+                    "<sup class=\"footnote-reference\"><a href=\"{href}\">{n}</a></sup>"
+                ))));
+            }
+            Event::Start(Tag::FootnoteDefinition(label)) => {
+                let n = footnote_number(&mut footnotes, &label);
+                // The parser's writer closes this <div> at the definition's end.
+                out.push(Event::Html(CowStr::from(format!(
+                    "<div class=\"footnote-definition\" id=\"fn-{n}\"><sup class=\"footnote-definition-label\">{n}</sup>"
+                ))));
+            }
+            Event::InlineHtml(h) => out.push(Event::InlineHtml(absolute_html(h, place))),
+            Event::TaskListMarker(done) => {
+                // Feed readers and email clients drop <input>; a box character survives.
+                out.push(Event::Text(CowStr::from(if done {
+                    "☑ "
+                } else {
+                    "☐ "
+                })));
+            }
             Event::Text(text) if in_link == 0 && in_code == 0 && text.contains(':') => {
                 let mut any = false;
                 for span in finder.spans(&text) {
@@ -154,14 +189,158 @@ fn events<'s>(body: &'s str, place: Place<'_>) -> impl Iterator<Item = Event<'s>
             }
             other => out.push(other),
         }
-        out
-    })
+        for event in out {
+            match event {
+                Event::Start(tag @ Tag::Heading { .. }) if heading.is_none() => {
+                    heading = Some((tag, Vec::new(), String::new()));
+                }
+                Event::End(TagEnd::Heading(level)) => match heading.take() {
+                    Some((
+                        Tag::Heading {
+                            level: l,
+                            id,
+                            classes,
+                            attrs,
+                        },
+                        inner,
+                        text,
+                    )) => {
+                        let id =
+                            id.or_else(|| Some(CowStr::from(heading_id(&text, &mut heading_ids))));
+                        all.push(Event::Start(Tag::Heading {
+                            level: l,
+                            id,
+                            classes,
+                            attrs,
+                        }));
+                        all.extend(inner);
+                        all.push(Event::End(TagEnd::Heading(level)));
+                    }
+                    _ => all.push(Event::End(TagEnd::Heading(level))),
+                },
+                event => match heading.as_mut() {
+                    Some((_, inner, text)) => {
+                        if let Event::Text(t) | Event::Code(t) = &event {
+                            text.push_str(t);
+                        }
+                        inner.push(event);
+                    }
+                    None => all.push(event),
+                },
+            }
+        }
+    }
+    if !block_html.is_empty() {
+        all.push(Event::Html(absolute_html(CowStr::from(block_html), place)));
+    }
+    all
+}
+
+/// Raw HTML with its relative `href`, `src` and `poster` values made absolute, so an editor's
+/// `<img src="images/x.png" width="300">` works in feeds and email too. Values with a scheme
+/// and anything that is not an attribute inside a tag are left as written.
+fn absolute_html<'s>(html: CowStr<'s>, place: Place<'_>) -> CowStr<'s> {
+    let lower = html.to_ascii_lowercase();
+    if !["href", "src", "poster"].iter().any(|a| lower.contains(a)) {
+        return html;
+    }
+    let bytes = html.as_bytes();
+    let mut out = String::with_capacity(html.len() + 64);
+    let mut copied = 0;
+    let mut in_tag = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'<' if !in_tag => in_tag = !lower[i..].starts_with("<!--"),
+            b'>' => in_tag = false,
+            b if in_tag && b.is_ascii_whitespace() => {
+                let rest = &lower[i + 1..];
+                let name = ["href", "src", "poster"]
+                    .into_iter()
+                    .find(|a| rest.starts_with(a));
+                if let Some(name) = name {
+                    let mut j = i + 1 + name.len();
+                    while j < bytes.len() && bytes[j].is_ascii_whitespace() {
+                        j += 1;
+                    }
+                    if bytes.get(j) == Some(&b'=') {
+                        j += 1;
+                        while j < bytes.len() && bytes[j].is_ascii_whitespace() {
+                            j += 1;
+                        }
+                        let (start, end) = match bytes.get(j) {
+                            Some(&q @ (b'"' | b'\'')) => {
+                                let end = html[j + 1..]
+                                    .find(q as char)
+                                    .map_or(bytes.len(), |e| j + 1 + e);
+                                (j + 1, end)
+                            }
+                            _ => {
+                                let end = html[j..]
+                                    .find(|c: char| c.is_ascii_whitespace() || c == '>')
+                                    .map_or(bytes.len(), |e| j + e);
+                                (j, end)
+                            }
+                        };
+                        let value = &html[start..end];
+                        if !value.is_empty() && !has_scheme(value) && !value.starts_with("//") {
+                            if let Some(abs) = absolute_url(value, place) {
+                                out.push_str(&html[copied..start]);
+                                out.push_str(&abs.replace('"', "%22").replace('\'', "%27"));
+                                copied = end;
+                            }
+                        }
+                        i = end;
+                        continue;
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if copied == 0 {
+        return html;
+    }
+    out.push_str(&html[copied..]);
+    CowStr::from(out)
+}
+
+/// The number of a footnote: in order of first mention, as the reader sees them.
+fn footnote_number(numbers: &mut HashMap<String, usize>, label: &str) -> usize {
+    let next = numbers.len() + 1;
+    *numbers.entry(label.to_string()).or_insert(next)
+}
+
+/// A heading's anchor: its words (any script) lowercased and joined by `-`, made unique in the
+/// page by a `-2`, `-3`... suffix.
+fn heading_id(text: &str, used: &mut HashSet<String>) -> String {
+    let mut id = String::new();
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        if !id.is_empty() {
+            id.push('-');
+        }
+        id.extend(word.chars().flat_map(char::to_lowercase));
+    }
+    if id.is_empty() {
+        id.push_str("section");
+    }
+    let mut unique = id.clone();
+    let mut n = 2;
+    while !used.insert(unique.clone()) {
+        unique = format!("{id}-{n}");
+        n += 1;
+    }
+    unique
 }
 
 /// The body as an HTML fragment with absolute URLs.
 pub fn to_html(body: &str, place: Place<'_>) -> String {
     let mut out = String::with_capacity(body.len() * 3 / 2);
-    html::push_html(&mut out, events(body, place));
+    html::push_html(&mut out, events(body, place).into_iter());
     out
 }
 
@@ -391,5 +570,95 @@ mod tests {
         assert_eq!(l.len(), 3);
         assert_eq!(l[1].text, "alt text");
         assert!(l[2].is_image && l[2].text.is_empty());
+    }
+
+    // Regression: footnote references were written as `href="#1"`, relative in every feed.
+    #[test]
+    fn footnote_references_are_absolute_and_numbered() {
+        let (base, page) = place();
+        let p = Place {
+            base_url: &base,
+            page_url: &page,
+        };
+        let html = to_html("a[^x] b[^y] c[^x]\n\n[^y]: why\n\n[^x]: ex\n", p);
+        assert!(
+            html.contains(r#"<a href="https://d.example.org/papers/march/#fn-1">1</a>"#),
+            "{html}"
+        );
+        assert!(html.contains(r#"#fn-2">2</a>"#), "{html}");
+        assert!(
+            html.contains(r#"id="fn-2"><sup class="footnote-definition-label">2</sup>"#),
+            "{html}"
+        );
+        assert!(!html.contains("href=\"#"), "{html}");
+        assert_eq!(html.matches("</div>").count(), 2, "{html}");
+    }
+
+    // Regression: task lists were `<input>` elements, which feed readers and email drop.
+    #[test]
+    fn task_list_boxes_are_text_not_inputs() {
+        let (base, page) = place();
+        let p = Place {
+            base_url: &base,
+            page_url: &page,
+        };
+        let html = to_html("- [x] done\n- [ ] to do\n", p);
+        assert!(!html.contains("<input"), "{html}");
+        assert!(
+            html.contains("☑ done") && html.contains("☐ to do"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn headings_get_unique_ids_in_any_script() {
+        let (base, page) = place();
+        let p = Place {
+            base_url: &base,
+            page_url: &page,
+        };
+        let html = to_html(
+            "## 1、LLaMA: Open *Models*\n\n## 小结\n\n## 小结\n\n## ???\n",
+            p,
+        );
+        assert!(
+            html.contains(r#"<h2 id="1-llama-open-models">1、LLaMA: Open <em>Models</em></h2>"#),
+            "{html}"
+        );
+        assert!(html.contains(r#"<h2 id="小结">"#), "{html}");
+        assert!(html.contains(r#"<h2 id="小结-2">"#), "{html}");
+        assert!(html.contains(r#"<h2 id="section">"#), "{html}");
+    }
+
+    // Regression: relative URLs in raw HTML (`<img src="images/x.png" width="300">`) reached
+    // the feeds as written.
+    #[test]
+    fn raw_html_urls_become_absolute() {
+        let (base, page) = place();
+        let p = Place {
+            base_url: &base,
+            page_url: &page,
+        };
+        let html = to_html(
+            "a <img src=\"images/x.png\" alt=\"src=no\"> <a href='april.md#top'>b</a> <a HREF=fig.png>c</a> <a href=\"https://x.org\">d</a>\n\n<p align=center><img\n src=\"y.png\"></p>\n",
+            p,
+        );
+        assert!(
+            html.contains(r#"<img src="https://d.example.org/papers/images/x.png" alt="src=no">"#),
+            "{html}"
+        );
+        assert!(
+            html.contains("<a href='https://d.example.org/papers/april/#top'>b</a>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<a HREF=https://d.example.org/papers/fig.png>c</a>"),
+            "{html}"
+        );
+        assert!(html.contains(r#"<a href="https://x.org">d</a>"#), "{html}");
+        assert!(
+            html.contains(r#"src="https://d.example.org/papers/y.png""#),
+            "{html}"
+        );
     }
 }

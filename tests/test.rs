@@ -3,4 +3,11 @@
 
 mod support;
 
+mod bad_input;
+mod determinism;
+mod feeds;
+mod lifecycle;
+mod pages;
 mod publish;
+mod robustness;
+mod snapshots;
