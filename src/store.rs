@@ -653,7 +653,7 @@ mod tests {
             "no-at",
             "a@b",
             "a b@example.org",
-            "a@example.org\n",
+            "a@exa\nmple.org",
             "@example.org",
         ] {
             assert!(Address::parse(bad).is_err(), "{bad:?} accepted");
