@@ -471,10 +471,46 @@ fn deliver(
     if let Err(e) = conn.command(Data) {
         return Ok(refused_early(conn, &e));
     }
-    match conn.message(&msg.bytes) {
+    // The body and its final dot in one write: written apart, Nagle's algorithm and the
+    // server's delayed ACK hold the dot back ~40 ms per message.
+    let sent = match std::str::from_utf8(&msg.bytes) {
+        Ok(text) => conn.command(Wire(&data_lines(text))),
+        Err(_) => conn.message(&msg.bytes),
+    };
+    match sent {
         Ok(reply) => Ok((Outcome::Sent(reply_text(&reply)), true)),
         Err(e) => Ok(after_dot(&e)),
     }
+}
+
+/// Text written to the server as it is.
+struct Wire<'a>(&'a str);
+
+impl fmt::Display for Wire<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// A message as DATA lines: a dot doubled at the start of a line, then the final dot.
+fn data_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 64 + 8);
+    if text.starts_with('.') {
+        out.push('.');
+    }
+    let mut rest = text;
+    while let Some(i) = rest.find("\n.") {
+        out.push_str(&rest[..=i]);
+        out.push('.');
+        rest = &rest[i + 1..];
+    }
+    out.push_str(rest);
+    out.push_str(if out.ends_with("\r\n") {
+        ".\r\n"
+    } else {
+        "\r\n.\r\n"
+    });
+    out
 }
 
 fn reply_text(r: &lettre::transport::smtp::response::Response) -> String {
@@ -961,6 +997,15 @@ mod tests {
             message_id("tag:x,2023:b", "ann@example.org", "example.org")
         );
         assert!(a.starts_with('<') && a.ends_with("@example.org>"));
+    }
+
+    #[test]
+    fn dots_at_line_starts_are_doubled() {
+        assert_eq!(
+            data_lines(".a\r\n.b\r\nc.\r\n"),
+            "..a\r\n..b\r\nc.\r\n.\r\n"
+        );
+        assert_eq!(data_lines("x"), "x\r\n.\r\n");
     }
 
     #[test]

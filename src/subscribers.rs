@@ -147,17 +147,32 @@ pub fn parse_csv(path: &Path, data: &[u8]) -> Parsed {
                 .iter()
                 .any(|f| f.contains(&b'\n') || f.contains(&b'\r'))
             {
+                let record_start = start + record.position().map_or(0, |p| p.byte() as usize);
+                let end = start + reader.position().byte() as usize;
+                let quotes = data[record_start..].iter().filter(|&&b| b == b'"').count();
+                if end >= data.len() && quotes % 2 == 1 {
+                    // A quote never closed swallowed the rest of the file: read on from the
+                    // next line instead.
+                    out.problems.push(
+                        located(path, data, at, "a quote opened on this line is never closed".into())
+                            .with_hint("close the quote; the lines after this one were read as rows of their own"),
+                    );
+                    line = at + 1;
+                    continue 'restart;
+                }
                 out.problems.push(
                     located(
                         path,
                         data,
                         at,
-                        "a field runs over more than one line (a line break inside quotes, or a quote never closed)".into(),
+                        format!(
+                            "a quoted field holds a line break (lines {at}-{})",
+                            line_of(end.saturating_sub(1)).max(at)
+                        ),
                     )
-                    .with_hint("remove the line break or close the quote; the next lines are read as new rows"),
+                    .with_hint("put the row on one line; the row was not imported"),
                 );
-                line = at + 1;
-                continue 'restart;
+                continue;
             }
             if record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
                 continue; // a blank line

@@ -4,3 +4,5 @@
 mod support;
 
 mod publish;
+mod send;
+mod subscribers;
