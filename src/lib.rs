@@ -356,7 +356,8 @@ fn message_source(
             page_url: &page,
         },
     );
-    let text = issue.body.clone();
+    // Encoded once; each recipient's message only adds its headers.
+    let body = MultiPart::alternative_plain_html(issue.body.clone(), html);
     let from = config.email.from.clone();
     let subject = issue.subject().to_string();
     let issue_id = issue.id.clone();
@@ -371,10 +372,7 @@ fn message_source(
             .subject(subject.clone())
             .date(date)
             .message_id(Some(message_id.clone()))
-            .multipart(MultiPart::alternative_plain_html(
-                text.clone(),
-                html.clone(),
-            ))?;
+            .multipart(body.clone())?;
         Ok(send::Outgoing {
             message_id,
             from: from.email.clone(),
