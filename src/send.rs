@@ -25,7 +25,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{SmtpConnection, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use serde::Serialize;
 
@@ -43,6 +43,9 @@ pub const MAX_ATTEMPTS: i64 = 8;
 const MAX_CONNECT_ATTEMPTS: u32 = 6;
 /// Recipients read from the database at a time: memory stays flat in the list's size.
 const PAGE: usize = 1000;
+/// Deferred recipients held for a retry within the run; beyond this (a relay refusing
+/// everything) they wait for the next run, so memory stays bounded.
+const MAX_WAITING: usize = 10_000;
 
 /// One message ready for SMTP: the envelope and the exact bytes.
 #[derive(Clone, Debug)]
@@ -57,13 +60,14 @@ pub struct Outgoing {
 pub type Source<'a> = &'a (dyn Fn(&Recipient) -> anyhow::Result<Outgoing> + Sync);
 
 /// Where and how to connect, resolved from `[smtp]` and the environment.
-#[derive(Clone)]
 pub struct Server {
     pub host: String,
     pub port: u16,
     pub tls: Tls,
     credentials: Option<Credentials>,
     pub timeout: Duration,
+    /// Whether the server announced PIPELINING (RFC 2920) on the last connection.
+    pipelining: AtomicBool,
 }
 
 impl fmt::Debug for Server {
@@ -113,6 +117,7 @@ impl Server {
             tls,
             credentials,
             timeout: smtp.timeout,
+            pipelining: AtomicBool::new(false),
         })
     }
 
@@ -158,6 +163,16 @@ impl Server {
                 Failure::Fatal(format!("STARTTLS with {} failed: {}", self.host, chain(&e)))
             })?;
         }
+        // lettre keeps only the extensions it knows: ask again to learn about PIPELINING.
+        // (Before AUTH, where a second EHLO is always allowed.)
+        let pipelining = conn.command(Ehlo::new(hello.clone())).is_ok_and(|r| {
+            r.message().any(|l| {
+                l.split_whitespace()
+                    .next()
+                    .is_some_and(|w| w.eq_ignore_ascii_case("PIPELINING"))
+            })
+        });
+        self.pipelining.store(pipelining, Ordering::Relaxed);
         if let Some(credentials) = &self.credentials {
             conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
                 .map_err(|e| {
@@ -294,16 +309,14 @@ struct QueueState {
 impl Queue {
     /// The next recipient, waiting for retries that are due; None when everything is done
     /// or the run is stopping.
-    fn next(&self, stop: &AtomicBool) -> anyhow::Result<Option<Recipient>> {
+    fn next(&self, stopping: impl Fn() -> bool) -> anyhow::Result<Option<Recipient>> {
         let mut s = self.state.lock().expect("queue lock");
         loop {
-            if stop.load(Ordering::SeqCst) {
+            if stopping() {
                 return Ok(None);
             }
             let now = Instant::now();
-            if let Some(Reverse((due, id))) = s.retries.peek().copied()
-                && due <= now
-            {
+            if let Some(Reverse((_, id))) = s.retries.peek().copied().filter(|r| r.0.0 <= now) {
                 s.retries.pop();
                 let r = s.waiting.remove(&id).expect("a retry has its recipient");
                 s.held += 1;
@@ -337,16 +350,20 @@ impl Queue {
         }
     }
 
-    /// A worker is done with a recipient; `retry_at` puts it back.
-    fn done(&self, r: Recipient, retry_at: Option<Instant>) {
+    /// A worker is done with a recipient; `retry_at` puts it back unless too many wait.
+    /// Returns whether it was put back.
+    fn done(&self, r: Recipient, retry_at: Option<Instant>) -> bool {
         let mut s = self.state.lock().expect("queue lock");
         s.held -= 1;
-        if let Some(at) = retry_at {
+        let mut requeued = false;
+        if let Some(at) = retry_at.filter(|_| s.waiting.len() < MAX_WAITING) {
             s.retries.push(Reverse((at, r.id)));
             s.waiting.insert(r.id, r);
+            requeued = true;
         }
         drop(s);
         self.wake.notify_all();
+        requeued
     }
 }
 
@@ -380,10 +397,11 @@ fn write_ledger(mut store: Store, issue_id: &str, rx: mpsc::Receiver<Job>) -> Re
                 None
             };
         }
-        if failed.is_none()
-            && let Err(e) = store.apply(issue_id, &writes)
-        {
-            failed = Some(format!("{e:#}"));
+        if failed.is_none() {
+            failed = store
+                .apply(issue_id, &writes)
+                .err()
+                .map(|e| format!("{e:#}"));
         }
         let result = failed.clone().map_or(Ok(()), Err);
         for a in acks.drain(..) {
@@ -430,6 +448,7 @@ enum Outcome {
 fn deliver(
     conn: &mut SmtpConnection,
     msg: &Outgoing,
+    pipelining: bool,
     before_data: impl FnOnce() -> Result<(), Failure>,
 ) -> Result<(Outcome, bool), Failure> {
     let mut params = Vec::new();
@@ -458,10 +477,16 @@ fn deliver(
     let envelope = Envelope::new(Some(msg.from.clone()), vec![msg.to.clone()])
         .map_err(|e| Failure::Fatal(format!("bad envelope: {e}")))?;
     // Before DATA: any failure means the message was not accepted.
-    let early = (|| {
-        conn.command(Mail::new(envelope.from().cloned(), params))?;
-        conn.command(Rcpt::new(msg.to.clone(), vec![]))
-    })();
+    let mail = Mail::new(envelope.from().cloned(), params);
+    let rcpt = Rcpt::new(msg.to.clone(), vec![]);
+    let early = if pipelining {
+        // MAIL and RCPT in one write, then both replies (RFC 2920): one round trip.
+        let first = conn.command(Wire(&format!("{mail}{rcpt}")));
+        let second = conn.read_response();
+        first.and(second)
+    } else {
+        conn.command(mail).and_then(|_| conn.command(rcpt))
+    };
     if let Err(e) = early {
         // The `sending` row may be queued; let it land before the outcome that overrides it.
         before_data()?;
@@ -775,12 +800,11 @@ impl Worker<'_> {
     }
 
     fn run(self, mut conn: Option<SmtpConnection>) {
-        let is_flag = |s: &AtomicBool| s.load(Ordering::SeqCst);
         loop {
             if self.stopping() || !self.connection(&mut conn) {
                 break;
             }
-            let recipient = match self.queue.next(&self.stop.requested) {
+            let mut recipient = match self.queue.next(|| self.stopping()) {
                 Ok(Some(r)) => r,
                 Ok(None) => break,
                 Err(e) => {
@@ -789,12 +813,11 @@ impl Worker<'_> {
                     break;
                 }
             };
-            if is_flag(self.interrupt) {
-                self.queue.done(recipient, None);
-                break;
+            let retry = self.one(&mut conn, &mut recipient);
+            if !self.queue.done(recipient, retry) && retry.is_some() {
+                self.counters.deferred.fetch_add(1, Ordering::SeqCst);
+                self.bar.inc(1);
             }
-            let retry = self.one(&mut conn, &recipient);
-            self.queue.done(recipient, retry);
         }
         if let Some(mut c) = conn {
             let _ = c.quit();
@@ -802,16 +825,17 @@ impl Worker<'_> {
     }
 
     /// Sends to one recipient; returns when to try again, if ever.
-    fn one(&self, conn: &mut Option<SmtpConnection>, r: &Recipient) -> Option<Instant> {
+    fn one(&self, conn: &mut Option<SmtpConnection>, r: &mut Recipient) -> Option<Instant> {
+        let (id, email) = (r.id, r.email.clone());
         let write = |state, message_id: &str, attempt, reply: Option<String>| LedgerWrite {
-            subscriber_id: r.id,
-            email: r.email.clone(),
+            subscriber_id: id,
+            email: email.clone(),
             state,
             message_id: message_id.to_string(),
             attempt,
             reply,
         };
-        let msg = match (self.source)(r) {
+        let msg = match (self.source)(&*r) {
             Ok(m) => m,
             Err(e) => {
                 self.ledger.record(write(
@@ -846,7 +870,8 @@ impl Worker<'_> {
                 .map_err(|_| Failure::Fatal("the ledger writer stopped".into()))?
                 .map_err(Failure::Fatal)
         };
-        let (outcome, usable) = match deliver(c, &msg, wait) {
+        let pipelining = self.server.pipelining.load(Ordering::Relaxed);
+        let (outcome, usable) = match deliver(c, &msg, pipelining, wait) {
             Ok(x) => x,
             Err(Failure::Fatal(m)) | Err(Failure::Transient(m)) => {
                 // The row never became durable: nothing was sent past RCPT.
@@ -859,7 +884,8 @@ impl Worker<'_> {
         if !usable {
             *conn = None;
         }
-        let attempts = r.attempts + 1;
+        r.attempts += 1;
+        let attempts = r.attempts;
         let (state, reply, retry) = match outcome {
             Outcome::Sent(w) => {
                 self.counters.sent.fetch_add(1, Ordering::SeqCst);
@@ -907,7 +933,8 @@ pub fn send_test(
     })?;
     let mut out = Vec::new();
     for m in messages {
-        let result = match deliver(&mut conn, m, || Ok(())) {
+        let pipelining = server.pipelining.load(Ordering::Relaxed);
+        let result = match deliver(&mut conn, m, pipelining, || Ok(())) {
             Ok((Outcome::Sent(w), _)) => Ok(w),
             Ok((
                 Outcome::Deferred(w)

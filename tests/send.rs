@@ -154,6 +154,15 @@ impl Server {
 fn newsletter(addresses: &[String], smtp_extra: &str) -> Newsletter {
     let n = Newsletter::sample();
     let mut toml = n.read("gazette.toml");
+    for line in smtp_extra.lines() {
+        // A key given again replaces the sample's (`[smtp]` is the file's last table).
+        let key = line.split('=').next().unwrap().trim();
+        toml = toml
+            .lines()
+            .filter(|l| l.split('=').next().unwrap().trim() != key)
+            .map(|l| format!("{l}\n"))
+            .collect();
+    }
     toml.push_str(smtp_extra);
     n.write("gazette.toml", toml);
     let mut csv = String::from("email,name\n");
@@ -568,4 +577,34 @@ fn a_send_killed_at_any_moment_resumes_without_losing_or_doubling_anyone() {
         }
     }
     assert_eq!(count(&status(&n), "sent"), 5000);
+}
+
+#[test]
+fn ctrl_c_stops_after_the_messages_in_flight_and_says_how_to_resume() {
+    let server = Server::python("ok");
+    let all = users("r", 200);
+    // A rate limit keeps the run going long enough to interrupt it.
+    let n = newsletter(&all, "rate = 40\n");
+    let mut c = n.command(&["send", SLUG, "--yes"]);
+    c.env("GAZETTE_SMTP_URL", server.url())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    crate::support::tool("kill", &["-INT", &child.id().to_string()]).ok();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted; run `gazette"), "{stderr}");
+    let s = status(&n);
+    let sent = count(&s, "sent");
+    assert!(sent > 0 && sent < 200, "{s}");
+    // Stopped cleanly: nothing left in flight, nothing unknown.
+    assert_eq!((count(&s, "sending"), count(&s, "unknown")), (0, 0), "{s}");
+    assert_eq!(server.accepted().len() as u64, sent);
+    send(&n, &server, &[]).ok();
+    let accepted = server.accepted();
+    for a in &all {
+        assert_eq!(accepted.get(a).map(Vec::len), Some(1), "{a}");
+    }
 }
