@@ -327,7 +327,14 @@ fn cmd_unsubscribe(dir: &Path, token_or_address: &str, quiet: bool) -> anyhow::R
     let db = store::Store::open(dir)?;
     let parsed = store::Address::parse(&address).map_err(|e| anyhow::anyhow!("{e}"))?;
     match db.set_status(&parsed, store::Status::Unsubscribed)? {
-        None => anyhow::bail!("{address} is not on the list"),
+        None => {
+            // Not on the list (yet): keep the wish, so no later import adds them.
+            db.add(&parsed, None, false)?;
+            db.set_status(&parsed, store::Status::Unsubscribed)?;
+            if !quiet {
+                eprintln!("{address} was not on the list; recorded so no import adds it");
+            }
+        }
         Some(old) if !quiet => eprintln!("{address} unsubscribed (was {old})"),
         Some(_) => {}
     }

@@ -134,6 +134,12 @@ fn unsubscribe_accepts_a_signed_token_and_refuses_a_forged_one() {
     assert_eq!(count(&n), "1");
     n.gazette(&["unsubscribe", &token]).ok();
     assert_eq!(count(&n), "0");
+    // An address not on the list is remembered, so a later import does not add it.
+    n.gazette(&["unsubscribe", "Stranger@example.org"]).ok();
+    n.write("list.csv", "email\nstranger@example.org\n");
+    n.gazette(&["subscribers", "import", &n.file("list.csv")])
+        .ok();
+    assert_eq!(count(&n), "0");
 }
 
 #[test]
