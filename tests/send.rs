@@ -449,6 +449,24 @@ fn a_refused_login_stops_the_run_with_nothing_marked_sent() {
 }
 
 #[test]
+fn a_relay_without_starttls_or_with_an_untrusted_certificate_stops_the_run() {
+    for (mode, expected) in [
+        ("ok", "does not offer STARTTLS"),
+        ("badcert", "STARTTLS with"),
+    ] {
+        let server = Server::python(mode);
+        let n = newsletter(&users("r", 5), "tls = \"starttls\"\n");
+        let mut c = n.command(&["send", SLUG, "--yes"]);
+        c.env("GAZETTE_SMTP_URL", server.url());
+        let out = run_with_timeout(c, Duration::from_secs(60)).code(1);
+        assert!(out.stderr.contains(expected), "{mode}: {}", out.stderr);
+        let s = status(&n);
+        assert_eq!((count(&s, "sent"), count(&s, "pending")), (0, 5), "{s}");
+        assert!(server.accepted().is_empty());
+    }
+}
+
+#[test]
 fn a_password_is_never_sent_in_clear_text_to_another_host() {
     let n = newsletter(&users("r", 2), "username = \"editor\"\n");
     let mut c = n.command(&["send", SLUG, "--yes"]);

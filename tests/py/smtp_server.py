@@ -17,9 +17,14 @@ Modes:
   421         for late*@, the first time: store the message, then reply 421 to the final dot
   stall       for stall*@: never reply to the final dot
   auth        require AUTH and refuse every password
+  badcert     offer STARTTLS with a self-signed certificate (no client should trust it)
 """
 
 import asyncio
+import os
+import ssl
+import subprocess
+import tempfile
 import email
 import email.policy
 import json
@@ -136,6 +141,17 @@ class Ctl(Controller):
 kwargs = {"enable_SMTPUTF8": True}
 if mode == "auth":
     kwargs.update(auth_required=True, auth_require_tls=False, authenticator=refuse)
+if mode == "badcert":
+    d = tempfile.mkdtemp()
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", cert],
+        check=True, capture_output=True,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    kwargs.update(tls_context=context)
 ctl = Ctl(Handler(), hostname="127.0.0.1", port=port, ready_timeout=10, **kwargs)
 ctl.start()
 print("ready", flush=True)
