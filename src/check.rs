@@ -80,7 +80,23 @@ pub fn check(dir: &Path, _now: DateTime<FixedOffset>) -> Vec<Diagnostic> {
             )),
         }
     }
+    problems.extend(database_problems(dir));
     problems
+}
+
+/// The subscriber database, when there is one: readable, not damaged, a schema this gazette
+/// knows.
+fn database_problems(dir: &Path) -> Vec<Diagnostic> {
+    let path = crate::store::db_path(dir);
+    match crate::store::Store::open_existing(dir) {
+        Ok(None) => Vec::new(),
+        Ok(Some(store)) => store
+            .problems()
+            .into_iter()
+            .map(|m| Diagnostic::error(&path, m))
+            .collect(),
+        Err(e) => vec![Diagnostic::error(&path, format!("{e:#}"))],
+    }
 }
 
 /// Warnings about one issue's body: numbering, links, images and raw HTML.

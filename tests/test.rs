@@ -10,4 +10,6 @@ mod lifecycle;
 mod pages;
 mod publish;
 mod robustness;
+mod send;
 mod snapshots;
+mod subscribers;
