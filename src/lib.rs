@@ -5,6 +5,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod diagnostic;
+pub mod email;
 pub mod feed;
 pub mod files;
 pub mod issue;
@@ -48,6 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::New { title, slug } => cmd_new(dir, &title, slug.as_deref(), cli.quiet),
         Command::Check => cmd_check(dir, cli.quiet),
         Command::Publish { slugs } => cmd_publish(dir, &slugs, cli.quiet, cli.json),
+        Command::Preview { slug, out } => cmd_preview(dir, &slug, out.as_deref(), cli.quiet),
     }
 }
 
@@ -113,6 +115,28 @@ fn cmd_publish(dir: &Path, slugs: &[String], quiet: bool, json: bool) -> anyhow:
         println!("{}", serde_json::to_string(&report)?);
     } else if !quiet {
         eprintln!("{report}");
+    }
+    Ok(())
+}
+
+fn cmd_preview(dir: &Path, slug: &str, out: Option<&Path>, quiet: bool) -> anyhow::Result<()> {
+    let (config, issues) = load(dir, true)?;
+    let issue = issues
+        .iter()
+        .find(|i| i.slug == slug)
+        .ok_or_else(|| anyhow::anyhow!("no issue `{slug}`: there is no issues/{slug}.md"))?;
+    let out = match out {
+        Some(o) => o.to_path_buf(),
+        None => dir.join(publish::OUTBOX_DIR).join(slug),
+    };
+    let written = publish::write_email(dir, &config, issue, &out)?;
+    if !quiet {
+        eprintln!(
+            "wrote {} ({} changed) for {}",
+            out.display(),
+            written,
+            config.email.sample_recipient
+        );
     }
     Ok(())
 }

@@ -6,13 +6,14 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use chrono::{DateTime, FixedOffset};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::email::{self, Prepared, Recipient, Templates};
 use crate::feed::{self, Entry};
 use crate::files;
 use crate::issue::Issue;
@@ -21,6 +22,8 @@ use crate::site::{self, Neighbour};
 
 /// The output directory inside a newsletter.
 pub const FEEDS_DIR: &str = "feeds";
+/// Where rendered emails go: `outbox/<slug>/`.
+pub const OUTBOX_DIR: &str = "outbox";
 /// Length of a summary derived from the first paragraph, in characters.
 pub const SUMMARY_CHARS: usize = 200;
 /// The stylesheet used when the newsletter has no `templates/site.css`.
@@ -107,6 +110,9 @@ pub fn publish(
     }
 
     let out = dir.join(FEEDS_DIR);
+    let outbox = dir.join(OUTBOX_DIR);
+    let templates = Templates::load(dir)?;
+    let secret = email::sample_secret(dir);
     let written = AtomicUsize::new(0);
     let unchanged = AtomicUsize::new(0);
     let write = |path: PathBuf, bytes: &[u8]| -> anyhow::Result<()> {
@@ -155,6 +161,19 @@ pub fn publish(
                 let next = published.get(n + 1).map(|i| neighbour(i));
                 let page = site::issue_page(config, issue, &html, &summary, previous, next);
                 write(out.join(&issue.slug).join("index.html"), page.as_bytes())?;
+                let fragment = markdown::to_email_html(
+                    &issue.body,
+                    Place {
+                        base_url: &config.base_url,
+                        page_url: &page_url,
+                    },
+                );
+                let prepared =
+                    Prepared::with_fragment(config, issue, &fragment, &templates, &secret, None)
+                        .with_context(|| format!("the email of {}", issue.path.display()))?;
+                for (name, bytes) in email::files(&prepared, &sample_recipient(config))? {
+                    write(outbox.join(&issue.slug).join(name), &bytes)?;
+                }
             }
             bar.inc(1);
             let html = (n >= in_feeds).then_some(html);
@@ -218,8 +237,36 @@ pub fn publish(
     Ok(report)
 }
 
-/// Files other than issues under `issues/` (images, attachments): `(source, path under feeds/)`,
-/// in sorted order. Hidden files are skipped.
+/// `email.sample_recipient` as a [`Recipient`].
+pub fn sample_recipient(config: &Config) -> Recipient<'_> {
+    Recipient {
+        email: config.email.sample_recipient.email.as_ref(),
+        name: config.email.sample_recipient.name.as_deref(),
+    }
+}
+
+/// Writes one issue's email for the sample recipient into `out` (`email.html`, `email.txt`,
+/// `message.eml`), leaving unchanged files alone. Returns how many files were written.
+pub fn write_email(
+    dir: &Path,
+    config: &Config,
+    issue: &Issue,
+    out: &Path,
+) -> anyhow::Result<usize> {
+    let templates = Templates::load(dir)?;
+    let secret = email::sample_secret(dir);
+    let prepared = Prepared::new(config, issue, &templates, &secret, None)
+        .with_context(|| format!("the email of {}", issue.path.display()))?;
+    let mut written = 0;
+    for (name, bytes) in email::files(&prepared, &sample_recipient(config))? {
+        if files::write_if_changed(&out.join(name), &bytes)? {
+            written += 1;
+        }
+    }
+    Ok(written)
+}
+
+/// The previous or next issue, for a page's links.
 pub fn neighbour<'a>(issue: &'a Issue) -> Neighbour<'a> {
     Neighbour {
         slug: &issue.slug,
