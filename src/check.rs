@@ -5,9 +5,11 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use chrono::{DateTime, FixedOffset};
+use rayon::prelude::*;
 
 use crate::config::{self, Config};
 use crate::diagnostic::Diagnostic;
+use crate::email;
 use crate::issue::{self, Issue};
 use crate::markdown;
 
@@ -47,6 +49,9 @@ pub fn check(dir: &Path, _now: DateTime<FixedOffset>) -> Vec<Diagnostic> {
             for issue in &issues {
                 problems.extend(body_problems(issue, &issues_dir, &slugs));
             }
+            if let Some(config) = &config {
+                problems.extend(email_problems(dir, config, &issues));
+            }
         }
         Err(e) => problems.push(Diagnostic::error(&issues_dir, format!("{e:#}"))),
     }
@@ -65,6 +70,37 @@ pub fn check(dir: &Path, _now: DateTime<FixedOffset>) -> Vec<Diagnostic> {
         }
     }
     problems
+}
+
+/// Warnings about the issues' emails: an HTML part large enough for Gmail to clip.
+fn email_problems(dir: &Path, config: &Config, issues: &[Issue]) -> Vec<Diagnostic> {
+    // A broken template is reported above; the built-in one still measures the size.
+    let templates = email::Templates::load(dir).unwrap_or_else(|_| email::Templates::builtin());
+    let secret = email::sample_secret(dir);
+    issues
+        .par_iter()
+        .filter_map(|issue| {
+            let size = match email::Prepared::new(config, issue, &templates, &secret, None) {
+                Ok(p) => p.html_part_bytes(),
+                Err(e) => {
+                    return Some(Diagnostic::error(
+                        &issue.path,
+                        format!("the email cannot be built: {e:#}"),
+                    ));
+                }
+            };
+            (size > email::HTML_PART_WARN_BYTES).then(|| {
+                Diagnostic::warning(
+                    &issue.path,
+                    format!(
+                        "the email's HTML part is {} KB as sent; Gmail clips messages near 102 KB and hides the rest, the unsubscribe link included",
+                        size / 1024
+                    ),
+                )
+                .with_hint("shorten the issue or split it in two")
+            })
+        })
+        .collect()
 }
 
 /// Warnings about one issue's body: numbering, links, images and raw HTML.

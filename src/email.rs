@@ -840,7 +840,7 @@ fn html_document(
                 meta name="x-apple-disable-message-reformatting";
                 meta name="color-scheme" content="light dark";
                 meta name="supported-color-schemes" content="light dark";
-                title { (issue.title) }
+                title { (one_line(&issue.title)) }
                 style { (PreEscaped(css)) }
             }
             body.body {
@@ -855,7 +855,7 @@ fn html_document(
                                 tr {
                                     td.header {
                                         p.newsletter { (config.title) }
-                                        h1.title { (issue.title) }
+                                        h1.title { (one_line(&issue.title)) }
                                         p.meta { (meta_line(config, issue)) }
                                     }
                                 }
@@ -879,7 +879,7 @@ fn plain_text(config: &Config, issue: &Issue, body: &str, footer: &str) -> Strin
         out.push('\n');
     }
     out.push('\n');
-    let title = markdown::wrap(&issue.title, TEXT_WIDTH, "", "");
+    let title = markdown::wrap(&one_line(&issue.title), TEXT_WIDTH, "", "");
     let widest = title
         .iter()
         .map(|l| markdown::display_width(l))

@@ -549,9 +549,10 @@ impl TextWriter {
             return;
         }
         self.start_block();
-        let (mut first, rest) = self.prefixes();
+        let (mut first, mut rest) = self.prefixes();
         if let Some(label) = self.footnote.take() {
             first.push_str(&format!("[^{label}]: "));
+            rest.push_str("    ");
         }
         let width = self.width;
         for line in wrap(text, width, &first, &rest) {
