@@ -537,6 +537,12 @@ impl Prepared {
             .email
             .parse()
             .with_context(|| format!("`{}` is not an email address", to.email))?;
+        if !to.email.is_ascii() {
+            bail!(
+                "`{}` is not an ASCII address: gazette does not send SMTPUTF8 mail",
+                to.email
+            );
+        }
         let values = self.values(to);
         let message_id = self.message_id(&address);
         let mut mailbox = Mailbox::new(values.name.clone(), address.clone());
@@ -731,17 +737,18 @@ fn cut(formatted: &[u8]) -> anyhow::Result<(Vec<u8>, Vec<Piece>)> {
         }
         at = end;
     }
-    // The body, with its value marks.
-    let mut rest = &formatted[header_end..];
+    // The body, with its value marks (the encoded message is ASCII).
+    let mut rest = std::str::from_utf8(&formatted[header_end..])
+        .context("lettre wrote a message that is not ASCII")?;
     'marks: while !rest.is_empty() {
-        let Some(i) = rest.windows(2).position(|w| w == b"=Z") else {
+        let Some(i) = rest.find("=Z") else {
             break;
         };
         for slot in [Slot::UnsubscribeUrl, Slot::Email, Slot::Name] {
             for html in [false, true] {
                 let mark = value_mark(slot, html);
-                if rest[i..].starts_with(mark.as_bytes()) {
-                    push_fixed(&mut fixed, &mut pieces, &rest[..i]);
+                if rest[i..].starts_with(&mark) {
+                    push_fixed(&mut fixed, &mut pieces, &rest.as_bytes()[..i]);
                     pieces.push(Piece::Value { slot, html });
                     rest = &rest[i + mark.len()..];
                     continue 'marks;
@@ -750,7 +757,7 @@ fn cut(formatted: &[u8]) -> anyhow::Result<(Vec<u8>, Vec<Piece>)> {
         }
         bail!("an unknown mark in the encoded message");
     }
-    push_fixed(&mut fixed, &mut pieces, rest);
+    push_fixed(&mut fixed, &mut pieces, rest.as_bytes());
     Ok((fixed, pieces))
 }
 
@@ -946,5 +953,51 @@ impl Header for ListUnsubscribePost {
     }
     fn display(&self) -> HeaderValue {
         HeaderValue::new(Self::name(), "List-Unsubscribe=One-Click".to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepared_can_be_shared_between_sending_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Prepared>();
+        shared::<Dkim>();
+    }
+
+    #[test]
+    fn the_unsubscribe_url_is_split_around_its_token() {
+        let (a, b) = split_unsubscribe_url("https://example.org/u?token={token}&list=x").unwrap();
+        assert_eq!(a, "https://example.org/u?token=");
+        assert_eq!(b, "&list=x");
+        let (a, _) = split_unsubscribe_url("https://例子.org/u/{token}").unwrap();
+        assert_eq!(a, "https://xn--fsqu00a.org/u/");
+        assert!(split_unsubscribe_url("https://example.org/u").is_err());
+    }
+
+    #[test]
+    fn markers_are_cut_out_of_rendered_text() {
+        let (_, url) = MARKERS[0];
+        let p = Pattern::parse(&format!("a {url} b{url}"));
+        let values = Values {
+            unsubscribe_url: "https://x.example/?a=1&b=2".into(),
+            email: "r@x.example",
+            name: None,
+        };
+        assert_eq!(
+            p.fill(&values, false),
+            "a https://x.example/?a=1&b=2 bhttps://x.example/?a=1&b=2"
+        );
+        assert_eq!(
+            p.fill(&values, true),
+            "a https://x.example/?a=1&amp;b=2 bhttps://x.example/?a=1&amp;b=2"
+        );
+    }
+
+    #[test]
+    fn footer_values_cannot_inject_markdown() {
+        assert_eq!(markdown_escape("*A* [b](c) <d>"), r"\*A\* \[b\]\(c\) \<d\>");
     }
 }

@@ -379,6 +379,10 @@ pub fn wrap(text: &str, width: usize, first_indent: &str, rest_indent: &str) -> 
 /// textwrap's Unicode line-break words, with the breaks inside URLs removed (UAX #14 allows a
 /// break after `/`, which would cut a link in two).
 fn words_keeping_urls(line: &str) -> Box<dyn Iterator<Item = textwrap::core::Word<'_>> + '_> {
+    let words = textwrap::WordSeparator::UnicodeBreakProperties.find_words(line);
+    if !line.contains("://") {
+        return words;
+    }
     let mut finder = linkify::LinkFinder::new();
     finder.kinds(&[linkify::LinkKind::Url]);
     // A URL in an email's text is ASCII (links are serialised that way); linkify would also
@@ -394,7 +398,6 @@ fn words_keeping_urls(line: &str) -> Box<dyn Iterator<Item = textwrap::core::Wor
             s.start()..s.start() + ascii
         })
         .collect();
-    let words = textwrap::WordSeparator::UnicodeBreakProperties.find_words(line);
     if urls.is_empty() {
         return words;
     }
@@ -455,6 +458,8 @@ struct TextWriter {
     code: Option<String>,
     table: Option<Table>,
     blank_before_next: bool,
+    /// Inside a Markdown paragraph (the text of a tight list item is not in one).
+    paragraph: bool,
     footnote: Option<String>,
 }
 
@@ -473,6 +478,7 @@ impl TextWriter {
             code: None,
             table: None,
             blank_before_next: false,
+            paragraph: false,
             footnote: None,
         }
     }
@@ -559,7 +565,8 @@ impl TextWriter {
             self.out.push_str(&line);
             self.out.push('\n');
         }
-        self.blank_before_next = true;
+        // A tight list item's text runs straight into what follows (a nested list).
+        self.blank_before_next = self.paragraph || self.containers.is_empty();
     }
 
     fn reference(&mut self, dest: &str) -> usize {
@@ -623,7 +630,7 @@ impl TextWriter {
 
     fn start(&mut self, tag: Tag<'_>) {
         match tag {
-            Tag::Paragraph => {}
+            Tag::Paragraph => self.paragraph = true,
             Tag::Heading { level, .. } => {
                 self.flush_paragraph();
                 self.heading = Some(level);
@@ -694,7 +701,10 @@ impl TextWriter {
 
     fn end(&mut self, tag: TagEnd) {
         match tag {
-            TagEnd::Paragraph => self.flush_paragraph(),
+            TagEnd::Paragraph => {
+                self.flush_paragraph();
+                self.paragraph = false;
+            }
             TagEnd::Heading(level) => {
                 self.heading = None;
                 let text = self.take_inline();
@@ -965,5 +975,72 @@ mod tests {
         assert_eq!(l.len(), 3);
         assert_eq!(l[1].text, "alt text");
         assert!(l[2].is_image && l[2].text.is_empty());
+    }
+
+    #[test]
+    fn cjk_wraps_between_characters_but_never_before_closing_punctuation() {
+        let closing = "，。、」》）：；！？";
+        let text = "「渐进蒸馏」已经能把扩散模型蒸馏到四步左右，而本文既可以蒸馏、也可以把一致性模型作为独立的生成模型从头训练。用 GPT-2 生成《超级马里奥兄弟》的关卡（PCG）！真的吗？是的。";
+        for width in 10..=72 {
+            let lines = wrap(text, width, "", "");
+            for line in &lines {
+                assert!(display_width(line) <= width, "{width}: {line}");
+                assert!(
+                    !line.starts_with(|c| closing.contains(c)),
+                    "{width}: a line starts with closing punctuation: {line}"
+                );
+            }
+            // Breaks between CJK characters add no spaces and lose nothing.
+            assert_eq!(
+                lines.concat().replace(' ', ""),
+                text.replace(' ', ""),
+                "{width}"
+            );
+        }
+        // Lines really break between CJK characters, not only at spaces.
+        assert!(wrap(text, 20, "", "").len() > 6);
+    }
+
+    #[test]
+    fn urls_are_never_broken_across_lines() {
+        let url = "https://example.org/a/very/long/path/that-exceeds/the/width_of/the/line";
+        let text = format!("论文：{url}，社区实现：另一个链接。more words after it");
+        for width in [20, 40, 72] {
+            let lines = wrap(&text, width, "", "");
+            assert!(lines.iter().any(|l| l.contains(url)), "{width}: {lines:#?}");
+            assert!(!lines.iter().any(|l| l.starts_with('，')), "{lines:#?}");
+        }
+    }
+
+    #[test]
+    fn plain_text_keeps_structure_readable() {
+        let (base, page) = place();
+        let p = Place {
+            base_url: &base,
+            page_url: &page,
+        };
+        let body = "# 标题\n\n中文\n继续，word\nnext [链接](x.md) <https://a.example/b>\n\n> 引用一\n> 引用二\n\n- 一\n- 二\n  1. 甲\n\n```\nfn main() {}\n```\n\n| a | bb |\n|---|----|\n| 1 | 2 |\n\n![图一](i.png)\n";
+        let t = to_text(body, p, 72, 1);
+        let expected = "标题\n====\n\n中文继续，word next 链接[1] https://a.example/b\n\n> 引用一引用二\n\n- 一\n- 二\n  1. 甲\n\n    fn main() {}\n\na | bb\n--+---\n1 | 2\n\n[图一][2]\n\n[1] https://d.example.org/papers/x/\n[2] https://d.example.org/papers/i.png\n";
+        assert_eq!(t.text, expected, "{}", t.text);
+        assert_eq!(t.next_reference, 3);
+        // A second text continues the numbering; a link seen twice keeps its number.
+        let t = to_text("[a](https://x.example/) [b](https://x.example/)", p, 72, 7);
+        assert_eq!(t.text, "a[7] b[7]\n\n[7] https://x.example/\n");
+    }
+
+    #[test]
+    fn email_html_drops_scripts_and_forms() {
+        let (base, page) = place();
+        let p = Place {
+            base_url: &base,
+            page_url: &page,
+        };
+        let html = to_email_html(
+            "a <script>x()</script> b\n\n<form><input></form>\n\n<b>ok</b>",
+            p,
+        );
+        assert!(!html.contains("<script") && !html.contains("<form") && !html.contains("<input"));
+        assert!(html.contains("<b>ok</b>"), "{html}");
     }
 }
