@@ -131,7 +131,7 @@ fn main() {
                 "rsa",
                 &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
             ),
-            count.min(5_000),
+            count.min(2_000),
         ),
         (
             "gazette, DKIM Ed25519",
@@ -153,7 +153,7 @@ fn main() {
     };
     std::fs::write(dir.path().join("email.txt"), plain.text(&sample)).unwrap();
     std::fs::write(dir.path().join("email.html"), plain.html(&sample)).unwrap();
-    let reference_count = count.min(20_000).to_string();
+    let reference_count = count.min(2_000).to_string();
     let output = Command::new("python3")
         .arg(root().join("bench").join("email_reference.py"))
         .arg(dir.path())

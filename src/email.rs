@@ -32,7 +32,7 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use anyhow::{Context, bail};
@@ -88,15 +88,101 @@ pub struct Templates {
     /// `templates/footer.md`: Markdown with `{newsletter}`, `{title}`, `{email}`, `{name}`,
     /// `{unsubscribe_url}`, `{web_url}` and `{postal_address}`.
     pub footer: String,
+    /// The frame of every issue's HTML with the CSS inlined, made by the first issue.
+    frame: OnceLock<Frame>,
 }
+
+/// The HTML around an issue's body (head, header, footer) with the CSS inlined, and stand-ins
+/// for what differs between issues. Inlining the frame is most of the cost of inlining, so it
+/// is done once per newsletter, not once per issue.
+#[derive(Clone, Debug)]
+struct Frame {
+    /// The settings the frame was made with.
+    key: String,
+    html: String,
+}
+
+const FRAME_TITLE: &str = "gazetteframetitle0000";
+const FRAME_META: &str = "gazetteframemeta0000";
+const FRAME_SUMMARY: &str = "gazetteframesummary0000";
+const FRAME_BODY: &str = "gazetteframebody0000";
+const FRAME_WEB_URL: &str = "https://gazette.invalid/frame-web-url-0000";
 
 impl Templates {
     /// The templates gazette ships.
     pub fn builtin() -> Templates {
+        Templates::new(
+            scaffold::EMAIL_CSS.to_string(),
+            scaffold::FOOTER_MD.to_string(),
+        )
+    }
+
+    /// Templates from their text.
+    pub fn new(css: String, footer: String) -> Templates {
         Templates {
-            css: scaffold::EMAIL_CSS.to_string(),
-            footer: scaffold::FOOTER_MD.to_string(),
+            css,
+            footer,
+            frame: OnceLock::new(),
         }
+    }
+
+    fn frame_key(config: &Config) -> String {
+        format!(
+            "{}\0{}\0{}\0{}",
+            config.title, config.language, config.postal_address, config.base_url
+        )
+    }
+
+    /// The inlined frame for `config`: cached for the first settings it is asked for.
+    fn frame(&self, config: &Config) -> anyhow::Result<std::borrow::Cow<'_, str>> {
+        let key = Templates::frame_key(config);
+        if let Some(frame) = self.frame.get() {
+            if frame.key == key {
+                return Ok(frame.html.as_str().into());
+            }
+            return Ok(self.make_frame(config)?.into());
+        }
+        let html = self.make_frame(config)?;
+        let frame = self.frame.get_or_init(|| Frame { key, html });
+        Ok(frame.html.as_str().into())
+    }
+
+    fn make_frame(&self, config: &Config) -> anyhow::Result<String> {
+        let place_base = config.base_url.clone();
+        let place = Place {
+            base_url: &place_base,
+            page_url: &place_base,
+        };
+        let footer = footer_markdown(&self.footer, config, FRAME_TITLE, FRAME_WEB_URL);
+        let document = html_document(
+            config,
+            FRAME_TITLE,
+            FRAME_META,
+            FRAME_SUMMARY,
+            FRAME_BODY,
+            &markdown::to_email_html(&footer, place),
+            &self.css,
+        );
+        css_inline::CSSInliner::options()
+            .keep_at_rules(true)
+            .load_remote_stylesheets(false)
+            .build()
+            .inline(&document.into_string())
+            .context("cannot inline templates/email.css into the email")
+    }
+
+    /// An issue's rendered body with the CSS inlined, as it sits in the frame's `.content`.
+    fn inline_body(&self, fragment: &str) -> anyhow::Result<String> {
+        // In a wrapper like the frame's, so that `.content p` rules apply; then unwrapped.
+        let wrapped = format!("<div class=\"content\">{fragment}</div>");
+        let inlined = css_inline::CSSInliner::options()
+            .load_remote_stylesheets(false)
+            .build()
+            .inline_fragment(&wrapped, &self.css)
+            .context("cannot inline templates/email.css into the email")?;
+        let start = inlined.find('>').map_or(0, |i| i + 1);
+        let end = inlined.rfind("</div>").unwrap_or(inlined.len()).max(start);
+        Ok(inlined[start..end].to_string())
     }
 
     /// `DIR/templates/email.css` and `footer.md`; the built-in one for a file that is absent.
@@ -108,10 +194,10 @@ impl Templates {
             }
             files::read_text(&path).map_err(|d| anyhow::anyhow!("{d}"))
         };
-        Ok(Templates {
-            css: read("email.css", scaffold::EMAIL_CSS)?,
-            footer: read("footer.md", scaffold::FOOTER_MD)?,
-        })
+        Ok(Templates::new(
+            read("email.css", scaffold::EMAIL_CSS)?,
+            read("footer.md", scaffold::FOOTER_MD)?,
+        ))
     }
 }
 
@@ -403,23 +489,22 @@ impl Prepared {
             page_url: &page_url,
         };
         let summary = crate::publish::summary(issue);
-        let footer = footer_markdown(&templates.footer, config, issue, page_url.as_str());
+        let title = one_line(&issue.title);
+        let footer = footer_markdown(&templates.footer, config, &title, page_url.as_str());
 
-        let document = html_document(
-            config,
-            issue,
-            &summary,
-            fragment,
-            &markdown::to_email_html(&footer, place),
-            &templates.css,
-        );
-        let inliner = css_inline::CSSInliner::options()
-            .keep_at_rules(true)
-            .load_remote_stylesheets(false)
-            .build();
-        let inlined = inliner
-            .inline(&document.into_string())
-            .context("cannot inline templates/email.css into the email")?;
+        let body = templates.inline_body(fragment)?;
+        let escaped = |s: &str| {
+            let mut out = String::with_capacity(s.len());
+            escape_into(&mut out, s);
+            out
+        };
+        let frame = templates.frame(config)?;
+        let inlined = frame
+            .replace(FRAME_TITLE, &escaped(&title))
+            .replace(FRAME_META, &escaped(&meta_line(issue)))
+            .replace(FRAME_SUMMARY, &escaped(&summary))
+            .replace(FRAME_WEB_URL, &escaped(page_url.as_str()))
+            .replacen(FRAME_BODY, &body, 1);
         let html = Pattern::parse(&inlined);
 
         let body = markdown::to_text(&issue.body, place, TEXT_WIDTH, 1);
@@ -774,7 +859,7 @@ fn split_unsubscribe_url(template: &str) -> anyhow::Result<(String, String)> {
 }
 
 /// The footer template with the issue's values filled in and the per-recipient ones marked.
-fn footer_markdown(template: &str, config: &Config, issue: &Issue, page_url: &str) -> String {
+fn footer_markdown(template: &str, config: &Config, title: &str, page_url: &str) -> String {
     let marker = |slot: Slot| {
         MARKERS
             .iter()
@@ -783,7 +868,7 @@ fn footer_markdown(template: &str, config: &Config, issue: &Issue, page_url: &st
     };
     template
         .replace("{newsletter}", &markdown_escape(&config.title))
-        .replace("{title}", &markdown_escape(&issue.title))
+        .replace("{title}", &markdown_escape(title))
         .replace("{postal_address}", &markdown_escape(&config.postal_address))
         .replace("{web_url}", page_url)
         .replace("{unsubscribe_url}", marker(Slot::UnsubscribeUrl))
@@ -815,8 +900,7 @@ fn date_label(issue: &Issue) -> String {
     issue.date.format("%Y-%m-%d").to_string()
 }
 
-fn meta_line(config: &Config, issue: &Issue) -> String {
-    let _ = config;
+fn meta_line(issue: &Issue) -> String {
     match issue.number {
         Some(n) => format!("No. {n} · {}", date_label(issue)),
         None => date_label(issue),
@@ -831,7 +915,8 @@ const PREHEADER_FILLER: &str = "\u{034f}\u{a0}";
 /// the only markup that enters unescaped (and the editor's CSS, inside `<style>`).
 fn html_document(
     config: &Config,
-    issue: &Issue,
+    title: &str,
+    meta: &str,
     summary: &str,
     fragment: &str,
     footer: &str,
@@ -847,7 +932,7 @@ fn html_document(
                 meta name="x-apple-disable-message-reformatting";
                 meta name="color-scheme" content="light dark";
                 meta name="supported-color-schemes" content="light dark";
-                title { (one_line(&issue.title)) }
+                title { (title) }
                 style { (PreEscaped(css)) }
             }
             body.body {
@@ -862,8 +947,8 @@ fn html_document(
                                 tr {
                                     td.header {
                                         p.newsletter { (config.title) }
-                                        h1.title { (one_line(&issue.title)) }
-                                        p.meta { (meta_line(config, issue)) }
+                                        h1.title { (title) }
+                                        p.meta { (meta) }
                                     }
                                 }
                                 tr { td.content { (PreEscaped(fragment)) } }
@@ -880,7 +965,7 @@ fn html_document(
 /// The text part: a header, the body, its links, then the footer and its links.
 fn plain_text(config: &Config, issue: &Issue, body: &str, footer: &str) -> String {
     let mut out = String::new();
-    let head = format!("{} · {}", config.title, meta_line(config, issue));
+    let head = format!("{} · {}", config.title, meta_line(issue));
     for line in markdown::wrap(&head, TEXT_WIDTH, "", "") {
         out.push_str(&line);
         out.push('\n');

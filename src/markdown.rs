@@ -363,6 +363,9 @@ pub fn to_text(body: &str, place: Place<'_>, width: usize, first_reference: usiz
 /// `，。、」》）`, never inside a URL, never inside a word. Words and URLs longer than the
 /// width stay whole on a line of their own.
 pub fn wrap(text: &str, width: usize, first_indent: &str, rest_indent: &str) -> Vec<String> {
+    if !text.contains('\n') && display_width(first_indent) + display_width(text) <= width {
+        return vec![format!("{first_indent}{text}").trim_end().to_string()];
+    }
     let options = textwrap::Options::new(width.max(1))
         .initial_indent(first_indent)
         .subsequent_indent(rest_indent)
