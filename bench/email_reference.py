@@ -58,7 +58,7 @@ def main():
     took = time.perf_counter() - start
     label = "Python EmailMessage (reference)"
     print(
-        f"{label:<34} {count:>7} messages in {took:>7.3f} s = {count / took:>9.0} messages/s "
+        f"{label:<34} {count:>7} messages in {took:>7.3f} s = {count / took:>9.0f} messages/s "
         f"({size / count / 1024:.1f} KB each)"
     )
 
