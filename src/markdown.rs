@@ -317,6 +317,18 @@ const EMAIL_UNSAFE_TAGS: [&str; 7] = [
     "script", "form", "iframe", "svg", "object", "embed", "input",
 ];
 
+/// Whether [`to_email_html`] may differ from [`to_html`] for this body: a quick look for the
+/// tags it drops, so that a caller holding [`to_html`]'s output can reuse it.
+pub fn may_hold_unsafe_html(body: &str) -> bool {
+    if !body.contains('<') {
+        return false;
+    }
+    let lower = body.to_ascii_lowercase();
+    EMAIL_UNSAFE_TAGS
+        .iter()
+        .any(|tag| lower.contains(&format!("<{tag}")))
+}
+
 /// The body as an HTML fragment for email: like [`to_html`], but raw HTML that holds a
 /// script, form, frame, SVG, object, embed or input is dropped (`check` warns about it).
 pub fn to_email_html(body: &str, place: Place<'_>) -> String {
@@ -1045,5 +1057,9 @@ mod tests {
         );
         assert!(!html.contains("<script") && !html.contains("<form") && !html.contains("<input"));
         assert!(html.contains("<b>ok</b>"), "{html}");
+        assert!(may_hold_unsafe_html("x <SCRIPT src=a>"));
+        assert!(!may_hold_unsafe_html("a <b>b</b> <https://x.example/>"));
+        let plain = "a <b>b</b> <https://x.example/>";
+        assert_eq!(to_email_html(plain, p), to_html(plain, p));
     }
 }

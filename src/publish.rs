@@ -161,15 +161,21 @@ pub fn publish(
                 let next = published.get(n + 1).map(|i| neighbour(i));
                 let page = site::issue_page(config, issue, &html, &summary, previous, next);
                 write(out.join(&issue.slug).join("index.html"), page.as_bytes())?;
-                let fragment = markdown::to_email_html(
-                    &issue.body,
-                    Place {
-                        base_url: &config.base_url,
-                        page_url: &page_url,
-                    },
-                );
+                let email_html: std::borrow::Cow<'_, str> =
+                    if markdown::may_hold_unsafe_html(&issue.body) {
+                        markdown::to_email_html(
+                            &issue.body,
+                            Place {
+                                base_url: &config.base_url,
+                                page_url: &page_url,
+                            },
+                        )
+                        .into()
+                    } else {
+                        html.as_str().into()
+                    };
                 let prepared =
-                    Prepared::with_fragment(config, issue, &fragment, &templates, &secret, None)
+                    Prepared::with_fragment(config, issue, &email_html, &templates, &secret, None)
                         .with_context(|| format!("the email of {}", issue.path.display()))?;
                 for (name, bytes) in email::files(&prepared, &sample_recipient(config))? {
                     write(outbox.join(&issue.slug).join(name), &bytes)?;
