@@ -58,11 +58,23 @@ pub fn check(dir: &Path, _now: DateTime<FixedOffset>) -> Vec<Diagnostic> {
     for name in TEMPLATES {
         let path = dir.join("templates").join(name);
         match std::fs::metadata(&path) {
-            Ok(_) => {
-                if let Err(d) = crate::files::read_text(&path) {
-                    problems.push(d);
+            Ok(_) => match crate::files::read_text(&path) {
+                Err(d) => problems.push(d),
+                Ok(text) if name == "footer.md" => {
+                    for (placeholder, _) in email::FOOTER_REQUIRED {
+                        if !text.contains(placeholder) {
+                            problems.push(
+                                Diagnostic::warning(
+                                    &path,
+                                    format!("the footer has no {placeholder}: gazette adds it at the end of every email"),
+                                )
+                                .with_hint("every newsletter email needs a visible unsubscribe link and the sender's postal address; place them in the footer yourself"),
+                            );
+                        }
+                    }
                 }
-            }
+                Ok(_) => {}
+            },
             Err(_) => problems.push(Diagnostic::warning(
                 &path,
                 "template not found; gazette uses its built-in one",

@@ -859,6 +859,8 @@ fn split_unsubscribe_url(template: &str) -> anyhow::Result<(String, String)> {
 }
 
 /// The footer template with the values filled in and the per-recipient ones marked.
+/// Every email carries a visible unsubscribe link and the postal address: a template without
+/// `{unsubscribe_url}` or `{postal_address}` gets them added at its end (`check` warns).
 fn footer_markdown(template: &str, config: &Config, title: &str, page_url: &str) -> String {
     let marker = |slot: Slot| {
         MARKERS
@@ -866,6 +868,14 @@ fn footer_markdown(template: &str, config: &Config, title: &str, page_url: &str)
             .find(|(s, _)| *s == slot)
             .map_or("", |(_, m)| *m)
     };
+    let mut template = template.trim_end().to_string();
+    for (placeholder, line) in FOOTER_REQUIRED {
+        if !template.contains(placeholder) {
+            template.push_str("\n\n");
+            template.push_str(line);
+        }
+    }
+    template.push('\n');
     template
         .replace("{newsletter}", &markdown_escape(&config.title))
         .replace("{title}", &markdown_escape(title))
@@ -875,6 +885,12 @@ fn footer_markdown(template: &str, config: &Config, title: &str, page_url: &str)
         .replace("{email}", marker(Slot::Email))
         .replace("{name}", marker(Slot::Name))
 }
+
+/// What every footer must hold, and the line added when the template lacks it.
+pub const FOOTER_REQUIRED: [(&str, &str); 2] = [
+    ("{unsubscribe_url}", "[Unsubscribe]({unsubscribe_url})"),
+    ("{postal_address}", "{postal_address}"),
+];
 
 /// Text that Markdown shows as written: ASCII punctuation behind a backslash.
 fn markdown_escape(s: &str) -> String {

@@ -548,3 +548,28 @@ fn check_warns_when_the_html_part_is_near_gmails_clipping_size() {
         run.stderr
     );
 }
+
+#[test]
+fn a_footer_without_unsubscribe_link_or_address_still_gets_them() {
+    let n = Newsletter::sample();
+    n.write(
+        "templates/footer.md",
+        "Thanks for reading **{newsletter}**.\n",
+    );
+    let run = n.gazette(&["check"]).ok();
+    assert!(
+        run.stderr
+            .contains("the footer has no {unsubscribe_url}: gazette adds it"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("the footer has no {postal_address}"));
+    n.gazette(&["publish"]).ok();
+    let html = n.read(&format!("outbox/{MARCH}/email.html"));
+    let text = n.read(&format!("outbox/{MARCH}/email.txt"));
+    assert!(html.contains(">Unsubscribe</a>"), "{html}");
+    assert!(html.contains("上海市徐汇区示例路 100 号"));
+    assert!(text.contains("https://digest.example.org/unsubscribe?token="));
+    assert!(text.contains("上海市徐汇区示例路 100 号"));
+    check_eml(&[&n.path().join("outbox").join(MARCH).join("message.eml")]);
+}
