@@ -499,12 +499,16 @@ impl Prepared {
             out
         };
         let frame = templates.frame(config)?;
-        let inlined = frame
-            .replace(FRAME_TITLE, &escaped(&title))
-            .replace(FRAME_META, &escaped(&meta_line(issue)))
-            .replace(FRAME_SUMMARY, &escaped(&summary))
-            .replace(FRAME_WEB_URL, &escaped(page_url.as_str()))
-            .replacen(FRAME_BODY, &body, 1);
+        let inlined = fill_frame(
+            &frame,
+            &[
+                (FRAME_TITLE, &escaped(&title)),
+                (FRAME_META, &escaped(&meta_line(issue))),
+                (FRAME_SUMMARY, &escaped(&summary)),
+                (FRAME_WEB_URL, &escaped(page_url.as_str())),
+                (FRAME_BODY, &body),
+            ],
+        );
         let html = Pattern::parse(&inlined);
 
         let body = markdown::to_text(&issue.body, place, TEXT_WIDTH, 1);
@@ -892,6 +896,25 @@ pub const FOOTER_REQUIRED: [(&str, &str); 2] = [
     ("{postal_address}", "{postal_address}"),
 ];
 
+/// The frame with each stand-in replaced, in one pass: an issue's text that happens to hold a
+/// stand-in is never read as one.
+fn fill_frame(frame: &str, values: &[(&str, &str)]) -> String {
+    let mut out =
+        String::with_capacity(frame.len() + values.iter().map(|v| v.1.len()).sum::<usize>());
+    let mut rest = frame;
+    while let Some((at, marker, value)) = values
+        .iter()
+        .filter_map(|(m, v)| rest.find(m).map(|at| (at, *m, *v)))
+        .min_by_key(|(at, _, _)| *at)
+    {
+        out.push_str(&rest[..at]);
+        out.push_str(value);
+        rest = &rest[at + marker.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Text that Markdown shows as written: ASCII punctuation behind a backslash.
 fn markdown_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -1094,6 +1117,19 @@ mod tests {
         assert_eq!(
             p.fill(&values, true),
             "a https://x.example/?a=1&amp;b=2 bhttps://x.example/?a=1&amp;b=2"
+        );
+    }
+
+    #[test]
+    fn frame_values_are_not_read_as_stand_ins() {
+        let frame = format!("<title>{FRAME_TITLE}</title><td>{FRAME_BODY}</td>");
+        let out = fill_frame(
+            &frame,
+            &[(FRAME_TITLE, FRAME_BODY), (FRAME_BODY, "<p>body</p>")],
+        );
+        assert_eq!(
+            out,
+            format!("<title>{FRAME_BODY}</title><td><p>body</p></td>")
         );
     }
 
