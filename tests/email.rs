@@ -573,3 +573,25 @@ fn a_footer_without_unsubscribe_link_or_address_still_gets_them() {
     assert!(text.contains("上海市徐汇区示例路 100 号"));
     check_eml(&[&n.path().join("outbox").join(MARCH).join("message.eml")]);
 }
+
+#[test]
+fn an_overlong_subject_is_an_error_not_a_broken_message() {
+    let (config, mut issue) = sample_issue(MARCH);
+    for subject in ["a".repeat(1200), "论".repeat(1200), "word ".repeat(400)] {
+        issue.subject = Some(subject.clone());
+        match Prepared::new(&config, &issue, &Templates::builtin(), &secret(), None) {
+            Ok(p) => {
+                let out = p
+                    .message(&Recipient {
+                        email: "r@example.net",
+                        name: None,
+                    })
+                    .unwrap();
+                for line in out.bytes.split(|&b| b == b'\n') {
+                    assert!(line.len() <= 999, "a line of {} octets", line.len());
+                }
+            }
+            Err(e) => assert!(format!("{e:#}").contains("longer than 998 octets"), "{e:#}"),
+        }
+    }
+}
