@@ -5,9 +5,11 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use chrono::{DateTime, FixedOffset};
+use rayon::prelude::*;
 
 use crate::config::{self, Config};
 use crate::diagnostic::Diagnostic;
+use crate::email;
 use crate::issue::{self, Issue};
 use crate::markdown;
 
@@ -63,17 +65,32 @@ pub fn check(dir: &Path, _now: DateTime<FixedOffset>) -> Vec<Diagnostic> {
             for issue in &issues {
                 problems.extend(body_problems(issue, &issues_dir, &slugs));
             }
+            if let Some(config) = &config {
+                problems.extend(email_problems(dir, config, &issues));
+            }
         }
         Err(e) => problems.push(Diagnostic::error(&issues_dir, format!("{e:#}"))),
     }
     for name in TEMPLATES {
         let path = dir.join("templates").join(name);
         match std::fs::metadata(&path) {
-            Ok(_) => {
-                if let Err(d) = crate::files::read_text(&path) {
-                    problems.push(d);
+            Ok(_) => match crate::files::read_text(&path) {
+                Err(d) => problems.push(d),
+                Ok(text) if name == "footer.md" => {
+                    for (placeholder, _) in email::FOOTER_REQUIRED {
+                        if !text.contains(placeholder) {
+                            problems.push(
+                                Diagnostic::warning(
+                                    &path,
+                                    format!("the footer has no {placeholder}: gazette adds it at the end of every email"),
+                                )
+                                .with_hint("every newsletter email needs a visible unsubscribe link and the sender's postal address; place them in the footer yourself"),
+                            );
+                        }
+                    }
                 }
-            }
+                Ok(_) => {}
+            },
             Err(_) => problems.push(Diagnostic::warning(
                 &path,
                 "template not found; gazette uses its built-in one",
@@ -97,6 +114,37 @@ fn database_problems(dir: &Path) -> Vec<Diagnostic> {
             .collect(),
         Err(e) => vec![Diagnostic::error(&path, format!("{e:#}"))],
     }
+}
+
+/// Warnings about the issues' emails: an HTML part large enough for Gmail to clip.
+fn email_problems(dir: &Path, config: &Config, issues: &[Issue]) -> Vec<Diagnostic> {
+    // A broken template is reported above; the built-in one still measures the size.
+    let templates = email::Templates::load(dir).unwrap_or_else(|_| email::Templates::builtin());
+    let secret = email::sample_secret(dir);
+    issues
+        .par_iter()
+        .filter_map(|issue| {
+            let size = match email::Prepared::new(config, issue, &templates, &secret, None) {
+                Ok(p) => p.html_part_bytes(),
+                Err(e) => {
+                    return Some(Diagnostic::error(
+                        &issue.path,
+                        format!("the email cannot be built: {e:#}"),
+                    ));
+                }
+            };
+            (size > email::HTML_PART_WARN_BYTES).then(|| {
+                Diagnostic::warning(
+                    &issue.path,
+                    format!(
+                        "the email's HTML part is {} KB as sent; Gmail clips messages near 102 KB and hides the rest, the unsubscribe link included",
+                        size / 1024
+                    ),
+                )
+                .with_hint("shorten the issue or split it in two")
+            })
+        })
+        .collect()
 }
 
 /// Warnings about one issue's body: numbering, links, images and raw HTML.

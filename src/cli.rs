@@ -53,6 +53,15 @@ pub enum Command {
         /// Rewrite only these issues' pages (the feeds and archive always cover every issue).
         slugs: Vec<String>,
     },
+    /// Write one issue's email as it would be sent to the sample recipient: email.html,
+    /// email.txt and message.eml.
+    Preview {
+        /// The issue's slug (its file name without .md).
+        slug: String,
+        /// Where to write the files (default: outbox/SLUG).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Manage the subscriber list (.gazette/gazette.db).
     #[command(subcommand)]
     Subscribers(Subscribers),

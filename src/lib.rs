@@ -5,6 +5,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod diagnostic;
+pub mod email;
 pub mod feed;
 pub mod files;
 pub mod issue;
@@ -57,6 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Unsubscribe { token_or_address } => {
             cmd_unsubscribe(dir, &token_or_address, cli.quiet)
         }
+        Command::Preview { slug, out } => cmd_preview(dir, &slug, out.as_deref(), cli.quiet),
     }
 }
 
@@ -123,6 +125,28 @@ fn cmd_publish(dir: &Path, slugs: &[String], quiet: bool, json: bool) -> anyhow:
         println!("{}", serde_json::to_string(&report)?);
     } else if !quiet {
         eprintln!("{report}");
+    }
+    Ok(())
+}
+
+fn cmd_preview(dir: &Path, slug: &str, out: Option<&Path>, quiet: bool) -> anyhow::Result<()> {
+    let (config, issues) = load(dir, true)?;
+    let issue = issues
+        .iter()
+        .find(|i| i.slug == slug)
+        .ok_or_else(|| anyhow::anyhow!("no issue `{slug}`: there is no issues/{slug}.md"))?;
+    let out = match out {
+        Some(o) => o.to_path_buf(),
+        None => dir.join(publish::OUTBOX_DIR).join(slug),
+    };
+    let written = publish::write_email(dir, &config, issue, &out)?;
+    if !quiet {
+        eprintln!(
+            "wrote {} ({} changed) for {}",
+            out.display(),
+            written,
+            config.email.sample_recipient
+        );
     }
     Ok(())
 }
@@ -349,43 +373,27 @@ fn load_config(dir: &Path) -> anyhow::Result<Config> {
     })
 }
 
-/// The message for one recipient. Until `email::Prepared` is merged: a multipart message made
-/// with lettre from the issue's subject, Markdown text and HTML. The swap is this function.
+/// The message for one recipient: the issue rendered once by [`email::Prepared`], then
+/// personalised per recipient (DKIM-signed when `[dkim]` is set).
 fn message_source(
+    dir: &Path,
     config: &Config,
     issue: &Issue,
 ) -> anyhow::Result<impl Fn(&store::Recipient) -> anyhow::Result<send::Outgoing> + Sync + use<>> {
-    use lettre::message::{Mailbox, MultiPart};
-    let page = config.issue_url(&issue.slug);
-    let html = markdown::to_html(
-        &issue.body,
-        markdown::Place {
-            base_url: &config.base_url,
-            page_url: &page,
-        },
-    );
-    // Encoded once; each recipient's message only adds its headers.
-    let body = MultiPart::alternative_plain_html(issue.body.clone(), html);
-    let from = config.email.from.clone();
-    let subject = issue.subject().to_string();
-    let issue_id = issue.id.clone();
-    let date: std::time::SystemTime = issue.date.to_utc().into();
+    let templates = email::Templates::load(dir)?;
+    let secret = token::Secret::load(dir)?;
+    let dkim = config.dkim.as_ref().map(email::Dkim::load).transpose()?;
+    let prepared = email::Prepared::new(config, issue, &templates, &secret, dkim.as_ref())?;
     Ok(move |r: &store::Recipient| {
-        let to_addr: lettre::Address = r.email.parse()?;
-        let to = Mailbox::new(r.name.clone(), to_addr.clone());
-        let message_id = send::message_id(&issue_id, &r.email, from.email.domain());
-        let message = lettre::Message::builder()
-            .from(from.clone())
-            .to(to)
-            .subject(subject.clone())
-            .date(date)
-            .message_id(Some(message_id.clone()))
-            .multipart(body.clone())?;
+        let o = prepared.message(&email::Recipient {
+            email: &r.email,
+            name: r.name.as_deref(),
+        })?;
         Ok(send::Outgoing {
-            message_id,
-            from: from.email.clone(),
-            to: to_addr,
-            bytes: message.formatted(),
+            message_id: o.message_id,
+            from: o.from,
+            to: o.to,
+            bytes: o.bytes,
         })
     })
 }
@@ -414,7 +422,7 @@ fn cmd_send(dir: &Path, args: &SendArgs, quiet: bool, json: bool) -> anyhow::Res
     use std::sync::atomic::{AtomicBool, Ordering};
     let (config, issues) = load(dir, true)?;
     let issue = sendable(&issues, &args.slug)?;
-    let source = message_source(&config, issue)?;
+    let source = message_source(dir, &config, issue)?;
     if args.dry_run {
         let out = dir.join("outbox").join(&issue.slug).join("dry-run");
         let n = send::dry_run(dir, &issue.id, &out, &source)?;

@@ -1,5 +1,5 @@
-//! Markdown -> HTML fragment (and the facts `check` needs about a body). The only module that
-//! knows the Markdown parser. Pure: no files, no clock.
+//! Markdown -> HTML fragment, -> plain text wrapped for email, and the facts `check` needs about
+//! a body. The only module that knows the Markdown parser. Pure: no files, no clock.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
@@ -70,10 +70,18 @@ fn has_scheme(dest: &str) -> bool {
     }
 }
 
-/// The parser's events with bare URLs turned into links, every destination made absolute
-/// (footnote references too), task-list boxes as text and an `id` on every heading. Links
-/// that cannot be made absolute are kept as written.
-fn events<'s>(body: &'s str, place: Place<'_>) -> Vec<Event<'s>> {
+/// Who reads the events: the HTML writer, or the plain-text renderer, which shows footnotes
+/// and task-list boxes in its own way.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Html,
+    Text,
+}
+
+/// The parser's events with bare URLs turned into links, every destination made absolute and
+/// an `id` on every heading; for HTML also footnote references as absolute links and
+/// task-list boxes as text. Links that cannot be made absolute are kept as written.
+fn events<'s>(body: &'s str, place: Place<'_>, target: Target) -> Vec<Event<'s>> {
     let finder = {
         let mut f = linkify::LinkFinder::new();
         f.kinds(&[linkify::LinkKind::Url]);
@@ -140,7 +148,7 @@ fn events<'s>(body: &'s str, place: Place<'_>) -> Vec<Event<'s>> {
                 in_code = in_code.saturating_sub(1);
                 out.push(Event::End(TagEnd::CodeBlock));
             }
-            Event::FootnoteReference(label) => {
+            Event::FootnoteReference(label) if target == Target::Html => {
                 let n = footnote_number(&mut footnotes, &label);
                 let mut href = place.page_url.clone();
                 href.set_fragment(Some(&format!("fn-{n}")));
@@ -148,7 +156,7 @@ fn events<'s>(body: &'s str, place: Place<'_>) -> Vec<Event<'s>> {
                     "<sup class=\"footnote-reference\"><a href=\"{href}\">{n}</a></sup>"
                 ))));
             }
-            Event::Start(Tag::FootnoteDefinition(label)) => {
+            Event::Start(Tag::FootnoteDefinition(label)) if target == Target::Html => {
                 let n = footnote_number(&mut footnotes, &label);
                 // The parser's writer closes this <div> at the definition's end.
                 out.push(Event::Html(CowStr::from(format!(
@@ -156,7 +164,7 @@ fn events<'s>(body: &'s str, place: Place<'_>) -> Vec<Event<'s>> {
                 ))));
             }
             Event::InlineHtml(h) => out.push(Event::InlineHtml(absolute_html(h, place))),
-            Event::TaskListMarker(done) => {
+            Event::TaskListMarker(done) if target == Target::Html => {
                 // Feed readers and email clients drop <input>; a box character survives.
                 out.push(Event::Text(CowStr::from(if done {
                     "☑ "
@@ -340,7 +348,7 @@ fn heading_id(text: &str, used: &mut HashSet<String>) -> String {
 /// The body as an HTML fragment with absolute URLs.
 pub fn to_html(body: &str, place: Place<'_>) -> String {
     let mut out = String::with_capacity(body.len() * 3 / 2);
-    html::push_html(&mut out, events(body, place).into_iter());
+    html::push_html(&mut out, events(body, place, Target::Html).into_iter());
     out
 }
 
@@ -488,6 +496,607 @@ fn leading_number(text: &str) -> Option<u64> {
         Some('、' | '.' | ')' | '）' | '．' | ':' | '：' | ' ')
     )
     .then(|| digits.parse().ok())?
+}
+
+/// Raw HTML tags that never reach an email: clients strip them, and a newsletter has no use
+/// for them.
+const EMAIL_UNSAFE_TAGS: [&str; 7] = [
+    "script", "form", "iframe", "svg", "object", "embed", "input",
+];
+
+/// Whether [`to_email_html`] may differ from [`to_html`] for this body: a quick look for the
+/// tags it drops, so that a caller holding [`to_html`]'s output can reuse it.
+pub fn may_hold_unsafe_html(body: &str) -> bool {
+    if !body.contains('<') {
+        return false;
+    }
+    let lower = body.to_ascii_lowercase();
+    EMAIL_UNSAFE_TAGS
+        .iter()
+        .any(|tag| lower.contains(&format!("<{tag}")))
+}
+
+/// The body as an HTML fragment for email: like [`to_html`], but raw HTML that holds a
+/// script, form, frame, SVG, object, embed or input is dropped (`check` warns about it).
+pub fn to_email_html(body: &str, place: Place<'_>) -> String {
+    let mut out = String::with_capacity(body.len() * 3 / 2);
+    html::push_html(
+        &mut out,
+        events(body, place, Target::Html)
+            .into_iter()
+            .filter(|event| match event {
+                Event::Html(h) | Event::InlineHtml(h) => {
+                    let lower = h.to_ascii_lowercase();
+                    !EMAIL_UNSAFE_TAGS
+                        .iter()
+                        .any(|tag| lower.contains(&format!("<{tag}")))
+                }
+                _ => true,
+            }),
+    );
+    out
+}
+
+/// The plain-text rendering of a body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Text {
+    /// The text, wrapped, each line ending with `\n`, then the numbered list of links.
+    pub text: String,
+    /// The number the next link would get: a later text (the footer) continues from here.
+    pub next_reference: usize,
+}
+
+/// The body as plain text wrapped at `width` display columns (a CJK character counts two):
+/// headings underlined, lists with hanging indents, quotes behind `> `, code indented and
+/// never wrapped, tables as aligned columns (or one block per row when too wide), links as
+/// numbered references `[n]` listed under the text starting at `first_reference`. A link
+/// whose text is its address stays inline. URLs are never broken across lines.
+pub fn to_text(body: &str, place: Place<'_>, width: usize, first_reference: usize) -> Text {
+    let mut w = TextWriter::new(width, first_reference);
+    for event in events(body, place, Target::Text) {
+        w.event(event);
+    }
+    w.finish()
+}
+
+/// Wraps one paragraph at `width` display columns with textwrap's Unicode line breaking
+/// (UAX #14): breaks between CJK characters but never before closing punctuation such as
+/// `，。、」》）`, never inside a URL, never inside a word. Words and URLs longer than the
+/// width stay whole on a line of their own.
+pub fn wrap(text: &str, width: usize, first_indent: &str, rest_indent: &str) -> Vec<String> {
+    if !text.contains('\n') && display_width(first_indent) + display_width(text) <= width {
+        return vec![format!("{first_indent}{text}").trim_end().to_string()];
+    }
+    let options = textwrap::Options::new(width.max(1))
+        .initial_indent(first_indent)
+        .subsequent_indent(rest_indent)
+        .break_words(false)
+        .word_separator(textwrap::WordSeparator::Custom(words_keeping_urls))
+        .word_splitter(textwrap::WordSplitter::NoHyphenation)
+        .wrap_algorithm(textwrap::WrapAlgorithm::FirstFit);
+    textwrap::wrap(text, options)
+        .into_iter()
+        .map(|line| line.trim_end().to_string())
+        .collect()
+}
+
+/// textwrap's Unicode line-break words, with the breaks inside URLs removed (UAX #14 allows a
+/// break after `/`, which would cut a link in two).
+fn words_keeping_urls(line: &str) -> Box<dyn Iterator<Item = textwrap::core::Word<'_>> + '_> {
+    let words = textwrap::WordSeparator::UnicodeBreakProperties.find_words(line);
+    if !line.contains("://") {
+        return words;
+    }
+    let mut finder = linkify::LinkFinder::new();
+    finder.kinds(&[linkify::LinkKind::Url]);
+    // A URL in an email's text is ASCII (links are serialised that way); linkify would also
+    // take the CJK text that follows one.
+    let urls: Vec<Range<usize>> = finder
+        .spans(line)
+        .filter(|s| s.kind().is_some())
+        .map(|s| {
+            let ascii = s
+                .as_str()
+                .find(|c: char| !c.is_ascii())
+                .unwrap_or(s.as_str().len());
+            s.start()..s.start() + ascii
+        })
+        .collect();
+    if urls.is_empty() {
+        return words;
+    }
+    let base = line.as_ptr() as usize;
+    let mut out = Vec::new();
+    let mut start = 0;
+    for word in words {
+        let end = word.whitespace.as_ptr() as usize - base + word.whitespace.len();
+        if urls.iter().any(|u| u.start < end && end < u.end) {
+            continue;
+        }
+        out.push(textwrap::core::Word::from(&line[start..end]));
+        start = end;
+    }
+    if start < line.len() {
+        out.push(textwrap::core::Word::from(&line[start..]));
+    }
+    Box::new(out.into_iter())
+}
+
+/// The display width of a string: CJK characters count two columns.
+pub fn display_width(s: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(s)
+}
+
+fn is_wide(c: char) -> bool {
+    unicode_width::UnicodeWidthChar::width(c) == Some(2)
+}
+
+/// Marks a soft line break inside a paragraph until it is known whether it joins CJK text
+/// (no space) or words (a space).
+const SOFT_BREAK: char = '\u{0}';
+
+enum Container {
+    Quote,
+    Item { marker: String, used: bool },
+}
+
+struct Table {
+    rows: Vec<Vec<String>>,
+    header_rows: usize,
+}
+
+struct TextWriter {
+    width: usize,
+    out: String,
+    /// The inline text of the block being read.
+    inline: String,
+    containers: Vec<Container>,
+    /// Links as (number, destination); a destination seen before keeps its number.
+    references: Vec<(usize, String)>,
+    next_reference: usize,
+    /// Where each open link's text starts in `inline`, and its destination.
+    links: Vec<(usize, String)>,
+    /// An open image: where its alt text starts and its source.
+    image: Option<(usize, String)>,
+    heading: Option<HeadingLevel>,
+    code: Option<String>,
+    table: Option<Table>,
+    blank_before_next: bool,
+    /// Inside a Markdown paragraph (the text of a tight list item is not in one).
+    paragraph: bool,
+    footnote: Option<String>,
+}
+
+impl TextWriter {
+    fn new(width: usize, first_reference: usize) -> TextWriter {
+        TextWriter {
+            width,
+            out: String::new(),
+            inline: String::new(),
+            containers: Vec::new(),
+            references: Vec::new(),
+            next_reference: first_reference,
+            links: Vec::new(),
+            image: None,
+            heading: None,
+            code: None,
+            table: None,
+            blank_before_next: false,
+            paragraph: false,
+            footnote: None,
+        }
+    }
+
+    fn prefixes(&mut self) -> (String, String) {
+        let mut first = String::new();
+        let mut rest = String::new();
+        for c in &mut self.containers {
+            match c {
+                Container::Quote => {
+                    first.push_str("> ");
+                    rest.push_str("> ");
+                }
+                Container::Item { marker, used } => {
+                    let pad = " ".repeat(display_width(marker));
+                    if *used {
+                        first.push_str(&pad);
+                    } else {
+                        first.push_str(marker);
+                        *used = true;
+                    }
+                    rest.push_str(&pad);
+                }
+            }
+        }
+        (first, rest)
+    }
+
+    fn quote_prefix(&self) -> String {
+        let mut p = String::new();
+        for c in &self.containers {
+            match c {
+                Container::Quote => p.push('>'),
+                Container::Item { .. } => {}
+            }
+        }
+        p
+    }
+
+    fn start_block(&mut self) {
+        if self.blank_before_next && !self.out.is_empty() {
+            let q = self.quote_prefix();
+            self.out.push_str(&q);
+            self.out.push('\n');
+        }
+        self.blank_before_next = false;
+    }
+
+    /// The inline text gathered so far, with soft breaks resolved, emptied.
+    fn take_inline(&mut self) -> String {
+        let raw = std::mem::take(&mut self.inline);
+        let chars: Vec<char> = raw.chars().collect();
+        let mut text = String::with_capacity(raw.len());
+        for (i, &c) in chars.iter().enumerate() {
+            if c == SOFT_BREAK {
+                let before = chars[..i].iter().rev().find(|c| **c != SOFT_BREAK);
+                let after = chars.get(i + 1);
+                let joins_cjk =
+                    before.is_some_and(|c| is_wide(*c)) || after.is_some_and(|c| is_wide(*c));
+                if !joins_cjk {
+                    text.push(' ');
+                }
+            } else {
+                text.push(c);
+            }
+        }
+        text
+    }
+
+    fn flush_paragraph(&mut self) {
+        let text = self.take_inline();
+        let text = text.trim();
+        if text.is_empty() && self.footnote.is_none() {
+            return;
+        }
+        self.start_block();
+        let (mut first, mut rest) = self.prefixes();
+        if let Some(label) = self.footnote.take() {
+            first.push_str(&format!("[^{label}]: "));
+            rest.push_str("    ");
+        }
+        let width = self.width;
+        for line in wrap(text, width, &first, &rest) {
+            self.out.push_str(&line);
+            self.out.push('\n');
+        }
+        // A tight list item's text runs straight into what follows (a nested list).
+        self.blank_before_next = self.paragraph || self.containers.is_empty();
+    }
+
+    fn reference(&mut self, dest: &str) -> usize {
+        if let Some((n, _)) = self.references.iter().find(|(_, d)| d == dest) {
+            return *n;
+        }
+        let n = self.next_reference;
+        self.next_reference += 1;
+        self.references.push((n, dest.to_string()));
+        n
+    }
+
+    fn event(&mut self, event: Event<'_>) {
+        if let Some(code) = self.code.as_mut() {
+            match event {
+                Event::Text(t) => code.push_str(&t),
+                Event::End(TagEnd::CodeBlock) => {
+                    let code = self.code.take().unwrap_or_default();
+                    self.start_block();
+                    let (_, rest) = self.prefixes();
+                    for line in code.trim_end_matches('\n').split('\n') {
+                        let line = format!("{rest}    {line}");
+                        self.out.push_str(line.trim_end());
+                        self.out.push('\n');
+                    }
+                    self.blank_before_next = true;
+                }
+                _ => {}
+            }
+            return;
+        }
+        match event {
+            Event::Start(tag) => self.start(tag),
+            Event::End(tag) => self.end(tag),
+            Event::Text(t) => self.inline.push_str(&t),
+            Event::Code(t) => {
+                self.inline.push('`');
+                self.inline.push_str(&t);
+                self.inline.push('`');
+            }
+            Event::SoftBreak => self.inline.push(SOFT_BREAK),
+            Event::HardBreak => self.inline.push('\n'),
+            Event::Rule => {
+                self.flush_paragraph();
+                self.start_block();
+                let (first, _) = self.prefixes();
+                self.out.push_str(&first);
+                self.out.push_str("* * *\n");
+                self.blank_before_next = true;
+            }
+            Event::FootnoteReference(label) => {
+                self.inline.push_str(&format!("[^{label}]"));
+            }
+            Event::TaskListMarker(done) => {
+                self.inline.push_str(if done { "[x] " } else { "[ ] " });
+            }
+            Event::InlineMath(t) | Event::DisplayMath(t) => self.inline.push_str(&t),
+            Event::Html(_) | Event::InlineHtml(_) => {}
+        }
+    }
+
+    fn start(&mut self, tag: Tag<'_>) {
+        match tag {
+            Tag::Paragraph => self.paragraph = true,
+            Tag::Heading { level, .. } => {
+                self.flush_paragraph();
+                self.heading = Some(level);
+            }
+            Tag::BlockQuote(_) => {
+                self.flush_paragraph();
+                // The blank line before a quote belongs to the outside.
+                self.start_block();
+                self.containers.push(Container::Quote);
+            }
+            Tag::CodeBlock(_) => {
+                self.flush_paragraph();
+                self.code = Some(String::new());
+            }
+            Tag::List(start) => {
+                self.flush_paragraph();
+                self.containers.push(Container::Item {
+                    marker: match start {
+                        Some(n) => format!("{n}. "),
+                        None => "- ".to_string(),
+                    },
+                    used: true,
+                });
+            }
+            Tag::Item => {
+                self.flush_paragraph();
+                if let Some(Container::Item { used, .. }) = self.containers.last_mut() {
+                    *used = false;
+                }
+            }
+            Tag::FootnoteDefinition(label) => {
+                self.flush_paragraph();
+                self.footnote = Some(label.to_string());
+            }
+            Tag::Table(_) => {
+                self.flush_paragraph();
+                self.table = Some(Table {
+                    rows: Vec::new(),
+                    header_rows: 0,
+                });
+            }
+            Tag::TableHead | Tag::TableRow => {
+                if let Some(t) = self.table.as_mut() {
+                    t.rows.push(Vec::new());
+                }
+            }
+            Tag::TableCell => {
+                self.take_inline();
+            }
+            Tag::Link { dest_url, .. } => {
+                self.links.push((self.inline.len(), dest_url.to_string()));
+            }
+            Tag::Image { dest_url, .. } => {
+                self.image = Some((self.inline.len(), dest_url.to_string()));
+            }
+            Tag::Emphasis
+            | Tag::Strong
+            | Tag::HtmlBlock
+            | Tag::MetadataBlock(_)
+            | Tag::DefinitionList
+            | Tag::DefinitionListTitle
+            | Tag::DefinitionListDefinition
+            | Tag::Superscript
+            | Tag::Subscript => {}
+            Tag::Strikethrough => self.inline.push_str("~~"),
+        }
+    }
+
+    fn end(&mut self, tag: TagEnd) {
+        match tag {
+            TagEnd::Paragraph => {
+                self.flush_paragraph();
+                self.paragraph = false;
+            }
+            TagEnd::Heading(level) => {
+                self.heading = None;
+                let text = self.take_inline();
+                let text = text.trim();
+                if text.is_empty() {
+                    return;
+                }
+                self.start_block();
+                let (first, rest) = self.prefixes();
+                let underline = match level {
+                    HeadingLevel::H1 => Some('='),
+                    HeadingLevel::H2 => Some('-'),
+                    _ => None,
+                };
+                let text = match underline {
+                    Some(_) => text.to_string(),
+                    None => format!("{} {text}", "#".repeat(level as usize)),
+                };
+                let lines = wrap(&text, self.width, &first, &rest);
+                let widest = lines
+                    .iter()
+                    .map(|l| display_width(l) - display_width(&rest).min(display_width(l)))
+                    .max()
+                    .unwrap_or(0)
+                    .min(self.width);
+                for line in &lines {
+                    self.out.push_str(line);
+                    self.out.push('\n');
+                }
+                if let Some(c) = underline {
+                    self.out.push_str(&rest);
+                    self.out.extend(std::iter::repeat_n(c, widest.max(3)));
+                    self.out.push('\n');
+                }
+                self.blank_before_next = true;
+            }
+            TagEnd::BlockQuote(_) => {
+                self.flush_paragraph();
+                self.containers.pop();
+                self.blank_before_next = true;
+            }
+            TagEnd::List(_) => {
+                self.flush_paragraph();
+                self.containers.pop();
+                self.blank_before_next = true;
+            }
+            TagEnd::Item => {
+                self.flush_paragraph();
+                // Items of a tight list follow each other without a blank line.
+                self.blank_before_next = false;
+                if let Some(Container::Item { marker, used }) = self.containers.last_mut() {
+                    *used = true;
+                    if let Some(n) = marker
+                        .strip_suffix(". ")
+                        .and_then(|n| n.parse::<u64>().ok())
+                    {
+                        *marker = format!("{}. ", n + 1);
+                    }
+                }
+            }
+            TagEnd::FootnoteDefinition => {
+                self.flush_paragraph();
+                self.footnote = None;
+            }
+            TagEnd::TableCell => {
+                let cell = self.take_inline().trim().to_string();
+                if let Some(row) = self.table.as_mut().and_then(|t| t.rows.last_mut()) {
+                    row.push(cell);
+                }
+            }
+            TagEnd::TableHead => {
+                if let Some(t) = self.table.as_mut() {
+                    t.header_rows = t.rows.len();
+                }
+            }
+            TagEnd::TableRow => {}
+            TagEnd::Table => {
+                if let Some(table) = self.table.take() {
+                    self.write_table(table);
+                }
+            }
+            TagEnd::Link => {
+                let Some((start, dest)) = self.links.pop() else {
+                    return;
+                };
+                let text = self.inline[start..].trim().to_string();
+                let inline_address = text == dest
+                    || dest.strip_prefix("mailto:") == Some(text.as_str())
+                    || dest.strip_suffix('/') == Some(text.as_str());
+                if text.is_empty() {
+                    self.inline.push_str(&dest);
+                } else if !inline_address {
+                    let n = self.reference(&dest);
+                    self.inline.push_str(&format!("[{n}]"));
+                }
+            }
+            TagEnd::Image => {
+                let Some((start, dest)) = self.image.take() else {
+                    return;
+                };
+                let alt = self.inline.split_off(start);
+                let n = self.reference(&dest);
+                self.inline
+                    .push_str(&format!("[{}][{n}]", alt.trim().replace(SOFT_BREAK, " ")));
+            }
+            TagEnd::Strikethrough => self.inline.push_str("~~"),
+            _ => {}
+        }
+    }
+
+    fn write_table(&mut self, table: Table) {
+        let columns = table.rows.iter().map(Vec::len).max().unwrap_or(0);
+        if columns == 0 {
+            return;
+        }
+        let mut widths = vec![0; columns];
+        for row in &table.rows {
+            for (i, cell) in row.iter().enumerate() {
+                widths[i] = widths[i].max(display_width(cell));
+            }
+        }
+        self.start_block();
+        let (_, rest) = self.prefixes();
+        let total = widths.iter().sum::<usize>() + 3 * (columns - 1) + display_width(&rest);
+        if total <= self.width {
+            for (r, row) in table.rows.iter().enumerate() {
+                let mut line = rest.clone();
+                for (i, width) in widths.iter().enumerate() {
+                    let cell = row.get(i).map_or("", String::as_str);
+                    if i > 0 {
+                        line.push_str(" | ");
+                    }
+                    line.push_str(cell);
+                    line.extend(std::iter::repeat_n(' ', width - display_width(cell)));
+                }
+                self.out.push_str(line.trim_end());
+                self.out.push('\n');
+                if r + 1 == table.header_rows {
+                    let mut rule = rest.clone();
+                    for (i, width) in widths.iter().enumerate() {
+                        if i > 0 {
+                            rule.push_str("-+-");
+                        }
+                        rule.extend(std::iter::repeat_n('-', *width));
+                    }
+                    self.out.push_str(&rule);
+                    self.out.push('\n');
+                }
+            }
+        } else {
+            // Too wide for aligned columns: one block per row, "header: value" per line.
+            let header: Vec<String> = table
+                .rows
+                .get(..table.header_rows)
+                .and_then(|h| h.first().cloned())
+                .unwrap_or_default();
+            for (r, row) in table.rows.iter().enumerate().skip(table.header_rows) {
+                if r > table.header_rows {
+                    self.out.push_str(&self.quote_prefix());
+                    self.out.push('\n');
+                }
+                for (i, cell) in row.iter().enumerate() {
+                    let label = header.get(i).map_or(String::new(), |h| format!("{h}: "));
+                    let first = format!("{rest}{}{label}", if i == 0 { "- " } else { "  " });
+                    let indent = format!("{rest}    ");
+                    for line in wrap(cell, self.width, &first, &indent) {
+                        self.out.push_str(&line);
+                        self.out.push('\n');
+                    }
+                }
+            }
+        }
+        self.blank_before_next = true;
+    }
+
+    fn finish(mut self) -> Text {
+        self.flush_paragraph();
+        if !self.references.is_empty() {
+            self.out.push('\n');
+            for (n, dest) in &self.references {
+                self.out.push_str(&format!("[{n}] {dest}\n"));
+            }
+        }
+        Text {
+            text: self.out,
+            next_reference: self.next_reference,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -660,5 +1269,76 @@ mod tests {
             html.contains(r#"src="https://d.example.org/papers/y.png""#),
             "{html}"
         );
+    }
+
+    #[test]
+    fn cjk_wraps_between_characters_but_never_before_closing_punctuation() {
+        let closing = "，。、」》）：；！？";
+        let text = "「渐进蒸馏」已经能把扩散模型蒸馏到四步左右，而本文既可以蒸馏、也可以把一致性模型作为独立的生成模型从头训练。用 GPT-2 生成《超级马里奥兄弟》的关卡（PCG）！真的吗？是的。";
+        for width in 10..=72 {
+            let lines = wrap(text, width, "", "");
+            for line in &lines {
+                assert!(display_width(line) <= width, "{width}: {line}");
+                assert!(
+                    !line.starts_with(|c| closing.contains(c)),
+                    "{width}: a line starts with closing punctuation: {line}"
+                );
+            }
+            // Breaks between CJK characters add no spaces and lose nothing.
+            assert_eq!(
+                lines.concat().replace(' ', ""),
+                text.replace(' ', ""),
+                "{width}"
+            );
+        }
+        // Lines really break between CJK characters, not only at spaces.
+        assert!(wrap(text, 20, "", "").len() > 6);
+    }
+
+    #[test]
+    fn urls_are_never_broken_across_lines() {
+        let url = "https://example.org/a/very/long/path/that-exceeds/the/width_of/the/line";
+        let text = format!("论文：{url}，社区实现：另一个链接。more words after it");
+        for width in [20, 40, 72] {
+            let lines = wrap(&text, width, "", "");
+            assert!(lines.iter().any(|l| l.contains(url)), "{width}: {lines:#?}");
+            assert!(!lines.iter().any(|l| l.starts_with('，')), "{lines:#?}");
+        }
+    }
+
+    #[test]
+    fn plain_text_keeps_structure_readable() {
+        let (base, page) = place();
+        let p = Place {
+            base_url: &base,
+            page_url: &page,
+        };
+        let body = "# 标题\n\n中文\n继续，word\nnext [链接](x.md) <https://a.example/b>\n\n> 引用一\n> 引用二\n\n- 一\n- 二\n  1. 甲\n\n```\nfn main() {}\n```\n\n| a | bb |\n|---|----|\n| 1 | 2 |\n\n![图一](i.png)\n";
+        let t = to_text(body, p, 72, 1);
+        let expected = "标题\n====\n\n中文继续，word next 链接[1] https://a.example/b\n\n> 引用一引用二\n\n- 一\n- 二\n  1. 甲\n\n    fn main() {}\n\na | bb\n--+---\n1 | 2\n\n[图一][2]\n\n[1] https://d.example.org/papers/x/\n[2] https://d.example.org/papers/i.png\n";
+        assert_eq!(t.text, expected, "{}", t.text);
+        assert_eq!(t.next_reference, 3);
+        // A second text continues the numbering; a link seen twice keeps its number.
+        let t = to_text("[a](https://x.example/) [b](https://x.example/)", p, 72, 7);
+        assert_eq!(t.text, "a[7] b[7]\n\n[7] https://x.example/\n");
+    }
+
+    #[test]
+    fn email_html_drops_scripts_and_forms() {
+        let (base, page) = place();
+        let p = Place {
+            base_url: &base,
+            page_url: &page,
+        };
+        let html = to_email_html(
+            "a <script>x()</script> b\n\n<form><input></form>\n\n<b>ok</b>",
+            p,
+        );
+        assert!(!html.contains("<script") && !html.contains("<form") && !html.contains("<input"));
+        assert!(html.contains("<b>ok</b>"), "{html}");
+        assert!(may_hold_unsafe_html("x <SCRIPT src=a>"));
+        assert!(!may_hold_unsafe_html("a <b>b</b> <https://x.example/>"));
+        let plain = "a <b>b</b> <https://x.example/>";
+        assert_eq!(to_email_html(plain, p), to_html(plain, p));
     }
 }

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::diagnostic::Diagnostic;
+use crate::email::{self, Prepared, Recipient, Templates};
 use crate::feed::{self, Entry};
 use crate::files;
 use crate::issue::Issue;
@@ -22,6 +23,8 @@ use crate::site::{self, Neighbour};
 
 /// The output directory inside a newsletter.
 pub const FEEDS_DIR: &str = "feeds";
+/// Where rendered emails go: `outbox/<slug>/`.
+pub const OUTBOX_DIR: &str = "outbox";
 /// Length of a summary derived from the first paragraph, in characters.
 pub const SUMMARY_CHARS: usize = 200;
 /// The stylesheet used when the newsletter has no `templates/site.css`.
@@ -130,6 +133,9 @@ pub fn publish(
     }
 
     let out = dir.join(FEEDS_DIR);
+    let outbox = dir.join(OUTBOX_DIR);
+    let templates = Templates::load(dir)?;
+    let secret = email::sample_secret(dir);
     let written = AtomicUsize::new(0);
     let unchanged = AtomicUsize::new(0);
     let write = |path: PathBuf, bytes: &[u8]| -> anyhow::Result<()> {
@@ -179,6 +185,25 @@ pub fn publish(
                 let body = relative_to_page(&html, &config.base_url);
                 let page = site::issue_page(config, issue, &body, &summary, previous, next);
                 write(out.join(&issue.slug).join("index.html"), page.as_bytes())?;
+                let email_html: std::borrow::Cow<'_, str> =
+                    if markdown::may_hold_unsafe_html(&issue.body) {
+                        markdown::to_email_html(
+                            &issue.body,
+                            Place {
+                                base_url: &config.base_url,
+                                page_url: &page_url,
+                            },
+                        )
+                        .into()
+                    } else {
+                        html.as_str().into()
+                    };
+                let prepared =
+                    Prepared::with_fragment(config, issue, &email_html, &templates, &secret, None)
+                        .with_context(|| format!("the email of {}", issue.path.display()))?;
+                for (name, bytes) in email::files(&prepared, &sample_recipient(config))? {
+                    write(outbox.join(&issue.slug).join(name), &bytes)?;
+                }
             }
             bar.inc(1);
             let html = (n >= in_feeds).then_some(html);
@@ -316,7 +341,36 @@ fn remove_page(out: &Path, slug: &str) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-/// The previous/next link to an issue.
+/// `email.sample_recipient` as a [`Recipient`].
+pub fn sample_recipient(config: &Config) -> Recipient<'_> {
+    Recipient {
+        email: config.email.sample_recipient.email.as_ref(),
+        name: config.email.sample_recipient.name.as_deref(),
+    }
+}
+
+/// Writes one issue's email for the sample recipient into `out` (`email.html`, `email.txt`,
+/// `message.eml`), leaving unchanged files alone. Returns how many files were written.
+pub fn write_email(
+    dir: &Path,
+    config: &Config,
+    issue: &Issue,
+    out: &Path,
+) -> anyhow::Result<usize> {
+    let templates = Templates::load(dir)?;
+    let secret = email::sample_secret(dir);
+    let prepared = Prepared::new(config, issue, &templates, &secret, None)
+        .with_context(|| format!("the email of {}", issue.path.display()))?;
+    let mut written = 0;
+    for (name, bytes) in email::files(&prepared, &sample_recipient(config))? {
+        if files::write_if_changed(&out.join(name), &bytes)? {
+            written += 1;
+        }
+    }
+    Ok(written)
+}
+
+/// The previous or next issue, for a page's links.
 pub fn neighbour<'a>(issue: &'a Issue) -> Neighbour<'a> {
     Neighbour {
         slug: &issue.slug,

@@ -958,19 +958,6 @@ pub fn send_test(
     Ok(out)
 }
 
-/// The Message-ID of one issue for one recipient: the same on every attempt, so a receiver
-/// can drop a second copy. `domain` is the sender's.
-pub fn message_id(issue_id: &str, address: &str, domain: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(issue_id.as_bytes());
-    h.update(b"\0");
-    h.update(address.to_lowercase().as_bytes());
-    let digest = h.finalize();
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("<{hex}.gazette@{domain}>")
-}
-
 /// `--dry-run`: every message as an `.eml` file under `out`, nothing sent or recorded.
 pub fn dry_run(dir: &Path, issue_id: &str, out: &Path, source: Source<'_>) -> anyhow::Result<u64> {
     let store = Store::open(dir)?;
@@ -1011,20 +998,6 @@ pub fn dry_run(dir: &Path, issue_id: &str, out: &Path, source: Source<'_>) -> an
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn message_ids_are_stable_per_issue_and_recipient() {
-        let a = message_id("tag:x,2023:a", "Ann@example.org", "example.org");
-        assert_eq!(
-            a,
-            message_id("tag:x,2023:a", "ann@example.org", "example.org")
-        );
-        assert_ne!(
-            a,
-            message_id("tag:x,2023:b", "ann@example.org", "example.org")
-        );
-        assert!(a.starts_with('<') && a.ends_with("@example.org>"));
-    }
 
     #[test]
     fn dots_at_line_starts_are_doubled() {

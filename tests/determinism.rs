@@ -6,8 +6,11 @@ use std::time::SystemTime;
 
 use crate::support::{Newsletter, copy_dir};
 
+/// Every output file (feeds/ and outbox/) with its modification time, in path order.
 fn mtimes(n: &Newsletter) -> Vec<(PathBuf, SystemTime)> {
-    n.snapshot("feeds")
+    let mut outputs = n.snapshot("feeds");
+    outputs.extend(n.snapshot("outbox"));
+    outputs
         .into_iter()
         .map(|(rel, _)| {
             let modified = std::fs::metadata(n.path().join(&rel))
@@ -27,18 +30,21 @@ fn report(json: &str) -> serde_json::Value {
 fn second_publish_writes_nothing_and_keeps_every_byte() {
     let n = Newsletter::sample();
     let first = report(&n.gazette(&["publish", "--json"]).ok().stdout);
-    assert_eq!(first["written"], 10, "{first}");
+    // 10 under feeds/, and email.html, email.txt and message.eml for each of 4 issues.
+    assert_eq!(first["written"], 22, "{first}");
     let bytes = n.snapshot("feeds");
+    let emails = n.snapshot("outbox");
     let times = mtimes(&n);
     // Long enough for any file system's timestamps to tell a rewrite apart.
     std::thread::sleep(std::time::Duration::from_millis(20));
     let second = report(&n.gazette(&["publish", "--json"]).ok().stdout);
     assert_eq!(second["written"], 0, "{second}");
-    assert_eq!(second["unchanged"], 10, "{second}");
+    assert_eq!(second["unchanged"], 22, "{second}");
     assert!(bytes == n.snapshot("feeds"), "bytes changed");
+    assert!(emails == n.snapshot("outbox"), "email bytes changed");
     assert_eq!(times, mtimes(&n), "a file was rewritten");
     let text = n.gazette(&["publish"]).ok().stderr;
-    assert!(text.contains(": 0 files written, 10 unchanged"), "{text}");
+    assert!(text.contains(": 0 files written, 22 unchanged"), "{text}");
     // No temporary files left behind.
     assert!(
         bytes
@@ -110,7 +116,7 @@ fn editing_one_issue_rewrites_only_what_shows_it() {
     let text = n.read("issues/2023-04-papers.md") + "\n补记：一处更正。\n";
     n.write("issues/2023-04-papers.md", text);
     let r = report(&n.gazette(&["publish", "--json"]).ok().stdout);
-    assert_eq!(r["written"], 4, "{r}");
+    assert_eq!(r["written"], 7, "{r}");
     let after = mtimes(&n);
     let changed: Vec<String> = before
         .iter()
@@ -124,7 +130,10 @@ fn editing_one_issue_rewrites_only_what_shows_it() {
             "feeds/2023-04-papers/index.html",
             "feeds/atom.xml",
             "feeds/feed.json",
-            "feeds/rss.xml"
+            "feeds/rss.xml",
+            "outbox/2023-04-papers/email.html",
+            "outbox/2023-04-papers/email.txt",
+            "outbox/2023-04-papers/message.eml"
         ]
     );
 
@@ -152,7 +161,10 @@ fn editing_one_issue_rewrites_only_what_shows_it() {
             "feeds/atom.xml",
             "feeds/feed.json",
             "feeds/index.html",
-            "feeds/rss.xml"
+            "feeds/rss.xml",
+            "outbox/2023-04-papers/email.html",
+            "outbox/2023-04-papers/email.txt",
+            "outbox/2023-04-papers/message.eml"
         ],
         "{r}"
     );

@@ -5,6 +5,7 @@ mod support;
 
 mod bad_input;
 mod determinism;
+mod email;
 mod feeds;
 mod lifecycle;
 mod pages;
