@@ -161,8 +161,13 @@ pub fn publish(
         .par_iter()
         .enumerate()
         .map(|(n, issue)| -> anyhow::Result<Rendered> {
-            let selected = options.slugs.is_empty() || options.slugs.contains(&issue.slug);
-            let needed = selected || n >= in_feeds;
+            let named = options.slugs.contains(&issue.slug);
+            let selected = options.slugs.is_empty() || named;
+            let in_feed = n >= in_feeds;
+            // The outbox holds the emails that may still be sent: the issues in the feeds'
+            // window, or the ones named. `gazette preview` writes any other issue's.
+            let mail = named || (options.slugs.is_empty() && in_feed);
+            let needed = selected || in_feed;
             let summary = summary(issue);
             if !needed {
                 bar.inc(1);
@@ -185,6 +190,8 @@ pub fn publish(
                 let body = relative_to_page(&html, &config.base_url);
                 let page = site::issue_page(config, issue, &body, &summary, previous, next);
                 write(out.join(&issue.slug).join("index.html"), page.as_bytes())?;
+            }
+            if mail {
                 let email_html: std::borrow::Cow<'_, str> =
                     if markdown::may_hold_unsafe_html(&issue.body) {
                         markdown::to_email_html(
@@ -206,7 +213,7 @@ pub fn publish(
                 }
             }
             bar.inc(1);
-            let html = (n >= in_feeds).then_some(html);
+            let html = in_feed.then_some(html);
             Ok(Rendered { html, summary })
         })
         .collect::<anyhow::Result<_>>()?;
