@@ -5,9 +5,11 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use chrono::{DateTime, FixedOffset};
+use rayon::prelude::*;
 
 use crate::config::{self, Config};
 use crate::diagnostic::Diagnostic;
+use crate::email;
 use crate::issue::{self, Issue};
 use crate::markdown;
 
@@ -20,14 +22,29 @@ pub fn check(dir: &Path, _now: DateTime<FixedOffset>) -> Vec<Diagnostic> {
     let config = match Config::from_dir(dir) {
         Ok(c) => {
             if c.base_url.host_str() == Some(crate::scaffold::PLACEHOLDER_HOST) {
-                problems.push(
-                    Diagnostic::warning(&dir.join(config::FILE_NAME), "base_url is still the placeholder from `gazette init`")
-                        .with_hint("set newsletter.base_url to the URL where feeds/ will be served, and id_authority to a domain you own"),
-                );
+                let path = dir.join(config::FILE_NAME);
+                let mut d = Diagnostic::warning(&path, "base_url is still the placeholder from `gazette init`")
+                    .with_hint("set newsletter.base_url to the URL where feeds/ will be served, and id_authority to a domain you own");
+                // Point at the value, as every other settings problem does.
+                if let Ok(text) = crate::files::read_text(&path) {
+                    let line = text
+                        .lines()
+                        .position(|l| l.trim_start().starts_with("base_url"));
+                    if let Some(n) = line {
+                        let l = text.lines().nth(n).unwrap_or_default();
+                        let column = l.find('"').map_or(1, |q| l[..q].chars().count() + 1);
+                        d = d.at(&text, n + 1, column);
+                    }
+                }
+                problems.push(d);
             }
             Some(c)
         }
         Err(e) => {
+            // Not a newsletter at all: saying so is the one useful message.
+            if !dir.join(config::FILE_NAME).exists() {
+                return e;
+            }
             problems.extend(e);
             None
         }
@@ -43,9 +60,13 @@ pub fn check(dir: &Path, _now: DateTime<FixedOffset>) -> Vec<Diagnostic> {
     match issue::load_all(&issues_dir, defaults) {
         Ok((issues, found)) => {
             problems.extend(found);
+            problems.extend(crate::publish::asset_problems(&issues_dir, &issues));
             let slugs: HashSet<&str> = issues.iter().map(|i| i.slug.as_str()).collect();
             for issue in &issues {
                 problems.extend(body_problems(issue, &issues_dir, &slugs));
+            }
+            if let Some(config) = &config {
+                problems.extend(email_problems(dir, config, &issues));
             }
         }
         Err(e) => problems.push(Diagnostic::error(&issues_dir, format!("{e:#}"))),
@@ -53,18 +74,77 @@ pub fn check(dir: &Path, _now: DateTime<FixedOffset>) -> Vec<Diagnostic> {
     for name in TEMPLATES {
         let path = dir.join("templates").join(name);
         match std::fs::metadata(&path) {
-            Ok(_) => {
-                if let Err(d) = crate::files::read_text(&path) {
-                    problems.push(d);
+            Ok(_) => match crate::files::read_text(&path) {
+                Err(d) => problems.push(d),
+                Ok(text) if name == "footer.md" => {
+                    for (placeholder, _) in email::FOOTER_REQUIRED {
+                        if !text.contains(placeholder) {
+                            problems.push(
+                                Diagnostic::warning(
+                                    &path,
+                                    format!("the footer has no {placeholder}: gazette adds it at the end of every email"),
+                                )
+                                .with_hint("every newsletter email needs a visible unsubscribe link and the sender's postal address; place them in the footer yourself"),
+                            );
+                        }
+                    }
                 }
-            }
+                Ok(_) => {}
+            },
             Err(_) => problems.push(Diagnostic::warning(
                 &path,
                 "template not found; gazette uses its built-in one",
             )),
         }
     }
+    problems.extend(database_problems(dir));
     problems
+}
+
+/// The subscriber database, when there is one: readable, not damaged, a schema this gazette
+/// knows.
+fn database_problems(dir: &Path) -> Vec<Diagnostic> {
+    let path = crate::store::db_path(dir);
+    match crate::store::Store::open_existing(dir) {
+        Ok(None) => Vec::new(),
+        Ok(Some(store)) => store
+            .problems()
+            .into_iter()
+            .map(|m| Diagnostic::error(&path, m))
+            .collect(),
+        Err(e) => vec![Diagnostic::error(&path, format!("{e:#}"))],
+    }
+}
+
+/// Warnings about the issues' emails: an HTML part large enough for Gmail to clip.
+fn email_problems(dir: &Path, config: &Config, issues: &[Issue]) -> Vec<Diagnostic> {
+    // A broken template is reported above; the built-in one still measures the size.
+    let templates = email::Templates::load(dir).unwrap_or_else(|_| email::Templates::builtin());
+    let secret = email::sample_secret(dir);
+    issues
+        .par_iter()
+        .filter_map(|issue| {
+            let size = match email::Prepared::new(config, issue, &templates, &secret, None) {
+                Ok(p) => p.html_part_bytes(),
+                Err(e) => {
+                    return Some(Diagnostic::error(
+                        &issue.path,
+                        format!("the email cannot be built: {e:#}"),
+                    ));
+                }
+            };
+            (size > email::HTML_PART_WARN_BYTES).then(|| {
+                Diagnostic::warning(
+                    &issue.path,
+                    format!(
+                        "the email's HTML part is {} KB as sent; Gmail clips messages near 102 KB and hides the rest, the unsubscribe link included",
+                        size / 1024
+                    ),
+                )
+                .with_hint("shorten the issue or split it in two")
+            })
+        })
+        .collect()
 }
 
 /// Warnings about one issue's body: numbering, links, images and raw HTML.

@@ -53,4 +53,80 @@ pub enum Command {
         /// Rewrite only these issues' pages (the feeds and archive always cover every issue).
         slugs: Vec<String>,
     },
+    /// Write one issue's email as it would be sent to the sample recipient: email.html,
+    /// email.txt and message.eml.
+    Preview {
+        /// The issue's slug (its file name without .md).
+        slug: String,
+        /// Where to write the files (default: outbox/SLUG).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Manage the subscriber list (.gazette/gazette.db).
+    #[command(subcommand)]
+    Subscribers(Subscribers),
+    /// Deliver one issue to every active subscriber, exactly once each; resumes a stopped run.
+    Send(SendArgs),
+    /// The delivery ledger of one issue: sent, failed, bounced, pending, unknown.
+    Status {
+        /// The issue's slug (its file name without .md).
+        slug: String,
+    },
+    /// Record an unsubscribe, from the token in an unsubscribe link or an address.
+    Unsubscribe {
+        /// The token from an unsubscribe link, or an email address.
+        token_or_address: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Subscribers {
+    /// Import a CSV with an `email` column (and optionally `name`).
+    Import {
+        file: PathBuf,
+        /// Re-activate addresses that unsubscribed or bounced (only with their consent!).
+        #[arg(long)]
+        reactivate: bool,
+    },
+    /// Add one address.
+    Add {
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Re-activate the address if it unsubscribed or bounced.
+        #[arg(long)]
+        reactivate: bool,
+    },
+    /// Mark an address unsubscribed (it is kept, so no import re-adds it).
+    Remove { email: String },
+    /// Print every subscriber: address, status, name.
+    List,
+    /// Write the list as CSV (standard output unless --out).
+    Export {
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Print the number of active subscribers.
+    Count,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SendArgs {
+    /// The issue's slug (its file name without .md).
+    pub slug: String,
+    /// Write every message as an .eml file under outbox/SLUG/dry-run/; send and record nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Send a test copy to these addresses only, outside the ledger.
+    #[arg(long, value_name = "ADDR", num_args = 1..)]
+    pub to: Vec<String>,
+    /// SMTP connections at once (overrides smtp.concurrency).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: Option<u16>,
+    /// Send again to recipients whose outcome is unknown (same Message-ID).
+    #[arg(long)]
+    pub retry_unknown: bool,
+    /// Do not ask for confirmation (required without a terminal).
+    #[arg(short, long)]
+    pub yes: bool,
 }

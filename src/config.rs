@@ -1,5 +1,5 @@
 //! `gazette.toml` -> [`Config`], strict and validated once, so the rest of the program can trust
-//! it. Parsing is pure ([`Config::parse`]); [`Config::from_file`] only reads. Never touches
+//! it. Parsing is pure ([`Config::parse`]); [`Config::from_dir`] only reads. Never touches
 //! secrets: passwords and keys come from the environment or git-ignored files.
 
 use std::ops::Range;
@@ -207,6 +207,15 @@ impl Config {
     /// Reads and validates `DIR/gazette.toml`.
     pub fn from_dir(dir: &Path) -> Result<Config, Vec<Diagnostic>> {
         let path = dir.join(FILE_NAME);
+        if !path.exists() {
+            return Err(vec![
+                Diagnostic::error(
+                    &path,
+                    "no gazette.toml here: this directory is not a newsletter",
+                )
+                .with_hint("run `gazette init` to make one, or name one with `gazette -C DIR ...`"),
+            ]);
+        }
         let text = files::read_text(&path).map_err(|d| vec![d])?;
         Config::parse(&path, &text, dir)
     }
@@ -214,7 +223,7 @@ impl Config {
     /// Parses and validates the text of a settings file; `dir` resolves relative paths.
     pub fn parse(path: &Path, text: &str, dir: &Path) -> Result<Config, Vec<Diagnostic>> {
         let raw: RawConfig =
-            toml::from_str(text).map_err(|e| vec![toml_error(path, text, 0, &e)])?;
+            toml::from_str(text).map_err(|e| vec![toml_error(path, text, 0..text.len(), &e)])?;
         let mut problems = Vec::new();
         let mut bad = |span: Range<usize>, message: String, hint: &str| {
             let mut d = Diagnostic::error(path, message).at_offset(text, span.start);
@@ -509,15 +518,29 @@ fn is_language_tag(tag: &str) -> bool {
         && parts.all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 
-/// A TOML error as a located diagnostic; `offset` is where the TOML text starts in `source`.
+/// A TOML error as a located diagnostic; `toml` is where the TOML text is in `source`.
 /// Unknown keys get a "did you mean" hint from the list serde reports.
 pub(crate) fn toml_error(
     path: &Path,
     source: &str,
-    offset: usize,
+    toml: Range<usize>,
     err: &toml::de::Error,
 ) -> Diagnostic {
-    let message = err.message().trim().to_string();
+    // After a syntax error the parser recovers and may report a later, derived error first
+    // (`key with no value` on the line after an unclosed string): show the earliest one.
+    let offset = toml.start;
+    let text = source.get(toml).unwrap_or_default();
+    let (_, mut syntax) = toml::de::DeTable::parse_recoverable(text);
+    syntax.sort_by_key(|e| e.span().map_or(usize::MAX, |s| s.start));
+    let err = syntax.first().unwrap_or(err);
+    // serde's words for TOML types, in the words of the file.
+    let message = err
+        .message()
+        .trim()
+        .replace("expected a sequence", "expected a list")
+        .replace("expected a TOML datetime", "expected a date")
+        .replace("expected i64", "expected a whole number")
+        .replace("expected f64", "expected a number");
     let start = err.span().map_or(offset, |s| offset + s.start);
     let mut d = Diagnostic::error(path, message.clone()).at_offset(source, start);
     if let Some(rest) = message.strip_prefix("unknown field `") {
@@ -530,8 +553,32 @@ pub(crate) fn toml_error(
             )
         });
         d = d.with_hint(hint);
-    } else if message.starts_with("missing field `") {
-        d = d.with_hint("add the field; the README lists every key");
+    } else if let Some(rest) = message.strip_prefix("missing field `") {
+        let field = rest.split('`').next().unwrap_or(rest);
+        d = d.with_hint(format!(
+            "add a line `{field} = ...` here; the README lists every key"
+        ));
+    } else if message.starts_with("invalid basic string")
+        || message.starts_with("invalid literal string")
+    {
+        d = d.with_hint(
+            "close the string with a quote on the same line; for several lines use \"\"\"...\"\"\"",
+        );
+    } else if let Some(rest) = message.strip_prefix("invalid type: string \"") {
+        let value = rest.rsplit_once("\", expected").map_or("", |(v, _)| v);
+        if message.ends_with("expected a list") {
+            d = d.with_hint(format!("write a list in brackets: [\"{value}\"]"));
+        } else if message.ends_with("expected a date") {
+            d = d.with_hint(format!(
+                "write the date without quotes: {value}, or 2023-03-31T09:00:00+08:00"
+            ));
+        } else if message.ends_with("expected a boolean") {
+            d = d.with_hint("write true or false, without quotes");
+        } else if message.ends_with("expected a whole number") {
+            d = d.with_hint(format!("write the number without quotes: {value}"));
+        }
+    } else if message.starts_with("invalid date") || message.starts_with("invalid time") {
+        d = d.with_hint("write a date that exists, e.g. 2023-03-31 or 2023-03-31T09:00:00+08:00");
     }
     d
 }
@@ -587,6 +634,22 @@ from = "论文月刊 <digest@example.org>"
         assert_eq!(
             err[1].hint.as_deref(),
             Some("did you mean `Asia/Shanghai`?")
+        );
+    }
+
+    // Regression: after `title = "x` the parser's follow-up error on the next line was shown
+    // instead of the unclosed string.
+    #[test]
+    fn syntax_error_points_at_the_first_problem() {
+        let text = GOOD.replace("title = \"论文月刊\"", "title = \"论文月刊\nbad");
+        let err = Config::parse(Path::new("gazette.toml"), &text, Path::new(".")).unwrap_err();
+        assert_eq!((err[0].line, err[0].column), (3, 14), "{err:?}");
+        assert!(
+            err[0]
+                .hint
+                .as_deref()
+                .unwrap()
+                .starts_with("close the string")
         );
     }
 }

@@ -94,7 +94,7 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{}", self.path.display())?;
+        write!(f, "{}", shown_path(&self.path).display())?;
         if self.line > 0 {
             write!(f, ":{}:{}", self.line, self.column.max(1))?;
         }
@@ -116,6 +116,12 @@ impl fmt::Display for Diagnostic {
         }
         Ok(())
     }
+}
+
+/// A path as the user should read it: `-C .` (the default) would make every path start with
+/// `./`, which the user never typed.
+pub fn shown_path(path: &Path) -> &Path {
+    path.strip_prefix(".").unwrap_or(path)
 }
 
 /// "did you mean `x`?" when one of `candidates` is close to `word`.
@@ -164,5 +170,12 @@ mod tests {
             Some("did you mean `title`?")
         );
         assert_eq!(did_you_mean("zzz", ["title", "date"]), None);
+    }
+
+    // Regression: with the default `-C .` every path was shown as `./issues/x.md`.
+    #[test]
+    fn paths_under_the_current_directory_show_without_dot_slash() {
+        let d = Diagnostic::error(Path::new("./issues/x.md"), "bad");
+        assert_eq!(d.to_string(), "issues/x.md: error: bad");
     }
 }

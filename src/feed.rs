@@ -62,7 +62,7 @@ pub fn rss(config: &Config, entries: &[Entry<'_>]) -> String {
                     permalink: false,
                 }))
                 .pub_date(Some(i.date.to_rfc2822()))
-                .description(Some(e.summary.clone()))
+                .description(Some(escape_html(&e.summary)))
                 .content(Some(e.html.clone()))
                 .categories(
                     i.tags
@@ -141,6 +141,14 @@ pub fn rss(config: &Config, entries: &[Entry<'_>]) -> String {
     let mut text = String::from_utf8(out).expect("the XML writer emits UTF-8");
     text.push('\n');
     text
+}
+
+/// Plain text as HTML: RSS readers render `description` as HTML, so a summary that mentions
+/// `<b>` or `&amp;` must be escaped to read as written.
+fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Atom 1.0 with full HTML content and a text summary. `entries` newest first.

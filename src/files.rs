@@ -14,7 +14,14 @@ pub const MAX_TEXT_FILE: u64 = 16 * 1024 * 1024;
 
 /// Reads a user-written text file; any problem becomes a diagnostic naming the file.
 pub fn read_text(path: &Path) -> Result<String, Diagnostic> {
-    let bytes = read_limited(path).map_err(|e| Diagnostic::error(path, e))?;
+    let bytes = read_limited(path).map_err(|e| {
+        let d = Diagnostic::error(path, e);
+        if d.message.contains("at most") {
+            d.with_hint("an issue this big is a mistake (pasted data?): link large files instead of including them")
+        } else {
+            d
+        }
+    })?;
     decode_text(path, bytes)
 }
 

@@ -117,9 +117,27 @@ impl Issue {
             .with_hint("rename the file using lowercase letters, digits and `-`, e.g. `2023-03-papers.md`")]);
         }
 
+        if RESERVED_SLUGS.contains(&slug.as_str()) {
+            return Err(vec![
+                Diagnostic::error(
+                    path,
+                    format!(
+                        "`{slug}` cannot be an issue's slug: publish writes feeds/{slug} itself"
+                    ),
+                )
+                .with_hint("rename the file, e.g. to `2023-03-papers.md`"),
+            ]);
+        }
+
         let (front, front_start, body_start) = split_front_matter(path, text)?;
-        let fm: FrontMatter =
-            toml::from_str(front).map_err(|e| vec![toml_error(path, text, front_start, &e)])?;
+        let fm: FrontMatter = toml::from_str(front).map_err(|e| {
+            vec![toml_error(
+                path,
+                text,
+                front_start..front_start + front.len(),
+                &e,
+            )]
+        })?;
 
         let mut errors = Vec::new();
         let at = |span: std::ops::Range<usize>| front_start + span.start;
@@ -276,6 +294,13 @@ fn split_front_matter<'t>(
     text: &'t str,
 ) -> Result<(&'t str, usize, usize), Vec<Diagnostic>> {
     let first = text.lines().next().unwrap_or("");
+    if text.trim().is_empty() {
+        return Err(vec![
+            Diagnostic::error(path, "the file is empty").with_hint(
+                "an issue starts with `+++`, title = \"...\" and date = ..., then another `+++` and the text; `gazette new \"TITLE\"` writes one",
+            ),
+        ]);
+    }
     if first.trim_end() != "+++" {
         let mut d =
             Diagnostic::error(path, "the file does not start with front matter").at(text, 1, 1);
@@ -297,7 +322,7 @@ fn split_front_matter<'t>(
         offset += line.len();
     }
     Err(vec![
-        Diagnostic::error(path, "the front matter is never closed")
+        Diagnostic::error(path, "the front matter opened here is never closed")
             .at(text, 1, 1)
             .with_hint("did you forget the closing `+++` line after the last field?"),
     ])
@@ -310,8 +335,12 @@ pub fn load_all(
     defaults: Defaults<'_>,
 ) -> anyhow::Result<(Vec<Issue>, Vec<Diagnostic>)> {
     let mut paths = Vec::new();
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| anyhow::anyhow!("cannot read the issues directory {}: {e}", dir.display()))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read the issues directory {}: {e}",
+            crate::diagnostic::shown_path(dir).display()
+        )
+    })?;
     for entry in entries {
         let entry = entry.map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?;
         let path = entry.path();
@@ -337,6 +366,8 @@ pub fn load_all(
         }
     }
 
+    // In date order, so the later of two clashing issues (usually the copy) gets the error.
+    issues.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.slug.cmp(&b.slug)));
     let mut slugs: HashMap<String, &Path> = HashMap::new();
     let mut ids: HashMap<&str, &Path> = HashMap::new();
     for issue in &issues {
@@ -344,19 +375,22 @@ pub fn load_all(
             problems.push(
                 Diagnostic::error(
                     &issue.path,
-                    format!("slug `{}` is also used by {}", issue.slug, first.display()),
+                    format!(
+                        "slug `{}` is also used by {}",
+                        issue.slug,
+                        crate::diagnostic::shown_path(first).display()
+                    ),
                 )
                 .with_hint("slugs are compared without case; rename one of the files"),
             );
         }
         if let Some(first) = ids.insert(&issue.id, &issue.path) {
             problems.push(
-                Diagnostic::error(&issue.path, format!("id `{}` is also used by {}", issue.id, first.display()))
+                Diagnostic::error(&issue.path, format!("id `{}` is also used by {}", issue.id, crate::diagnostic::shown_path(first).display()))
                     .with_hint("every issue needs its own id; if this file is a copy, give it a new `id` or remove the line"),
             );
         }
     }
-    issues.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.slug.cmp(&b.slug)));
     Ok((issues, problems))
 }
 
@@ -382,8 +416,13 @@ fn resolve_datetime(dt: &Datetime, tz: Tz) -> Result<DateTime<FixedOffset>, Stri
         .ok_or_else(|| format!("{dt} is not a time of day"))?,
         None => NaiveTime::MIN,
     };
+    if d.year < 1970 {
+        return Err(format!(
+            "{dt} is before 1970, which no newsletter issue is; is the year a typo?"
+        ));
+    }
     let naive = date.and_time(time);
-    match dt.offset {
+    let resolved = match dt.offset {
         Some(toml::value::Offset::Z) => Ok(naive.and_utc().fixed_offset()),
         Some(toml::value::Offset::Custom { minutes }) => {
             let offset = FixedOffset::east_opt(i32::from(minutes) * 60)
@@ -400,8 +439,27 @@ fn resolve_datetime(dt: &Datetime, tz: Tz) -> Result<DateTime<FixedOffset>, Stri
                 "{dt} does not exist in {tz} (a clock change skips it); add an explicit offset"
             )),
         },
+    }?;
+    // Feeds write offsets in whole minutes; an old local mean time (+00:44:30) would be
+    // rounded, which relabels the instant.
+    if resolved.offset().local_minus_utc() % 60 != 0 {
+        return Err(format!(
+            "{dt} falls on a day when {tz} was {} seconds off UTC, which feeds cannot write; add an explicit offset",
+            resolved.offset().local_minus_utc()
+        ));
     }
+    Ok(resolved)
 }
+
+/// Names of files `publish` writes at the top of `feeds/`: an issue's page directory of the
+/// same name would collide with them.
+pub const RESERVED_SLUGS: [&str; 5] = [
+    "rss.xml",
+    "atom.xml",
+    "feed.json",
+    "index.html",
+    "style.css",
+];
 
 fn is_valid_slug(slug: &str) -> bool {
     !slug.is_empty()
@@ -421,9 +479,9 @@ fn is_valid_id(id: &str) -> bool {
         && scheme
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-        && !id
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'))
+        && !id.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || !is_xml_char(c) || matches!(c, '<' | '>' | '"')
+        })
 }
 
 /// Characters allowed in XML 1.0 documents.
@@ -568,5 +626,64 @@ mod tests {
             let s = format!("a{c}b");
             assert_eq!(has_invalid_xml_char(&s), !is_xml_char(c), "{:?}", c);
         }
+    }
+
+    // Regression: an id holding U+FFFE passed as a URI and made every XML feed invalid.
+    #[test]
+    fn id_with_a_character_xml_cannot_carry_is_an_error() {
+        let err =
+            parse("+++\ntitle = \"T\"\ndate = 2023-03-31\nid = \"tag:x,2023:a\\uFFFEb\"\n+++\nb\n")
+                .unwrap_err();
+        assert_eq!((err[0].line, err[0].column), (4, 6), "{err:?}");
+        assert!(err[0].message.contains("is not a URI"), "{err:?}");
+    }
+
+    // Regression: `issues/rss.xml.md` passed check, then publish made feeds/rss.xml a
+    // directory and failed on every run after.
+    #[test]
+    fn slugs_that_name_a_feed_file_are_refused() {
+        for name in [
+            "rss.xml",
+            "atom.xml",
+            "feed.json",
+            "index.html",
+            "style.css",
+        ] {
+            let path = PathBuf::from(format!("issues/{name}.md"));
+            let err = Issue::parse(
+                &path,
+                "+++\ntitle = \"T\"\ndate = 2023-03-31\n+++\nb\n",
+                defaults(),
+            )
+            .unwrap_err();
+            assert!(err[0].message.contains("publish writes"), "{name}: {err:?}");
+        }
+    }
+
+    // Regression: year 0000 reached the feeds (no RFC 822 reader takes it), and a local mean
+    // time offset of +08:05:43 was written as +08:06.
+    #[test]
+    fn dates_feeds_cannot_carry_are_errors() {
+        let err =
+            parse("+++\ntitle = \"T\"\ndate = 0000-01-01T00:00:00+08:00\n+++\nb\n").unwrap_err();
+        assert!(err[0].message.contains("before 1970"), "{err:?}");
+        let defaults = Defaults {
+            timezone: chrono_tz::Africa::Monrovia,
+            id_authority: "x.org",
+        };
+        let err = Issue::parse(
+            Path::new("issues/a.md"),
+            "+++\ntitle = \"T\"\ndate = 1971-06-01\n+++\nb\n",
+            defaults,
+        )
+        .unwrap_err();
+        assert!(err[0].message.contains("seconds off UTC"), "{err:?}");
+        let (issue, _) = Issue::parse(
+            Path::new("issues/a.md"),
+            "+++\ntitle = \"T\"\ndate = 1973-06-01\n+++\nb\n",
+            defaults,
+        )
+        .unwrap();
+        assert_eq!(issue.date.to_rfc3339(), "1973-06-01T00:00:00+00:00");
     }
 }

@@ -5,13 +5,17 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod diagnostic;
+pub mod email;
 pub mod feed;
 pub mod files;
 pub mod issue;
 pub mod markdown;
 pub mod publish;
 pub mod scaffold;
+pub mod send;
 pub mod site;
+pub mod store;
+pub mod subscribers;
 pub mod token;
 
 use std::fmt;
@@ -21,7 +25,7 @@ use std::path::Path;
 use anyhow::Context;
 use chrono::{DateTime, FixedOffset};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, SendArgs, Subscribers};
 use crate::config::Config;
 use crate::diagnostic::Diagnostic;
 use crate::issue::Issue;
@@ -48,6 +52,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::New { title, slug } => cmd_new(dir, &title, slug.as_deref(), cli.quiet),
         Command::Check => cmd_check(dir, cli.quiet),
         Command::Publish { slugs } => cmd_publish(dir, &slugs, cli.quiet, cli.json),
+        Command::Subscribers(sub) => cmd_subscribers(dir, sub, cli.quiet, cli.json),
+        Command::Send(args) => cmd_send(dir, &args, cli.quiet, cli.json),
+        Command::Status { slug } => cmd_status(dir, &slug, cli.json),
+        Command::Unsubscribe { token_or_address } => {
+            cmd_unsubscribe(dir, &token_or_address, cli.quiet)
+        }
+        Command::Preview { slug, out } => cmd_preview(dir, &slug, out.as_deref(), cli.quiet),
     }
 }
 
@@ -84,6 +95,7 @@ fn load(dir: &Path, quiet: bool) -> anyhow::Result<(Config, Vec<Issue>)> {
         id_authority: &config.id_authority,
     };
     let (issues, mut problems) = issue::load_all(&dir.join("issues"), defaults)?;
+    problems.extend(publish::asset_problems(&dir.join("issues"), &issues));
     let errors = problems.iter().filter(|d| d.is_error()).count();
     print_diagnostics(&mut problems, quiet);
     if errors > 0 {
@@ -117,6 +129,28 @@ fn cmd_publish(dir: &Path, slugs: &[String], quiet: bool, json: bool) -> anyhow:
     Ok(())
 }
 
+fn cmd_preview(dir: &Path, slug: &str, out: Option<&Path>, quiet: bool) -> anyhow::Result<()> {
+    let (config, issues) = load(dir, true)?;
+    let issue = issues
+        .iter()
+        .find(|i| i.slug == slug)
+        .ok_or_else(|| anyhow::anyhow!("no issue `{slug}`: there is no issues/{slug}.md"))?;
+    let out = match out {
+        Some(o) => o.to_path_buf(),
+        None => dir.join(publish::OUTBOX_DIR).join(slug),
+    };
+    let written = publish::write_email(dir, &config, issue, &out)?;
+    if !quiet {
+        eprintln!(
+            "wrote {} ({} changed) for {}",
+            out.display(),
+            written,
+            config.email.sample_recipient
+        );
+    }
+    Ok(())
+}
+
 fn cmd_check(dir: &Path, quiet: bool) -> anyhow::Result<()> {
     let mut problems = check::check(dir, now()?);
     let errors = problems.iter().filter(|d| d.is_error()).count();
@@ -144,6 +178,447 @@ fn cmd_new(dir: &Path, title: &str, slug: Option<&str>, quiet: bool) -> anyhow::
         eprintln!(
             "wrote {} (a draft: set draft = false to publish it)",
             path.display()
+        );
+    }
+    Ok(())
+}
+
+fn cmd_subscribers(dir: &Path, sub: Subscribers, quiet: bool, json: bool) -> anyhow::Result<()> {
+    let mut db = store::Store::open(dir)?;
+    let parse = |raw: &str| store::Address::parse(raw).map_err(|e| anyhow::anyhow!("{e}"));
+    match sub {
+        Subscribers::Import { file, reactivate } => {
+            import_csv(&mut db, &file, reactivate, quiet, json)
+        }
+        Subscribers::Add {
+            email,
+            name,
+            reactivate,
+        } => {
+            let added = db.add(&parse(&email)?, name.as_deref(), reactivate)?;
+            match added {
+                store::Added::Suppressed(status) => Err(anyhow::anyhow!(
+                    "{email} is {status}; add --reactivate only if they asked to be added again"
+                )),
+                _ if quiet => Ok(()),
+                store::Added::New => {
+                    eprintln!("added {email}");
+                    Ok(())
+                }
+                store::Added::AlreadyActive => {
+                    eprintln!("{email} was already subscribed");
+                    Ok(())
+                }
+                store::Added::Reactivated => {
+                    eprintln!("re-activated {email}");
+                    Ok(())
+                }
+            }
+        }
+        Subscribers::Remove { email } => {
+            match db.set_status(&parse(&email)?, store::Status::Unsubscribed)? {
+                None => anyhow::bail!("{email} is not on the list"),
+                Some(_) if !quiet => eprintln!("{email} unsubscribed (kept as a suppression)"),
+                Some(_) => {}
+            }
+            Ok(())
+        }
+        Subscribers::List => {
+            let mut out = std::io::stdout().lock();
+            db.for_each_subscriber(|s| {
+                use std::io::Write;
+                if json {
+                    writeln!(out, "{}", serde_json::to_string(s)?)?;
+                } else {
+                    writeln!(
+                        out,
+                        "{}\t{}\t{}",
+                        s.email,
+                        s.status,
+                        s.name.as_deref().unwrap_or("")
+                    )?;
+                }
+                Ok(())
+            })
+        }
+        Subscribers::Export { out } => {
+            let writer: Box<dyn std::io::Write> = match &out {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("cannot write {}", path.display()))?,
+                )),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            subscribers::write_csv(writer, |f| db.for_each_subscriber(f))
+        }
+        Subscribers::Count => {
+            let n = db.count_active()?;
+            if json {
+                println!("{}", serde_json::json!({ "active": n }));
+            } else {
+                println!("{n}");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `subscribers import`: the valid rows go in (one transaction), every bad row is reported.
+fn import_csv(
+    db: &mut store::Store,
+    file: &Path,
+    reactivate: bool,
+    quiet: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let meta =
+        std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
+    if meta.len() > subscribers::MAX_CSV {
+        anyhow::bail!("{} is larger than 1 GiB; split it", file.display());
+    }
+    let data = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut parsed = subscribers::parse_csv(file, &data);
+    #[derive(Default, serde::Serialize)]
+    struct Report {
+        added: u64,
+        already: u64,
+        reactivated: u64,
+        suppressed: u64,
+        invalid: usize,
+    }
+    let mut r = Report {
+        invalid: parsed.problems.len(),
+        ..Report::default()
+    };
+    db.transaction(|db| {
+        for row in &parsed.rows {
+            match db.add(&row.address, row.name.as_deref(), reactivate)? {
+                store::Added::New => r.added += 1,
+                store::Added::AlreadyActive => r.already += 1,
+                store::Added::Reactivated => r.reactivated += 1,
+                store::Added::Suppressed(status) => {
+                    r.suppressed += 1;
+                    let mut d = Diagnostic::warning(
+                        file,
+                        format!("{} is {status}: not re-activated", row.address.email),
+                    )
+                    .with_hint("pass --reactivate only if they asked to be added again");
+                    d.line = row.line;
+                    d.column = 1;
+                    parsed.problems.push(d);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    print_diagnostics(&mut parsed.problems, quiet);
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else if !quiet {
+        eprintln!(
+            "imported {}: {} added, {} already subscribed, {} re-activated, {} left unsubscribed or bounced, {} row(s) with errors",
+            file.display(),
+            r.added,
+            r.already,
+            r.reactivated,
+            r.suppressed,
+            r.invalid
+        );
+    }
+    if r.invalid > 0 {
+        return Err(Reported(format!(
+            "{} row(s) of {} were not imported (see above); the other rows were",
+            r.invalid,
+            file.display()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+fn cmd_unsubscribe(dir: &Path, token_or_address: &str, quiet: bool) -> anyhow::Result<()> {
+    let address = if token_or_address.contains('@') {
+        token_or_address.to_string()
+    } else {
+        let config = load_config(dir)?;
+        token::Secret::load(dir)?
+            .verify(&config.email.list_id, token_or_address)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the token is not valid for this list (a mangled link, or signed with another key)"
+                )
+            })?
+    };
+    let db = store::Store::open(dir)?;
+    let parsed = store::Address::parse(&address).map_err(|e| anyhow::anyhow!("{e}"))?;
+    match db.set_status(&parsed, store::Status::Unsubscribed)? {
+        None => {
+            // Not on the list (yet): keep the wish, so no later import adds them.
+            db.add(&parsed, None, false)?;
+            db.set_status(&parsed, store::Status::Unsubscribed)?;
+            if !quiet {
+                eprintln!("{address} was not on the list; recorded so no import adds it");
+            }
+        }
+        Some(old) if !quiet => eprintln!("{address} unsubscribed (was {old})"),
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+fn load_config(dir: &Path) -> anyhow::Result<Config> {
+    Config::from_dir(dir).map_err(|mut problems| {
+        print_diagnostics(&mut problems, false);
+        Reported(format!("{} must be fixed first", config::FILE_NAME)).into()
+    })
+}
+
+/// The message for one recipient: the issue rendered once by [`email::Prepared`], then
+/// personalised per recipient (DKIM-signed when `[dkim]` is set).
+fn message_source(
+    dir: &Path,
+    config: &Config,
+    issue: &Issue,
+) -> anyhow::Result<impl Fn(&store::Recipient) -> anyhow::Result<send::Outgoing> + Sync + use<>> {
+    let templates = email::Templates::load(dir)?;
+    let secret = token::Secret::load(dir)?;
+    let dkim = config.dkim.as_ref().map(email::Dkim::load).transpose()?;
+    let prepared = email::Prepared::new(config, issue, &templates, &secret, dkim.as_ref())?;
+    Ok(move |r: &store::Recipient| {
+        let o = prepared.message(&email::Recipient {
+            email: &r.email,
+            name: r.name.as_deref(),
+        })?;
+        Ok(send::Outgoing {
+            message_id: o.message_id,
+            from: o.from,
+            to: o.to,
+            bytes: o.bytes,
+        })
+    })
+}
+
+/// The issue named by `slug`, which must be published (not a draft, not scheduled).
+fn sendable<'a>(issues: &'a [Issue], slug: &str) -> anyhow::Result<&'a Issue> {
+    let Some(issue) = issues.iter().find(|i| i.slug == slug) else {
+        let hint = diagnostic::did_you_mean(slug, issues.iter().map(|i| i.slug.as_str()))
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default();
+        anyhow::bail!("no issue `{slug}` in issues/{hint}");
+    };
+    if issue.draft {
+        anyhow::bail!("`{slug}` is a draft: set draft = false before sending it");
+    }
+    if issue.date > now()? {
+        anyhow::bail!(
+            "`{slug}` is scheduled for {}: it is not sent before its date",
+            issue.date
+        );
+    }
+    Ok(issue)
+}
+
+fn cmd_send(dir: &Path, args: &SendArgs, quiet: bool, json: bool) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (config, issues) = load(dir, true)?;
+    let issue = sendable(&issues, &args.slug)?;
+    let source = message_source(dir, &config, issue)?;
+    if args.dry_run {
+        let out = dir.join("outbox").join(&issue.slug).join("dry-run");
+        let n = send::dry_run(dir, &issue.id, &out, &source)?;
+        if json {
+            println!("{}", serde_json::json!({ "dry_run": n, "dir": out }));
+        } else if !quiet {
+            eprintln!(
+                "dry run: wrote {n} message(s) to {}; nothing was sent or recorded",
+                out.display()
+            );
+        }
+        return Ok(());
+    }
+    let server = send::Server::resolve(&config.smtp)?;
+    if !args.to.is_empty() {
+        return send_test_copies(&server, &source, &args.to, quiet, json);
+    }
+    let lock = store::RunLock::take(dir)?;
+    let db = store::Store::open(dir)?;
+    let count = db.count_recipients(&issue.id, args.retry_unknown)?;
+    drop(db);
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!(
+                "about to send `{}` to {count} subscriber(s): without a terminal to confirm on, pass --yes",
+                issue.slug
+            );
+        }
+        eprint!(
+            "Send “{}” ({}) to {count} subscriber(s)? [y/N] ",
+            issue.title, issue.slug
+        );
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Err(Reported("nothing sent".into()).into());
+        }
+    }
+    static INTERRUPT: AtomicBool = AtomicBool::new(false);
+    let _ = ctrlc::set_handler(|| {
+        if INTERRUPT.swap(true, Ordering::SeqCst) {
+            // A second Ctrl-C: leave now; the ledger bounds what is unknown.
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after the messages in flight (Ctrl-C again to quit at once)...");
+    });
+    let options = send::Options {
+        concurrency: args
+            .concurrency
+            .map_or(config.smtp.concurrency, usize::from),
+        rate: config.smtp.rate,
+        retry_unknown: args.retry_unknown,
+        progress: !quiet && !json && std::io::stderr().is_terminal(),
+        backoff: std::time::Duration::from_millis(250),
+    };
+    let report = send::run(
+        dir,
+        &issue.id,
+        &issue.slug,
+        &server,
+        &source,
+        &options,
+        &INTERRUPT,
+    )?;
+    drop(lock);
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else if !quiet {
+        eprintln!("{report}");
+    }
+    let again = format!("gazette -C {} send {}", dir.display(), issue.slug);
+    if !quiet && report.interrupted_before > 0 {
+        eprintln!(
+            "note: {} message(s) from a run that stopped have an unknown outcome; `gazette status {}` lists them",
+            report.interrupted_before, issue.slug
+        );
+    }
+    if let Some(reason) = &report.stopped {
+        return Err(Reported(format!(
+            "stopped: {reason}\nnothing is lost: fix the cause and run `{again}` to resume"
+        ))
+        .into());
+    }
+    if report.interrupted {
+        return Err(Reported(format!("interrupted; run `{again}` to resume")).into());
+    }
+    let db = store::Store::open(dir)?;
+    let counts = db.counts(&issue.id)?;
+    if !quiet && counts.unknown > 0 {
+        eprintln!(
+            "warning: {} message(s) have an unknown outcome (they may have arrived); \
+             `gazette status {}` lists them, `{again} --retry-unknown` sends them again with the same Message-ID",
+            counts.unknown, issue.slug
+        );
+    }
+    if report.deferred > 0 {
+        return Err(Reported(format!(
+            "{} message(s) deferred after temporary failures; run `{again}` later to retry them",
+            report.deferred
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// `send --to`: test copies outside the ledger.
+fn send_test_copies(
+    server: &send::Server,
+    source: &(dyn Fn(&store::Recipient) -> anyhow::Result<send::Outgoing> + Sync),
+    to: &[String],
+    quiet: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut messages = Vec::new();
+    for raw in to {
+        let a = store::Address::parse(raw).map_err(|e| anyhow::anyhow!("--to {raw}: {e}"))?;
+        messages.push(source(&store::Recipient {
+            id: 0,
+            email: a.email,
+            name: None,
+            attempts: 0,
+        })?);
+    }
+    let results = send::send_test(server, &messages)?;
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    for (to, result) in &results {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({ "to": to, "ok": result.is_ok(), "reply": match result { Ok(r) | Err(r) => r } })
+            );
+        } else if !quiet || result.is_err() {
+            match result {
+                Ok(reply) => eprintln!("test copy to {to}: accepted ({reply})"),
+                Err(e) => eprintln!("test copy to {to}: NOT sent: {e}"),
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(Reported(format!("{failed} test cop(y/ies) not sent")).into());
+    }
+    Ok(())
+}
+
+fn cmd_status(dir: &Path, slug: &str, json: bool) -> anyhow::Result<()> {
+    let (_, issues) = load(dir, true)?;
+    let issue = issues
+        .iter()
+        .find(|i| i.slug == slug)
+        .ok_or_else(|| anyhow::anyhow!("no issue `{slug}` in issues/"))?;
+    let Some(db) = store::Store::open_existing(dir)? else {
+        anyhow::bail!("no subscriber database yet: import subscribers first");
+    };
+    let counts = db.counts(&issue.id)?;
+    use store::State;
+    let rows = db.deliveries(
+        &issue.id,
+        &[
+            State::Failed,
+            State::Bounced,
+            State::Deferred,
+            State::Unknown,
+            State::Sending,
+        ],
+    )?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "issue": slug, "id": issue.id, "counts": counts, "problems": rows })
+        );
+        return Ok(());
+    }
+    println!(
+        "{slug}: {} sent, {} failed, {} bounced, {} deferred, {} pending, {} unknown{}",
+        counts.sent,
+        counts.failed,
+        counts.bounced,
+        counts.deferred,
+        counts.pending,
+        counts.unknown,
+        if counts.sending > 0 {
+            format!(
+                ", {} sending now (or left by a run that died)",
+                counts.sending
+            )
+        } else {
+            String::new()
+        }
+    );
+    for r in &rows {
+        println!(
+            "{}\t{}\t{}\t{}",
+            r.state,
+            r.email,
+            r.message_id,
+            r.last_reply.as_deref().unwrap_or("")
         );
     }
     Ok(())

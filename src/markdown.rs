@@ -1,6 +1,7 @@
-//! Markdown -> HTML fragment (and the facts `check` needs about a body). The only module that
-//! knows the Markdown parser. Pure: no files, no clock.
+//! Markdown -> HTML fragment, -> plain text wrapped for email, and the facts `check` needs about
+//! a body. The only module that knows the Markdown parser. Pure: no files, no clock.
 
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 use pulldown_cmark::{CowStr, Event, HeadingLevel, Options, Parser, Tag, TagEnd, html};
@@ -69,59 +70,71 @@ fn has_scheme(dest: &str) -> bool {
     }
 }
 
-/// The parser's events with bare URLs turned into links and every destination made absolute.
-/// Links that cannot be made absolute are kept as written.
-fn events<'s, 'p>(body: &'s str, place: Place<'p>) -> Events<'s, 'p> {
-    let mut finder = linkify::LinkFinder::new();
-    finder.kinds(&[linkify::LinkKind::Url]);
-    Events {
-        parser: Parser::new_ext(body, options()),
-        place,
-        finder,
-        in_link: 0,
-        in_code: 0,
-        pending: Vec::new(),
-    }
+/// Who reads the events: the HTML writer, or the plain-text renderer, which shows footnotes
+/// and task-list boxes in its own way.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Html,
+    Text,
 }
 
-/// The iterator behind [`events`]. Most events pass through one for one; a text with bare URLs
-/// becomes several, handed out from `pending` before the parser is asked again.
-struct Events<'s, 'p> {
-    parser: Parser<'s>,
-    place: Place<'p>,
-    finder: linkify::LinkFinder,
-    in_link: usize,
-    in_code: usize,
-    /// Events still to hand out, last first.
-    pending: Vec<Event<'s>>,
-}
-
-impl<'s> Iterator for Events<'s, '_> {
-    type Item = Event<'s>;
-
-    fn next(&mut self) -> Option<Event<'s>> {
-        if let Some(event) = self.pending.pop() {
-            return Some(event);
+/// The parser's events with bare URLs turned into links, every destination made absolute and
+/// an `id` on every heading; for HTML also footnote references as absolute links and
+/// task-list boxes as text. Links that cannot be made absolute are kept as written.
+/// `first`, when given, sees the parser's own events (before any rewriting), so publish gets
+/// the summary from the same parse.
+fn events<'s>(
+    body: &'s str,
+    place: Place<'_>,
+    target: Target,
+    mut first: Option<&mut FirstParagraph>,
+) -> Vec<Event<'s>> {
+    let finder = {
+        let mut f = linkify::LinkFinder::new();
+        f.kinds(&[linkify::LinkKind::Url]);
+        f
+    };
+    let mut in_link = 0usize;
+    let mut in_code = 0usize;
+    let mut footnotes: HashMap<String, usize> = HashMap::new();
+    let mut heading_ids: HashSet<String> = HashSet::new();
+    // A heading's events are held back until its text, and so its id, is known.
+    let mut heading: Option<(Tag<'s>, Vec<Event<'s>>, String)> = None;
+    let mut all: Vec<Event<'s>> = Vec::new();
+    // An HTML block comes a line at a time; a tag may span lines, so rewrite it whole.
+    let mut block_html = String::new();
+    for event in Parser::new_ext(body, options()) {
+        if let Some(first) = first.as_deref_mut() {
+            first.see(&event);
         }
-        let event = match self.parser.next()? {
+        let mut out: Vec<Event<'s>> = Vec::with_capacity(1);
+        if let Event::Html(h) = &event {
+            block_html.push_str(h);
+            continue;
+        }
+        if !block_html.is_empty() {
+            let html = std::mem::take(&mut block_html);
+            out.push(Event::Html(absolute_html(CowStr::from(html), place)));
+        }
+        match event {
             Event::Start(Tag::Link {
                 link_type,
                 dest_url,
                 title,
                 id,
             }) => {
-                self.in_link += 1;
-                let dest = absolute_url(&dest_url, self.place).map_or(dest_url, CowStr::from);
-                Event::Start(Tag::Link {
+                in_link += 1;
+                let dest = absolute_url(&dest_url, place).map_or(dest_url, CowStr::from);
+                out.push(Event::Start(Tag::Link {
                     link_type,
                     dest_url: dest,
                     title,
                     id,
-                })
+                }));
             }
             Event::End(TagEnd::Link) => {
-                self.in_link = self.in_link.saturating_sub(1);
-                Event::End(TagEnd::Link)
+                in_link = in_link.saturating_sub(1);
+                out.push(Event::End(TagEnd::Link));
             }
             Event::Start(Tag::Image {
                 link_type,
@@ -129,59 +142,226 @@ impl<'s> Iterator for Events<'s, '_> {
                 title,
                 id,
             }) => {
-                let dest = absolute_url(&dest_url, self.place).map_or(dest_url, CowStr::from);
-                Event::Start(Tag::Image {
+                let dest = absolute_url(&dest_url, place).map_or(dest_url, CowStr::from);
+                out.push(Event::Start(Tag::Image {
                     link_type,
                     dest_url: dest,
                     title,
                     id,
-                })
+                }));
             }
             Event::Start(Tag::CodeBlock(kind)) => {
-                self.in_code += 1;
-                Event::Start(Tag::CodeBlock(kind))
+                in_code += 1;
+                out.push(Event::Start(Tag::CodeBlock(kind)));
             }
             Event::End(TagEnd::CodeBlock) => {
-                self.in_code = self.in_code.saturating_sub(1);
-                Event::End(TagEnd::CodeBlock)
+                in_code = in_code.saturating_sub(1);
+                out.push(Event::End(TagEnd::CodeBlock));
             }
-            Event::Text(text) if self.in_link == 0 && self.in_code == 0 && text.contains(':') => {
-                let mut split = Vec::new();
+            Event::FootnoteReference(label) if target == Target::Html => {
+                let n = footnote_number(&mut footnotes, &label);
+                let mut href = place.page_url.clone();
+                href.set_fragment(Some(&format!("fn-{n}")));
+                out.push(Event::InlineHtml(CowStr::from(format!(
+                    "<sup class=\"footnote-reference\"><a href=\"{href}\">{n}</a></sup>"
+                ))));
+            }
+            Event::Start(Tag::FootnoteDefinition(label)) if target == Target::Html => {
+                let n = footnote_number(&mut footnotes, &label);
+                // The parser's writer closes this <div> at the definition's end.
+                out.push(Event::Html(CowStr::from(format!(
+                    "<div class=\"footnote-definition\" id=\"fn-{n}\"><sup class=\"footnote-definition-label\">{n}</sup>"
+                ))));
+            }
+            Event::InlineHtml(h) => out.push(Event::InlineHtml(absolute_html(h, place))),
+            Event::TaskListMarker(done) if target == Target::Html => {
+                // Feed readers and email clients drop <input>; a box character survives.
+                out.push(Event::Text(CowStr::from(if done {
+                    "☑ "
+                } else {
+                    "☐ "
+                })));
+            }
+            Event::Text(text) if in_link == 0 && in_code == 0 && text.contains(':') => {
                 let mut any = false;
-                for span in self.finder.spans(&text) {
+                for span in finder.spans(&text) {
                     let s = span.as_str().to_string();
                     if span.kind().is_some() {
                         any = true;
-                        split.push(Event::Start(Tag::Link {
+                        out.push(Event::Start(Tag::Link {
                             link_type: pulldown_cmark::LinkType::Autolink,
                             dest_url: CowStr::from(s.clone()),
                             title: CowStr::from(""),
                             id: CowStr::from(""),
                         }));
-                        split.push(Event::Text(CowStr::from(s)));
-                        split.push(Event::End(TagEnd::Link));
+                        out.push(Event::Text(CowStr::from(s)));
+                        out.push(Event::End(TagEnd::Link));
                     } else {
-                        split.push(Event::Text(CowStr::from(s)));
+                        out.push(Event::Text(CowStr::from(s)));
                     }
                 }
                 if !any {
-                    return Some(Event::Text(text));
+                    out.clear();
+                    out.push(Event::Text(text));
                 }
-                split.reverse();
-                let first = split.pop();
-                self.pending = split;
-                return first;
             }
-            other => other,
-        };
-        Some(event)
+            other => out.push(other),
+        }
+        for event in out {
+            match event {
+                Event::Start(tag @ Tag::Heading { .. }) if heading.is_none() => {
+                    heading = Some((tag, Vec::new(), String::new()));
+                }
+                Event::End(TagEnd::Heading(level)) => match heading.take() {
+                    Some((
+                        Tag::Heading {
+                            level: l,
+                            id,
+                            classes,
+                            attrs,
+                        },
+                        inner,
+                        text,
+                    )) => {
+                        let id =
+                            id.or_else(|| Some(CowStr::from(heading_id(&text, &mut heading_ids))));
+                        all.push(Event::Start(Tag::Heading {
+                            level: l,
+                            id,
+                            classes,
+                            attrs,
+                        }));
+                        all.extend(inner);
+                        all.push(Event::End(TagEnd::Heading(level)));
+                    }
+                    _ => all.push(Event::End(TagEnd::Heading(level))),
+                },
+                event => match heading.as_mut() {
+                    Some((_, inner, text)) => {
+                        if let Event::Text(t) | Event::Code(t) = &event {
+                            text.push_str(t);
+                        }
+                        inner.push(event);
+                    }
+                    None => all.push(event),
+                },
+            }
+        }
     }
+    if !block_html.is_empty() {
+        all.push(Event::Html(absolute_html(CowStr::from(block_html), place)));
+    }
+    all
+}
+
+/// Raw HTML with its relative `href`, `src` and `poster` values made absolute, so an editor's
+/// `<img src="images/x.png" width="300">` works in feeds and email too. Values with a scheme
+/// and anything that is not an attribute inside a tag are left as written.
+fn absolute_html<'s>(html: CowStr<'s>, place: Place<'_>) -> CowStr<'s> {
+    let lower = html.to_ascii_lowercase();
+    if !["href", "src", "poster"].iter().any(|a| lower.contains(a)) {
+        return html;
+    }
+    let bytes = html.as_bytes();
+    let mut out = String::with_capacity(html.len() + 64);
+    let mut copied = 0;
+    let mut in_tag = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'<' if !in_tag => in_tag = !lower[i..].starts_with("<!--"),
+            b'>' => in_tag = false,
+            b if in_tag && b.is_ascii_whitespace() => {
+                let rest = &lower[i + 1..];
+                let name = ["href", "src", "poster"]
+                    .into_iter()
+                    .find(|a| rest.starts_with(a));
+                if let Some(name) = name {
+                    let mut j = i + 1 + name.len();
+                    while j < bytes.len() && bytes[j].is_ascii_whitespace() {
+                        j += 1;
+                    }
+                    if bytes.get(j) == Some(&b'=') {
+                        j += 1;
+                        while j < bytes.len() && bytes[j].is_ascii_whitespace() {
+                            j += 1;
+                        }
+                        let (start, end) = match bytes.get(j) {
+                            Some(&q @ (b'"' | b'\'')) => {
+                                let end = html[j + 1..]
+                                    .find(q as char)
+                                    .map_or(bytes.len(), |e| j + 1 + e);
+                                (j + 1, end)
+                            }
+                            _ => {
+                                let end = html[j..]
+                                    .find(|c: char| c.is_ascii_whitespace() || c == '>')
+                                    .map_or(bytes.len(), |e| j + e);
+                                (j, end)
+                            }
+                        };
+                        let value = &html[start..end];
+                        if !value.is_empty() && !has_scheme(value) && !value.starts_with("//") {
+                            if let Some(abs) = absolute_url(value, place) {
+                                out.push_str(&html[copied..start]);
+                                out.push_str(&abs.replace('"', "%22").replace('\'', "%27"));
+                                copied = end;
+                            }
+                        }
+                        i = end;
+                        continue;
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if copied == 0 {
+        return html;
+    }
+    out.push_str(&html[copied..]);
+    CowStr::from(out)
+}
+
+/// The number of a footnote: in order of first mention, as the reader sees them.
+fn footnote_number(numbers: &mut HashMap<String, usize>, label: &str) -> usize {
+    let next = numbers.len() + 1;
+    *numbers.entry(label.to_string()).or_insert(next)
+}
+
+/// A heading's anchor: its words (any script) lowercased and joined by `-`, made unique in the
+/// page by a `-2`, `-3`... suffix.
+fn heading_id(text: &str, used: &mut HashSet<String>) -> String {
+    let mut id = String::new();
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        if !id.is_empty() {
+            id.push('-');
+        }
+        id.extend(word.chars().flat_map(char::to_lowercase));
+    }
+    if id.is_empty() {
+        id.push_str("section");
+    }
+    let mut unique = id.clone();
+    let mut n = 2;
+    while !used.insert(unique.clone()) {
+        unique = format!("{id}-{n}");
+        n += 1;
+    }
+    unique
 }
 
 /// The body as an HTML fragment with absolute URLs.
 pub fn to_html(body: &str, place: Place<'_>) -> String {
     let mut out = String::with_capacity(body.len() * 3 / 2);
-    html::push_html(&mut out, events(body, place));
+    html::push_html(
+        &mut out,
+        events(body, place, Target::Html, None).into_iter(),
+    );
     out
 }
 
@@ -207,7 +387,8 @@ pub fn to_html_and_first_paragraph(
 ) -> (String, String) {
     let mut first = FirstParagraph::default();
     let mut out = String::with_capacity(body.len() * 3 / 2);
-    html::push_html(&mut out, events(body, place).inspect(|e| first.see(e)));
+    let events = events(body, place, Target::Html, Some(&mut first));
+    html::push_html(&mut out, events.into_iter());
     (out, first.into_summary(max_chars))
 }
 
@@ -367,6 +548,607 @@ fn leading_number(text: &str) -> Option<u64> {
     .then(|| digits.parse().ok())?
 }
 
+/// Raw HTML tags that never reach an email: clients strip them, and a newsletter has no use
+/// for them.
+const EMAIL_UNSAFE_TAGS: [&str; 7] = [
+    "script", "form", "iframe", "svg", "object", "embed", "input",
+];
+
+/// Whether [`to_email_html`] may differ from [`to_html`] for this body: a quick look for the
+/// tags it drops, so that a caller holding [`to_html`]'s output can reuse it.
+pub fn may_hold_unsafe_html(body: &str) -> bool {
+    if !body.contains('<') {
+        return false;
+    }
+    let lower = body.to_ascii_lowercase();
+    EMAIL_UNSAFE_TAGS
+        .iter()
+        .any(|tag| lower.contains(&format!("<{tag}")))
+}
+
+/// The body as an HTML fragment for email: like [`to_html`], but raw HTML that holds a
+/// script, form, frame, SVG, object, embed or input is dropped (`check` warns about it).
+pub fn to_email_html(body: &str, place: Place<'_>) -> String {
+    let mut out = String::with_capacity(body.len() * 3 / 2);
+    html::push_html(
+        &mut out,
+        events(body, place, Target::Html, None)
+            .into_iter()
+            .filter(|event| match event {
+                Event::Html(h) | Event::InlineHtml(h) => {
+                    let lower = h.to_ascii_lowercase();
+                    !EMAIL_UNSAFE_TAGS
+                        .iter()
+                        .any(|tag| lower.contains(&format!("<{tag}")))
+                }
+                _ => true,
+            }),
+    );
+    out
+}
+
+/// The plain-text rendering of a body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Text {
+    /// The text, wrapped, each line ending with `\n`, then the numbered list of links.
+    pub text: String,
+    /// The number the next link would get: a later text (the footer) continues from here.
+    pub next_reference: usize,
+}
+
+/// The body as plain text wrapped at `width` display columns (a CJK character counts two):
+/// headings underlined, lists with hanging indents, quotes behind `> `, code indented and
+/// never wrapped, tables as aligned columns (or one block per row when too wide), links as
+/// numbered references `[n]` listed under the text starting at `first_reference`. A link
+/// whose text is its address stays inline. URLs are never broken across lines.
+pub fn to_text(body: &str, place: Place<'_>, width: usize, first_reference: usize) -> Text {
+    let mut w = TextWriter::new(width, first_reference);
+    for event in events(body, place, Target::Text, None) {
+        w.event(event);
+    }
+    w.finish()
+}
+
+/// Wraps one paragraph at `width` display columns with textwrap's Unicode line breaking
+/// (UAX #14): breaks between CJK characters but never before closing punctuation such as
+/// `，。、」》）`, never inside a URL, never inside a word. Words and URLs longer than the
+/// width stay whole on a line of their own.
+pub fn wrap(text: &str, width: usize, first_indent: &str, rest_indent: &str) -> Vec<String> {
+    if !text.contains('\n') && display_width(first_indent) + display_width(text) <= width {
+        return vec![format!("{first_indent}{text}").trim_end().to_string()];
+    }
+    let options = textwrap::Options::new(width.max(1))
+        .initial_indent(first_indent)
+        .subsequent_indent(rest_indent)
+        .break_words(false)
+        .word_separator(textwrap::WordSeparator::Custom(words_keeping_urls))
+        .word_splitter(textwrap::WordSplitter::NoHyphenation)
+        .wrap_algorithm(textwrap::WrapAlgorithm::FirstFit);
+    textwrap::wrap(text, options)
+        .into_iter()
+        .map(|line| line.trim_end().to_string())
+        .collect()
+}
+
+/// textwrap's Unicode line-break words, with the breaks inside URLs removed (UAX #14 allows a
+/// break after `/`, which would cut a link in two).
+fn words_keeping_urls(line: &str) -> Box<dyn Iterator<Item = textwrap::core::Word<'_>> + '_> {
+    let words = textwrap::WordSeparator::UnicodeBreakProperties.find_words(line);
+    if !line.contains("://") {
+        return words;
+    }
+    let mut finder = linkify::LinkFinder::new();
+    finder.kinds(&[linkify::LinkKind::Url]);
+    // A URL in an email's text is ASCII (links are serialised that way); linkify would also
+    // take the CJK text that follows one.
+    let urls: Vec<Range<usize>> = finder
+        .spans(line)
+        .filter(|s| s.kind().is_some())
+        .map(|s| {
+            let ascii = s
+                .as_str()
+                .find(|c: char| !c.is_ascii())
+                .unwrap_or(s.as_str().len());
+            s.start()..s.start() + ascii
+        })
+        .collect();
+    if urls.is_empty() {
+        return words;
+    }
+    let base = line.as_ptr() as usize;
+    let mut out = Vec::new();
+    let mut start = 0;
+    for word in words {
+        let end = word.whitespace.as_ptr() as usize - base + word.whitespace.len();
+        if urls.iter().any(|u| u.start < end && end < u.end) {
+            continue;
+        }
+        out.push(textwrap::core::Word::from(&line[start..end]));
+        start = end;
+    }
+    if start < line.len() {
+        out.push(textwrap::core::Word::from(&line[start..]));
+    }
+    Box::new(out.into_iter())
+}
+
+/// The display width of a string: CJK characters count two columns.
+pub fn display_width(s: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(s)
+}
+
+fn is_wide(c: char) -> bool {
+    unicode_width::UnicodeWidthChar::width(c) == Some(2)
+}
+
+/// Marks a soft line break inside a paragraph until it is known whether it joins CJK text
+/// (no space) or words (a space).
+const SOFT_BREAK: char = '\u{0}';
+
+enum Container {
+    Quote,
+    Item { marker: String, used: bool },
+}
+
+struct Table {
+    rows: Vec<Vec<String>>,
+    header_rows: usize,
+}
+
+struct TextWriter {
+    width: usize,
+    out: String,
+    /// The inline text of the block being read.
+    inline: String,
+    containers: Vec<Container>,
+    /// Links as (number, destination); a destination seen before keeps its number.
+    references: Vec<(usize, String)>,
+    next_reference: usize,
+    /// Where each open link's text starts in `inline`, and its destination.
+    links: Vec<(usize, String)>,
+    /// An open image: where its alt text starts and its source.
+    image: Option<(usize, String)>,
+    heading: Option<HeadingLevel>,
+    code: Option<String>,
+    table: Option<Table>,
+    blank_before_next: bool,
+    /// Inside a Markdown paragraph (the text of a tight list item is not in one).
+    paragraph: bool,
+    footnote: Option<String>,
+}
+
+impl TextWriter {
+    fn new(width: usize, first_reference: usize) -> TextWriter {
+        TextWriter {
+            width,
+            out: String::new(),
+            inline: String::new(),
+            containers: Vec::new(),
+            references: Vec::new(),
+            next_reference: first_reference,
+            links: Vec::new(),
+            image: None,
+            heading: None,
+            code: None,
+            table: None,
+            blank_before_next: false,
+            paragraph: false,
+            footnote: None,
+        }
+    }
+
+    fn prefixes(&mut self) -> (String, String) {
+        let mut first = String::new();
+        let mut rest = String::new();
+        for c in &mut self.containers {
+            match c {
+                Container::Quote => {
+                    first.push_str("> ");
+                    rest.push_str("> ");
+                }
+                Container::Item { marker, used } => {
+                    let pad = " ".repeat(display_width(marker));
+                    if *used {
+                        first.push_str(&pad);
+                    } else {
+                        first.push_str(marker);
+                        *used = true;
+                    }
+                    rest.push_str(&pad);
+                }
+            }
+        }
+        (first, rest)
+    }
+
+    fn quote_prefix(&self) -> String {
+        let mut p = String::new();
+        for c in &self.containers {
+            match c {
+                Container::Quote => p.push('>'),
+                Container::Item { .. } => {}
+            }
+        }
+        p
+    }
+
+    fn start_block(&mut self) {
+        if self.blank_before_next && !self.out.is_empty() {
+            let q = self.quote_prefix();
+            self.out.push_str(&q);
+            self.out.push('\n');
+        }
+        self.blank_before_next = false;
+    }
+
+    /// The inline text gathered so far, with soft breaks resolved, emptied.
+    fn take_inline(&mut self) -> String {
+        let raw = std::mem::take(&mut self.inline);
+        let chars: Vec<char> = raw.chars().collect();
+        let mut text = String::with_capacity(raw.len());
+        for (i, &c) in chars.iter().enumerate() {
+            if c == SOFT_BREAK {
+                let before = chars[..i].iter().rev().find(|c| **c != SOFT_BREAK);
+                let after = chars.get(i + 1);
+                let joins_cjk =
+                    before.is_some_and(|c| is_wide(*c)) || after.is_some_and(|c| is_wide(*c));
+                if !joins_cjk {
+                    text.push(' ');
+                }
+            } else {
+                text.push(c);
+            }
+        }
+        text
+    }
+
+    fn flush_paragraph(&mut self) {
+        let text = self.take_inline();
+        let text = text.trim();
+        if text.is_empty() && self.footnote.is_none() {
+            return;
+        }
+        self.start_block();
+        let (mut first, mut rest) = self.prefixes();
+        if let Some(label) = self.footnote.take() {
+            first.push_str(&format!("[^{label}]: "));
+            rest.push_str("    ");
+        }
+        let width = self.width;
+        for line in wrap(text, width, &first, &rest) {
+            self.out.push_str(&line);
+            self.out.push('\n');
+        }
+        // A tight list item's text runs straight into what follows (a nested list).
+        self.blank_before_next = self.paragraph || self.containers.is_empty();
+    }
+
+    fn reference(&mut self, dest: &str) -> usize {
+        if let Some((n, _)) = self.references.iter().find(|(_, d)| d == dest) {
+            return *n;
+        }
+        let n = self.next_reference;
+        self.next_reference += 1;
+        self.references.push((n, dest.to_string()));
+        n
+    }
+
+    fn event(&mut self, event: Event<'_>) {
+        if let Some(code) = self.code.as_mut() {
+            match event {
+                Event::Text(t) => code.push_str(&t),
+                Event::End(TagEnd::CodeBlock) => {
+                    let code = self.code.take().unwrap_or_default();
+                    self.start_block();
+                    let (_, rest) = self.prefixes();
+                    for line in code.trim_end_matches('\n').split('\n') {
+                        let line = format!("{rest}    {line}");
+                        self.out.push_str(line.trim_end());
+                        self.out.push('\n');
+                    }
+                    self.blank_before_next = true;
+                }
+                _ => {}
+            }
+            return;
+        }
+        match event {
+            Event::Start(tag) => self.start(tag),
+            Event::End(tag) => self.end(tag),
+            Event::Text(t) => self.inline.push_str(&t),
+            Event::Code(t) => {
+                self.inline.push('`');
+                self.inline.push_str(&t);
+                self.inline.push('`');
+            }
+            Event::SoftBreak => self.inline.push(SOFT_BREAK),
+            Event::HardBreak => self.inline.push('\n'),
+            Event::Rule => {
+                self.flush_paragraph();
+                self.start_block();
+                let (first, _) = self.prefixes();
+                self.out.push_str(&first);
+                self.out.push_str("* * *\n");
+                self.blank_before_next = true;
+            }
+            Event::FootnoteReference(label) => {
+                self.inline.push_str(&format!("[^{label}]"));
+            }
+            Event::TaskListMarker(done) => {
+                self.inline.push_str(if done { "[x] " } else { "[ ] " });
+            }
+            Event::InlineMath(t) | Event::DisplayMath(t) => self.inline.push_str(&t),
+            Event::Html(_) | Event::InlineHtml(_) => {}
+        }
+    }
+
+    fn start(&mut self, tag: Tag<'_>) {
+        match tag {
+            Tag::Paragraph => self.paragraph = true,
+            Tag::Heading { level, .. } => {
+                self.flush_paragraph();
+                self.heading = Some(level);
+            }
+            Tag::BlockQuote(_) => {
+                self.flush_paragraph();
+                // The blank line before a quote belongs to the outside.
+                self.start_block();
+                self.containers.push(Container::Quote);
+            }
+            Tag::CodeBlock(_) => {
+                self.flush_paragraph();
+                self.code = Some(String::new());
+            }
+            Tag::List(start) => {
+                self.flush_paragraph();
+                self.containers.push(Container::Item {
+                    marker: match start {
+                        Some(n) => format!("{n}. "),
+                        None => "- ".to_string(),
+                    },
+                    used: true,
+                });
+            }
+            Tag::Item => {
+                self.flush_paragraph();
+                if let Some(Container::Item { used, .. }) = self.containers.last_mut() {
+                    *used = false;
+                }
+            }
+            Tag::FootnoteDefinition(label) => {
+                self.flush_paragraph();
+                self.footnote = Some(label.to_string());
+            }
+            Tag::Table(_) => {
+                self.flush_paragraph();
+                self.table = Some(Table {
+                    rows: Vec::new(),
+                    header_rows: 0,
+                });
+            }
+            Tag::TableHead | Tag::TableRow => {
+                if let Some(t) = self.table.as_mut() {
+                    t.rows.push(Vec::new());
+                }
+            }
+            Tag::TableCell => {
+                self.take_inline();
+            }
+            Tag::Link { dest_url, .. } => {
+                self.links.push((self.inline.len(), dest_url.to_string()));
+            }
+            Tag::Image { dest_url, .. } => {
+                self.image = Some((self.inline.len(), dest_url.to_string()));
+            }
+            Tag::Emphasis
+            | Tag::Strong
+            | Tag::HtmlBlock
+            | Tag::MetadataBlock(_)
+            | Tag::DefinitionList
+            | Tag::DefinitionListTitle
+            | Tag::DefinitionListDefinition
+            | Tag::Superscript
+            | Tag::Subscript => {}
+            Tag::Strikethrough => self.inline.push_str("~~"),
+        }
+    }
+
+    fn end(&mut self, tag: TagEnd) {
+        match tag {
+            TagEnd::Paragraph => {
+                self.flush_paragraph();
+                self.paragraph = false;
+            }
+            TagEnd::Heading(level) => {
+                self.heading = None;
+                let text = self.take_inline();
+                let text = text.trim();
+                if text.is_empty() {
+                    return;
+                }
+                self.start_block();
+                let (first, rest) = self.prefixes();
+                let underline = match level {
+                    HeadingLevel::H1 => Some('='),
+                    HeadingLevel::H2 => Some('-'),
+                    _ => None,
+                };
+                let text = match underline {
+                    Some(_) => text.to_string(),
+                    None => format!("{} {text}", "#".repeat(level as usize)),
+                };
+                let lines = wrap(&text, self.width, &first, &rest);
+                let widest = lines
+                    .iter()
+                    .map(|l| display_width(l) - display_width(&rest).min(display_width(l)))
+                    .max()
+                    .unwrap_or(0)
+                    .min(self.width);
+                for line in &lines {
+                    self.out.push_str(line);
+                    self.out.push('\n');
+                }
+                if let Some(c) = underline {
+                    self.out.push_str(&rest);
+                    self.out.extend(std::iter::repeat_n(c, widest.max(3)));
+                    self.out.push('\n');
+                }
+                self.blank_before_next = true;
+            }
+            TagEnd::BlockQuote(_) => {
+                self.flush_paragraph();
+                self.containers.pop();
+                self.blank_before_next = true;
+            }
+            TagEnd::List(_) => {
+                self.flush_paragraph();
+                self.containers.pop();
+                self.blank_before_next = true;
+            }
+            TagEnd::Item => {
+                self.flush_paragraph();
+                // Items of a tight list follow each other without a blank line.
+                self.blank_before_next = false;
+                if let Some(Container::Item { marker, used }) = self.containers.last_mut() {
+                    *used = true;
+                    if let Some(n) = marker
+                        .strip_suffix(". ")
+                        .and_then(|n| n.parse::<u64>().ok())
+                    {
+                        *marker = format!("{}. ", n + 1);
+                    }
+                }
+            }
+            TagEnd::FootnoteDefinition => {
+                self.flush_paragraph();
+                self.footnote = None;
+            }
+            TagEnd::TableCell => {
+                let cell = self.take_inline().trim().to_string();
+                if let Some(row) = self.table.as_mut().and_then(|t| t.rows.last_mut()) {
+                    row.push(cell);
+                }
+            }
+            TagEnd::TableHead => {
+                if let Some(t) = self.table.as_mut() {
+                    t.header_rows = t.rows.len();
+                }
+            }
+            TagEnd::TableRow => {}
+            TagEnd::Table => {
+                if let Some(table) = self.table.take() {
+                    self.write_table(table);
+                }
+            }
+            TagEnd::Link => {
+                let Some((start, dest)) = self.links.pop() else {
+                    return;
+                };
+                let text = self.inline[start..].trim().to_string();
+                let inline_address = text == dest
+                    || dest.strip_prefix("mailto:") == Some(text.as_str())
+                    || dest.strip_suffix('/') == Some(text.as_str());
+                if text.is_empty() {
+                    self.inline.push_str(&dest);
+                } else if !inline_address {
+                    let n = self.reference(&dest);
+                    self.inline.push_str(&format!("[{n}]"));
+                }
+            }
+            TagEnd::Image => {
+                let Some((start, dest)) = self.image.take() else {
+                    return;
+                };
+                let alt = self.inline.split_off(start);
+                let n = self.reference(&dest);
+                self.inline
+                    .push_str(&format!("[{}][{n}]", alt.trim().replace(SOFT_BREAK, " ")));
+            }
+            TagEnd::Strikethrough => self.inline.push_str("~~"),
+            _ => {}
+        }
+    }
+
+    fn write_table(&mut self, table: Table) {
+        let columns = table.rows.iter().map(Vec::len).max().unwrap_or(0);
+        if columns == 0 {
+            return;
+        }
+        let mut widths = vec![0; columns];
+        for row in &table.rows {
+            for (i, cell) in row.iter().enumerate() {
+                widths[i] = widths[i].max(display_width(cell));
+            }
+        }
+        self.start_block();
+        let (_, rest) = self.prefixes();
+        let total = widths.iter().sum::<usize>() + 3 * (columns - 1) + display_width(&rest);
+        if total <= self.width {
+            for (r, row) in table.rows.iter().enumerate() {
+                let mut line = rest.clone();
+                for (i, width) in widths.iter().enumerate() {
+                    let cell = row.get(i).map_or("", String::as_str);
+                    if i > 0 {
+                        line.push_str(" | ");
+                    }
+                    line.push_str(cell);
+                    line.extend(std::iter::repeat_n(' ', width - display_width(cell)));
+                }
+                self.out.push_str(line.trim_end());
+                self.out.push('\n');
+                if r + 1 == table.header_rows {
+                    let mut rule = rest.clone();
+                    for (i, width) in widths.iter().enumerate() {
+                        if i > 0 {
+                            rule.push_str("-+-");
+                        }
+                        rule.extend(std::iter::repeat_n('-', *width));
+                    }
+                    self.out.push_str(&rule);
+                    self.out.push('\n');
+                }
+            }
+        } else {
+            // Too wide for aligned columns: one block per row, "header: value" per line.
+            let header: Vec<String> = table
+                .rows
+                .get(..table.header_rows)
+                .and_then(|h| h.first().cloned())
+                .unwrap_or_default();
+            for (r, row) in table.rows.iter().enumerate().skip(table.header_rows) {
+                if r > table.header_rows {
+                    self.out.push_str(&self.quote_prefix());
+                    self.out.push('\n');
+                }
+                for (i, cell) in row.iter().enumerate() {
+                    let label = header.get(i).map_or(String::new(), |h| format!("{h}: "));
+                    let first = format!("{rest}{}{label}", if i == 0 { "- " } else { "  " });
+                    let indent = format!("{rest}    ");
+                    for line in wrap(cell, self.width, &first, &indent) {
+                        self.out.push_str(&line);
+                        self.out.push('\n');
+                    }
+                }
+            }
+        }
+        self.blank_before_next = true;
+    }
+
+    fn finish(mut self) -> Text {
+        self.flush_paragraph();
+        if !self.references.is_empty() {
+            self.out.push('\n');
+            for (n, dest) in &self.references {
+                self.out.push_str(&format!("[{n}] {dest}\n"));
+            }
+        }
+        Text {
+            text: self.out,
+            next_reference: self.next_reference,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,6 +1225,7 @@ mod tests {
             "# H\n\n**粗** 体\n字 [链接](a.md) `code`\n\nnext",
             "> 引用 https://arxiv.org/abs/2302.13971 之后\n\n段落",
             "![](x.png)\n\n- item\n\n真正的 *第一段*  \n硬换行\n",
+            "- [x] 任务\n\n- [ ] 松散的\n\n脚注[^a] 与 <b>粗</b>\n\n[^a]: 注\n",
             "",
         ] {
             let (html, first) = to_html_and_first_paragraph(body, p, 12);
@@ -466,5 +1249,166 @@ mod tests {
         assert_eq!(l.len(), 3);
         assert_eq!(l[1].text, "alt text");
         assert!(l[2].is_image && l[2].text.is_empty());
+    }
+
+    // Regression: footnote references were written as `href="#1"`, relative in every feed.
+    #[test]
+    fn footnote_references_are_absolute_and_numbered() {
+        let (base, page) = place();
+        let p = Place {
+            base_url: &base,
+            page_url: &page,
+        };
+        let html = to_html("a[^x] b[^y] c[^x]\n\n[^y]: why\n\n[^x]: ex\n", p);
+        assert!(
+            html.contains(r#"<a href="https://d.example.org/papers/march/#fn-1">1</a>"#),
+            "{html}"
+        );
+        assert!(html.contains(r#"#fn-2">2</a>"#), "{html}");
+        assert!(
+            html.contains(r#"id="fn-2"><sup class="footnote-definition-label">2</sup>"#),
+            "{html}"
+        );
+        assert!(!html.contains("href=\"#"), "{html}");
+        assert_eq!(html.matches("</div>").count(), 2, "{html}");
+    }
+
+    // Regression: task lists were `<input>` elements, which feed readers and email drop.
+    #[test]
+    fn task_list_boxes_are_text_not_inputs() {
+        let (base, page) = place();
+        let p = Place {
+            base_url: &base,
+            page_url: &page,
+        };
+        let html = to_html("- [x] done\n- [ ] to do\n", p);
+        assert!(!html.contains("<input"), "{html}");
+        assert!(
+            html.contains("☑ done") && html.contains("☐ to do"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn headings_get_unique_ids_in_any_script() {
+        let (base, page) = place();
+        let p = Place {
+            base_url: &base,
+            page_url: &page,
+        };
+        let html = to_html(
+            "## 1、LLaMA: Open *Models*\n\n## 小结\n\n## 小结\n\n## ???\n",
+            p,
+        );
+        assert!(
+            html.contains(r#"<h2 id="1-llama-open-models">1、LLaMA: Open <em>Models</em></h2>"#),
+            "{html}"
+        );
+        assert!(html.contains(r#"<h2 id="小结">"#), "{html}");
+        assert!(html.contains(r#"<h2 id="小结-2">"#), "{html}");
+        assert!(html.contains(r#"<h2 id="section">"#), "{html}");
+    }
+
+    // Regression: relative URLs in raw HTML (`<img src="images/x.png" width="300">`) reached
+    // the feeds as written.
+    #[test]
+    fn raw_html_urls_become_absolute() {
+        let (base, page) = place();
+        let p = Place {
+            base_url: &base,
+            page_url: &page,
+        };
+        let html = to_html(
+            "a <img src=\"images/x.png\" alt=\"src=no\"> <a href='april.md#top'>b</a> <a HREF=fig.png>c</a> <a href=\"https://x.org\">d</a>\n\n<p align=center><img\n src=\"y.png\"></p>\n",
+            p,
+        );
+        assert!(
+            html.contains(r#"<img src="https://d.example.org/papers/images/x.png" alt="src=no">"#),
+            "{html}"
+        );
+        assert!(
+            html.contains("<a href='https://d.example.org/papers/april/#top'>b</a>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<a HREF=https://d.example.org/papers/fig.png>c</a>"),
+            "{html}"
+        );
+        assert!(html.contains(r#"<a href="https://x.org">d</a>"#), "{html}");
+        assert!(
+            html.contains(r#"src="https://d.example.org/papers/y.png""#),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn cjk_wraps_between_characters_but_never_before_closing_punctuation() {
+        let closing = "，。、」》）：；！？";
+        let text = "「渐进蒸馏」已经能把扩散模型蒸馏到四步左右，而本文既可以蒸馏、也可以把一致性模型作为独立的生成模型从头训练。用 GPT-2 生成《超级马里奥兄弟》的关卡（PCG）！真的吗？是的。";
+        for width in 10..=72 {
+            let lines = wrap(text, width, "", "");
+            for line in &lines {
+                assert!(display_width(line) <= width, "{width}: {line}");
+                assert!(
+                    !line.starts_with(|c| closing.contains(c)),
+                    "{width}: a line starts with closing punctuation: {line}"
+                );
+            }
+            // Breaks between CJK characters add no spaces and lose nothing.
+            assert_eq!(
+                lines.concat().replace(' ', ""),
+                text.replace(' ', ""),
+                "{width}"
+            );
+        }
+        // Lines really break between CJK characters, not only at spaces.
+        assert!(wrap(text, 20, "", "").len() > 6);
+    }
+
+    #[test]
+    fn urls_are_never_broken_across_lines() {
+        let url = "https://example.org/a/very/long/path/that-exceeds/the/width_of/the/line";
+        let text = format!("论文：{url}，社区实现：另一个链接。more words after it");
+        for width in [20, 40, 72] {
+            let lines = wrap(&text, width, "", "");
+            assert!(lines.iter().any(|l| l.contains(url)), "{width}: {lines:#?}");
+            assert!(!lines.iter().any(|l| l.starts_with('，')), "{lines:#?}");
+        }
+    }
+
+    #[test]
+    fn plain_text_keeps_structure_readable() {
+        let (base, page) = place();
+        let p = Place {
+            base_url: &base,
+            page_url: &page,
+        };
+        let body = "# 标题\n\n中文\n继续，word\nnext [链接](x.md) <https://a.example/b>\n\n> 引用一\n> 引用二\n\n- 一\n- 二\n  1. 甲\n\n```\nfn main() {}\n```\n\n| a | bb |\n|---|----|\n| 1 | 2 |\n\n![图一](i.png)\n";
+        let t = to_text(body, p, 72, 1);
+        let expected = "标题\n====\n\n中文继续，word next 链接[1] https://a.example/b\n\n> 引用一引用二\n\n- 一\n- 二\n  1. 甲\n\n    fn main() {}\n\na | bb\n--+---\n1 | 2\n\n[图一][2]\n\n[1] https://d.example.org/papers/x/\n[2] https://d.example.org/papers/i.png\n";
+        assert_eq!(t.text, expected, "{}", t.text);
+        assert_eq!(t.next_reference, 3);
+        // A second text continues the numbering; a link seen twice keeps its number.
+        let t = to_text("[a](https://x.example/) [b](https://x.example/)", p, 72, 7);
+        assert_eq!(t.text, "a[7] b[7]\n\n[7] https://x.example/\n");
+    }
+
+    #[test]
+    fn email_html_drops_scripts_and_forms() {
+        let (base, page) = place();
+        let p = Place {
+            base_url: &base,
+            page_url: &page,
+        };
+        let html = to_email_html(
+            "a <script>x()</script> b\n\n<form><input></form>\n\n<b>ok</b>",
+            p,
+        );
+        assert!(!html.contains("<script") && !html.contains("<form") && !html.contains("<input"));
+        assert!(html.contains("<b>ok</b>"), "{html}");
+        assert!(may_hold_unsafe_html("x <SCRIPT src=a>"));
+        assert!(!may_hold_unsafe_html("a <b>b</b> <https://x.example/>"));
+        let plain = "a <b>b</b> <https://x.example/>";
+        assert_eq!(to_email_html(plain, p), to_html(plain, p));
     }
 }

@@ -20,11 +20,19 @@ pub const FOOTER_MD: &str = include_str!("../templates/footer.md");
 const GITIGNORE: &str = "outbox/\n.gazette/\n";
 
 fn settings(title: &str) -> String {
+    // The title comes from the directory's name: any characters at all. Write it as TOML
+    // strings, and quote the display name so `.drafts` or `a, b` still make an address.
+    let mut name = issue::one_line(title).replace(['"', '\\'], "");
+    if name.is_empty() {
+        name = "My Newsletter".to_string();
+    }
+    let from = toml::Value::String(format!("\"{name}\" <newsletter@{PLACEHOLDER_HOST}>"));
+    let title = toml::Value::String(name);
     format!(
         r#"# gazette settings: every key is described in gazette's README.
 
 [newsletter]
-title = "{title}"
+title = {title}
 description = "What this newsletter is about, in one line."
 # CHANGE ME: the public URL where the feeds/ directory is served.
 base_url = "https://{PLACEHOLDER_HOST}/"
@@ -39,7 +47,7 @@ postal_address = "1 Example Street, Example City"
 limit = 20
 
 [email]
-from = "{title} <newsletter@{PLACEHOLDER_HOST}>"
+from = {from}
 
 [smtp]
 url = "smtp://127.0.0.1:25"
@@ -64,8 +72,7 @@ pub fn init(dir: &Path, quiet: bool) -> anyhow::Result<()> {
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "My Newsletter".to_string())
-        .replace(['"', '\\'], "");
+        .unwrap_or_else(|| "My Newsletter".to_string());
     files::write_new(&settings_path, settings(&title).as_bytes())?;
     for (name, text) in [
         ("site.css", SITE_CSS),
@@ -168,5 +175,22 @@ mod tests {
             "2023-03-31"
         );
         assert_eq!(slugify("三月 LLaMA 论文", "2023-03-31"), "llama");
+    }
+
+    // Regression: `init` in a directory named `.tmpXYZ` wrote `from = ".tmpXYZ <...>"`,
+    // which is not an address, so the new newsletter failed its own check.
+    #[test]
+    fn settings_parse_whatever_the_directory_is_called() {
+        for title in [
+            ".tmp5W7Iuh",
+            "a, b (c) <d>",
+            "quote\"back\\slash",
+            "中文\nline",
+            "",
+        ] {
+            let text = settings(title);
+            let parsed = Config::parse(Path::new("gazette.toml"), &text, Path::new("."));
+            assert!(parsed.is_ok(), "{title:?}: {:?}\n{text}", parsed.err());
+        }
     }
 }

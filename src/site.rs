@@ -22,17 +22,45 @@ fn date_label(date: DateTime<FixedOffset>) -> String {
     date.format("%Y-%m-%d").to_string()
 }
 
-fn head(config: &Config, title: &str, description: &str, root: &str, canonical: &str) -> Markup {
+/// What a page is, for its `<head>`: link previews (Open Graph) need the kind and the title
+/// without the site's name.
+struct PageMeta<'a> {
+    /// The `<title>`.
+    title: &'a str,
+    /// The title shown in link previews.
+    headline: &'a str,
+    description: &'a str,
+    canonical: &'a str,
+    /// `Some` for an issue: its publication date and authors.
+    article: Option<(DateTime<FixedOffset>, &'a [String])>,
+}
+
+fn head(config: &Config, page: &PageMeta<'_>, root: &str) -> Markup {
     html! {
         meta charset="utf-8";
         meta name="viewport" content="width=device-width, initial-scale=1";
         meta name="color-scheme" content="light dark";
         meta name="generator" content="gazette";
-        title { (title) }
-        @if !description.is_empty() {
-            meta name="description" content=(description);
+        title { (page.title) }
+        @if !page.description.is_empty() {
+            meta name="description" content=(page.description);
         }
-        link rel="canonical" href=(canonical);
+        meta property="og:site_name" content=(config.title);
+        meta property="og:title" content=(page.headline);
+        @if !page.description.is_empty() {
+            meta property="og:description" content=(page.description);
+        }
+        meta property="og:url" content=(page.canonical);
+        @if let Some((date, authors)) = page.article {
+            meta property="og:type" content="article";
+            meta property="article:published_time" content=(date.to_rfc3339());
+            @for author in authors {
+                meta name="author" content=(author);
+            }
+        } @else {
+            meta property="og:type" content="website";
+        }
+        link rel="canonical" href=(page.canonical);
         link rel="alternate" type="application/rss+xml" title=(config.title) href=(config.feed_url(RSS_FILE));
         link rel="alternate" type="application/atom+xml" title=(config.title) href=(config.feed_url(ATOM_FILE));
         link rel="alternate" type="application/feed+json" title=(config.title) href=(config.feed_url(JSON_FILE));
@@ -43,7 +71,7 @@ fn head(config: &Config, title: &str, description: &str, root: &str, canonical: 
 fn feeds_nav() -> Markup {
     html! {
         nav.feeds aria-label="Feeds" {
-            "RSS: " a href={ "../" (RSS_FILE) } { (RSS_FILE) } " · "
+            a href={ "../" (RSS_FILE) } { "RSS" } " · "
             a href={ "../" (ATOM_FILE) } { "Atom" } " · "
             a href={ "../" (JSON_FILE) } { "JSON Feed" }
         }
@@ -63,7 +91,15 @@ pub fn issue_page(
     let page = html! {
         (DOCTYPE)
         html lang=(config.language) {
-            head { (head(config, &format!("{} · {}", issue.title, config.title), summary, "../", &canonical)) }
+            head {
+                (head(config, &PageMeta {
+                    title: &format!("{} · {}", issue.title, config.title),
+                    headline: &issue.title,
+                    description: summary,
+                    canonical: &canonical,
+                    article: Some((issue.date, &issue.authors)),
+                }, "../"))
+            }
             body {
                 header.site {
                     a href="../" { (config.title) }
@@ -75,6 +111,9 @@ pub fn issue_page(
                             p.meta {
                                 @if let Some(n) = issue.number { "No. " (n) " · " }
                                 time datetime=(issue.date.to_rfc3339()) { (date_label(issue.date)) }
+                                @if !issue.authors.is_empty() {
+                                    " · " span.authors { (issue.authors.join(", ")) }
+                                }
                                 @if let Some(updated) = issue.updated {
                                     " · updated "
                                     time datetime=(updated.to_rfc3339()) { (date_label(updated)) }
@@ -102,7 +141,15 @@ pub fn index_page(config: &Config, issues: &[(&Issue, String)]) -> String {
     let page = html! {
         (DOCTYPE)
         html lang=(config.language) {
-            head { (head(config, &config.title, &config.description, "", &canonical)) }
+            head {
+                (head(config, &PageMeta {
+                    title: &config.title,
+                    headline: &config.title,
+                    description: &config.description,
+                    canonical: &canonical,
+                    article: None,
+                }, ""))
+            }
             body {
                 header.site {
                     h1 { (config.title) }

@@ -20,3 +20,22 @@ fn sample_publishes_feeds_and_pages() {
         "a draft was published"
     );
 }
+
+#[test]
+fn outbox_holds_the_emails_of_the_feed_window_and_of_named_issues() {
+    let n = Newsletter::sample();
+    let settings = n.read("gazette.toml").replace("limit = 20", "limit = 2");
+    n.write("gazette.toml", settings);
+    n.gazette(&["publish"]).ok();
+    // The two newest published issues may still be sent; older ones are archive.
+    for slug in ["2023-05-reading-notes", "2023-06-one-figure"] {
+        for file in ["email.html", "email.txt", "message.eml"] {
+            assert!(n.exists(&format!("outbox/{slug}/{file}")), "{slug}/{file}");
+        }
+    }
+    assert!(!n.exists("outbox/2023-03-papers"));
+    assert!(!n.exists("outbox/2023-07-draft"));
+    // Naming an older issue writes its email too.
+    n.gazette(&["publish", "2023-03-papers"]).ok();
+    assert!(n.exists("outbox/2023-03-papers/message.eml"));
+}

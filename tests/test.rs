@@ -3,4 +3,14 @@
 
 mod support;
 
+mod bad_input;
+mod determinism;
+mod email;
+mod feeds;
+mod lifecycle;
+mod pages;
 mod publish;
+mod robustness;
+mod send;
+mod snapshots;
+mod subscribers;

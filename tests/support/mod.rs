@@ -120,6 +120,41 @@ impl Newsletter {
         c
     }
 
+    /// Runs `gazette ARGS...` from inside the newsletter (no `-C`), so paths in its messages
+    /// read as a user sees them: `issues/x.md:3:8`.
+    pub fn gazette_here(&self, args: &[&str]) -> Run {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_gazette"));
+        c.current_dir(self.path())
+            .args(args)
+            .env_remove("GAZETTE_SMTP_URL")
+            .env_remove("GAZETTE_SMTP_PASSWORD")
+            .env("GAZETTE_SECRET", "test-secret-not-for-production")
+            .env("GAZETTE_NOW", "2026-01-01T00:00:00Z");
+        Run::from(c.output().expect("gazette runs"))
+    }
+
+    /// Every file under `rel` with its bytes, sorted by path.
+    pub fn snapshot(&self, rel: &str) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut found = Vec::new();
+        let mut stack = vec![self.path().join(rel)];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    let bytes = std::fs::read(&path).unwrap();
+                    found.push((path.strip_prefix(self.path()).unwrap().to_path_buf(), bytes));
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
     /// Runs `gazette -C DIR ARGS...`.
     pub fn gazette(&self, args: &[&str]) -> Run {
         Run::from(self.command(args).output().expect("gazette runs"))

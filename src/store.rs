@@ -1,0 +1,694 @@
+//! The SQLite database at `.gazette/gazette.db`: subscribers (with suppressions) and the
+//! delivery ledger, schema versioned by `PRAGMA user_version`. Owns every SQL statement; knows
+//! nothing about SMTP, CSV or the terminal.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde::Serialize;
+
+/// The database's path inside a newsletter directory.
+pub fn db_path(dir: &Path) -> PathBuf {
+    dir.join(".gazette").join("gazette.db")
+}
+
+/// Each entry moves the schema one version up; `user_version` counts the ones applied.
+/// Append only: never edit a migration that has shipped.
+const MIGRATIONS: &[&str] = &[
+    // 1: subscribers and the delivery ledger.
+    "CREATE TABLE subscribers (
+        id          INTEGER PRIMARY KEY,
+        email       TEXT NOT NULL,
+        email_key   TEXT NOT NULL UNIQUE,
+        name        TEXT,
+        status      TEXT NOT NULL CHECK (status IN ('active', 'unsubscribed', 'bounced')),
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL
+    );
+    CREATE TABLE deliveries (
+        issue_id       TEXT NOT NULL,
+        subscriber_id  INTEGER NOT NULL REFERENCES subscribers(id),
+        email          TEXT NOT NULL,
+        state          TEXT NOT NULL
+                       CHECK (state IN ('sending', 'sent', 'deferred', 'failed', 'bounced', 'unknown')),
+        message_id     TEXT NOT NULL,
+        attempts       INTEGER NOT NULL DEFAULT 0,
+        last_reply     TEXT,
+        created_at     TEXT NOT NULL,
+        updated_at     TEXT NOT NULL,
+        PRIMARY KEY (issue_id, subscriber_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX deliveries_state ON deliveries (issue_id, state);",
+];
+
+/// The schema version this gazette writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Whether a subscriber receives issues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Active,
+    /// Asked to stop; kept as a suppression so no import re-adds them by accident.
+    Unsubscribed,
+    /// The relay said the address does not exist (5.1.x).
+    Bounced,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Unsubscribed => "unsubscribed",
+            Status::Bounced => "bounced",
+        }
+    }
+
+    fn parse(s: &str) -> Status {
+        match s {
+            "unsubscribed" => Status::Unsubscribed,
+            "bounced" => Status::Bounced,
+            _ => Status::Active,
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One row of the subscriber list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Subscriber {
+    pub id: i64,
+    pub email: String,
+    pub name: Option<String>,
+    pub status: Status,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// An address checked and put in its one stored form: trimmed, domain lowercased. Two
+/// addresses that differ only in case are the same subscriber (`key`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Address {
+    pub email: String,
+    pub key: String,
+}
+
+impl Address {
+    /// Checks an address as a person typed it; the error says what is wrong.
+    pub fn parse(raw: &str) -> Result<Address, String> {
+        let s = raw.trim();
+        if s.is_empty() {
+            return Err("the email address is empty".into());
+        }
+        if s.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(format!(
+                "`{}` contains a space or control character",
+                s.escape_debug()
+            ));
+        }
+        if s.len() > 254 {
+            return Err("the email address is longer than 254 characters".into());
+        }
+        let Some((local, domain)) = s.rsplit_once('@') else {
+            return Err(format!("`{s}` has no `@`"));
+        };
+        if !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
+            return Err(format!(
+                "`{s}`: the domain `{domain}` is not a full domain name"
+            ));
+        }
+        let email = format!("{local}@{}", domain.to_lowercase());
+        if let Err(e) = email.parse::<lettre::Address>() {
+            return Err(format!("`{s}` is not an email address ({e})"));
+        }
+        Ok(Address {
+            key: email.to_lowercase(),
+            email,
+        })
+    }
+}
+
+/// What adding one address did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Added {
+    New,
+    /// Already active: only the name may have changed.
+    AlreadyActive,
+    /// Unsubscribed or bounced, and left so (no `--reactivate`).
+    Suppressed(Status),
+    Reactivated,
+}
+
+/// One delivery state in the ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Written (and committed) before DATA; the outcome is not yet known.
+    Sending,
+    Sent,
+    /// A transient failure: tried again by this run or the next.
+    Deferred,
+    /// A permanent failure, with the server's words.
+    Failed,
+    /// A permanent "no such user": the subscriber is marked bounced too.
+    Bounced,
+    /// A crash, or an ambiguous reply, left the outcome unknown: not re-sent unless asked.
+    Unknown,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Sending => "sending",
+            State::Sent => "sent",
+            State::Deferred => "deferred",
+            State::Failed => "failed",
+            State::Bounced => "bounced",
+            State::Unknown => "unknown",
+        }
+    }
+}
+
+/// One write to the ledger, applied in order inside a batch transaction.
+#[derive(Clone, Debug)]
+pub struct LedgerWrite {
+    pub subscriber_id: i64,
+    pub email: String,
+    pub state: State,
+    pub message_id: String,
+    /// Whether this write starts an attempt (counts it).
+    pub attempt: bool,
+    pub reply: Option<String>,
+}
+
+/// The ledger of one issue, counted by state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub sent: u64,
+    pub failed: u64,
+    pub bounced: u64,
+    /// Deferred after a transient failure: the next `send` tries again.
+    pub deferred: u64,
+    /// Written before DATA with no outcome: a run is going on, or crashed.
+    pub sending: u64,
+    pub unknown: u64,
+    /// Active subscribers with no ledger row yet.
+    pub pending: u64,
+}
+
+/// A ledger row, for `status` listings.
+#[derive(Clone, Debug, Serialize)]
+pub struct Delivery {
+    pub email: String,
+    pub state: String,
+    pub message_id: String,
+    pub attempts: i64,
+    pub last_reply: Option<String>,
+    pub updated_at: String,
+}
+
+/// A recipient to send to, with the attempts already made.
+#[derive(Clone, Debug)]
+pub struct Recipient {
+    pub id: i64,
+    pub email: String,
+    pub name: Option<String>,
+    pub attempts: i64,
+}
+
+/// An open database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Store({})", self.path.display())
+    }
+}
+
+/// Held by the one `send` allowed at a time per newsletter: an exclusive lock on a small
+/// SQLite file, which the operating system releases if the process dies.
+#[derive(Debug)]
+pub struct RunLock {
+    _held: Connection,
+}
+
+impl RunLock {
+    pub fn take(dir: &Path) -> anyhow::Result<RunLock> {
+        let path = dir.join(".gazette").join("send.lock");
+        crate::files::create_dir_all(path.parent().expect("the path has a parent"))?;
+        let conn =
+            Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::ZERO)?;
+        let taken = conn
+            .execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;")
+            .is_ok();
+        if !taken {
+            bail!("another `gazette send` is running on this newsletter; wait for it to finish");
+        }
+        Ok(RunLock { _held: conn })
+    }
+}
+
+fn timestamp() -> String {
+    crate::now()
+        .unwrap_or_else(|_| chrono::Utc::now().fixed_offset())
+        .to_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+impl Store {
+    /// Opens (creating when absent) the newsletter's database and brings its schema up to date.
+    pub fn open(dir: &Path) -> anyhow::Result<Store> {
+        let path = db_path(dir);
+        crate::files::create_dir_all(path.parent().expect("the path has a parent"))?;
+        Store::open_path(&path, true)
+    }
+
+    /// Opens the database if it exists, without creating or migrating it.
+    pub fn open_existing(dir: &Path) -> anyhow::Result<Option<Store>> {
+        let path = db_path(dir);
+        if !path.exists() {
+            return Ok(None);
+        }
+        Store::open_path(&path, false).map(Some)
+    }
+
+    fn open_path(path: &Path, migrate: bool) -> anyhow::Result<Store> {
+        let flags = if migrate {
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+        };
+        let conn = Connection::open_with_flags(path, flags)
+            .with_context(|| format!("cannot open the database {}", path.display()))?;
+        let store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.configure().with_context(|| {
+            format!("{} is not a gazette database or is damaged", path.display())
+        })?;
+        let version = store.version()?;
+        if version > SCHEMA_VERSION {
+            bail!(
+                "{}: the database has schema version {version}, newer than this gazette knows \
+                 ({SCHEMA_VERSION}); upgrade gazette rather than let an old one write to it",
+                path.display()
+            );
+        }
+        if migrate && version < SCHEMA_VERSION {
+            store.migrate(version)?;
+        }
+        Ok(store)
+    }
+
+    fn configure(&self) -> rusqlite::Result<()> {
+        self.conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // WAL: readers never block the writer; FULL: a commit is on disk when it returns,
+        // which the ledger needs (a row is durable before its message goes out).
+        self.conn
+            .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        self.conn
+            .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+        Ok(())
+    }
+
+    /// The schema version of the file (`PRAGMA user_version`).
+    pub fn version(&self) -> anyhow::Result<i64> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .with_context(|| format!("cannot read {}", self.path.display()))
+    }
+
+    fn migrate(&self, from: i64) -> anyhow::Result<()> {
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
+            let to = i + 1;
+            self.conn
+                .execute_batch(&format!(
+                    "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {to}; COMMIT;"
+                ))
+                .with_context(|| {
+                    format!(
+                        "cannot upgrade {} to schema version {to}",
+                        self.path.display()
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Problems with the database that `check` reports: integrity and schema version.
+    pub fn problems(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        match self.version() {
+            Ok(v) if v < SCHEMA_VERSION => found.push(format!(
+                "the database has schema version {v}; the next command that writes will upgrade it to {SCHEMA_VERSION}"
+            )),
+            Ok(_) => {}
+            Err(e) => found.push(format!("{e:#}")),
+        }
+        match self
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get::<_, String>(0))
+        {
+            Ok(s) if s == "ok" => {}
+            Ok(s) => found.push(format!("the database is damaged: {s}")),
+            Err(e) => found.push(format!("the database cannot be read: {e}")),
+        }
+        found
+    }
+
+    // ---- subscribers ----
+
+    /// Adds an address, or updates its name. A suppressed address stays suppressed unless
+    /// `reactivate`.
+    pub fn add(
+        &self,
+        address: &Address,
+        name: Option<&str>,
+        reactivate: bool,
+    ) -> anyhow::Result<Added> {
+        let now = timestamp();
+        let existing: Option<(i64, String)> = self
+            .conn
+            .query_row(
+                "SELECT id, status FROM subscribers WHERE email_key = ?1",
+                [&address.key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let name = name.map(str::trim).filter(|n| !n.is_empty());
+        Ok(match existing {
+            None => {
+                self.conn.execute(
+                    "INSERT INTO subscribers (email, email_key, name, status, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, 'active', ?4, ?4)",
+                    params![address.email, address.key, name, now],
+                )?;
+                Added::New
+            }
+            Some((id, status)) => {
+                let status = Status::parse(&status);
+                if status != Status::Active && !reactivate {
+                    return Ok(Added::Suppressed(status));
+                }
+                self.conn.execute(
+                    "UPDATE subscribers SET status = 'active', name = COALESCE(?2, name),
+                     updated_at = ?3 WHERE id = ?1",
+                    params![id, name, now],
+                )?;
+                if status == Status::Active {
+                    Added::AlreadyActive
+                } else {
+                    Added::Reactivated
+                }
+            }
+        })
+    }
+
+    /// Runs `f` inside one transaction (imports are thousands of rows).
+    pub fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&Store) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match f(self) {
+            Ok(v) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    /// Sets a subscriber's status by address. Returns the previous status, or None if unknown.
+    pub fn set_status(&self, address: &Address, status: Status) -> anyhow::Result<Option<Status>> {
+        let old: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT status FROM subscribers WHERE email_key = ?1",
+                [&address.key],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if old.is_some() {
+            self.conn.execute(
+                "UPDATE subscribers SET status = ?2, updated_at = ?3 WHERE email_key = ?1",
+                params![address.key, status.as_str(), timestamp()],
+            )?;
+        }
+        Ok(old.as_deref().map(Status::parse))
+    }
+
+    /// Calls `f` for every subscriber in the order they were added, without loading the list.
+    pub fn for_each_subscriber(
+        &self,
+        mut f: impl FnMut(&Subscriber) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, email, name, status, created_at, updated_at FROM subscribers ORDER BY id",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let s = Subscriber {
+                id: r.get(0)?,
+                email: r.get(1)?,
+                name: r.get(2)?,
+                status: Status::parse(&r.get::<_, String>(3)?),
+                created_at: r.get(4)?,
+                updated_at: r.get(5)?,
+            };
+            f(&s)?;
+        }
+        Ok(())
+    }
+
+    /// The number of active subscribers.
+    pub fn count_active(&self) -> anyhow::Result<u64> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM subscribers WHERE status = 'active'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+
+    // ---- the delivery ledger ----
+
+    /// Turns rows left `sending` by a run that died into `unknown`. Returns how many.
+    /// Only call while holding the send lock (no other run is going on).
+    pub fn settle_interrupted(&self, issue_id: &str) -> anyhow::Result<u64> {
+        let n = self.conn.execute(
+            "UPDATE deliveries SET state = 'unknown',
+             last_reply = COALESCE(last_reply || ' / ', '') || 'the run stopped before the reply (crash or kill)',
+             updated_at = ?2
+             WHERE issue_id = ?1 AND state = 'sending'",
+            params![issue_id, timestamp()],
+        )?;
+        Ok(n as u64)
+    }
+
+    /// The next page of recipients of an issue after subscriber `after`: active subscribers
+    /// with no ledger row, or deferred, or (when `retry_unknown`) unknown.
+    pub fn recipients_page(
+        &self,
+        issue_id: &str,
+        after: i64,
+        limit: usize,
+        retry_unknown: bool,
+    ) -> anyhow::Result<Vec<Recipient>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT s.id, s.email, s.name, COALESCE(d.attempts, 0)
+             FROM subscribers s
+             LEFT JOIN deliveries d ON d.issue_id = ?1 AND d.subscriber_id = s.id
+             WHERE s.id > ?2 AND s.status = 'active'
+               AND (d.state IS NULL OR d.state = 'deferred' OR (?3 AND d.state = 'unknown'))
+             ORDER BY s.id LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(params![issue_id, after, retry_unknown, limit as i64], |r| {
+            Ok(Recipient {
+                id: r.get(0)?,
+                email: r.get(1)?,
+                name: r.get(2)?,
+                attempts: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many recipients a run would send to (see [`Store::recipients_page`]).
+    pub fn count_recipients(&self, issue_id: &str, retry_unknown: bool) -> anyhow::Result<u64> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM subscribers s
+             LEFT JOIN deliveries d ON d.issue_id = ?1 AND d.subscriber_id = s.id
+             WHERE s.status = 'active'
+               AND (d.state IS NULL OR d.state = 'deferred' OR (?2 AND d.state = 'unknown'))",
+            params![issue_id, retry_unknown],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+
+    /// Applies ledger writes in one transaction; when it returns, they are on disk.
+    /// A `Bounced` write also marks the subscriber bounced.
+    pub fn apply(&mut self, issue_id: &str, writes: &[LedgerWrite]) -> anyhow::Result<()> {
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let tx = self.conn.transaction()?;
+        {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO deliveries
+                   (issue_id, subscriber_id, email, state, message_id, attempts, last_reply, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+                 ON CONFLICT (issue_id, subscriber_id) DO UPDATE SET
+                   state = excluded.state, message_id = excluded.message_id,
+                   attempts = attempts + excluded.attempts,
+                   last_reply = COALESCE(excluded.last_reply, last_reply),
+                   updated_at = excluded.updated_at",
+            )?;
+            let mut bounce = tx.prepare_cached(
+                "UPDATE subscribers SET status = 'bounced', updated_at = ?2 WHERE id = ?1",
+            )?;
+            for w in writes {
+                upsert.execute(params![
+                    issue_id,
+                    w.subscriber_id,
+                    w.email,
+                    w.state.as_str(),
+                    w.message_id,
+                    i64::from(w.attempt),
+                    w.reply,
+                    now
+                ])?;
+                if w.state == State::Bounced {
+                    bounce.execute(params![w.subscriber_id, now])?;
+                }
+            }
+        }
+        tx.commit()
+            .with_context(|| format!("cannot write the ledger in {}", self.path.display()))?;
+        Ok(())
+    }
+
+    /// The ledger of one issue, counted by state, plus active subscribers not yet in it.
+    pub fn counts(&self, issue_id: &str) -> anyhow::Result<Counts> {
+        let mut c = Counts::default();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT state, COUNT(*) FROM deliveries WHERE issue_id = ?1 GROUP BY state")?;
+        let mut rows = stmt.query([issue_id])?;
+        while let Some(r) = rows.next()? {
+            let n = r.get::<_, i64>(1)? as u64;
+            match r.get::<_, String>(0)?.as_str() {
+                "sent" => c.sent = n,
+                "failed" => c.failed = n,
+                "bounced" => c.bounced = n,
+                "deferred" => c.deferred = n,
+                "sending" => c.sending = n,
+                _ => c.unknown = n,
+            }
+        }
+        c.pending = self.conn.query_row(
+            "SELECT COUNT(*) FROM subscribers s
+             WHERE s.status = 'active' AND NOT EXISTS
+               (SELECT 1 FROM deliveries d WHERE d.issue_id = ?1 AND d.subscriber_id = s.id)",
+            [issue_id],
+            |r| r.get::<_, i64>(0),
+        )? as u64;
+        Ok(c)
+    }
+
+    /// Ledger rows of one issue in the given states, by subscriber.
+    pub fn deliveries(&self, issue_id: &str, states: &[State]) -> anyhow::Result<Vec<Delivery>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT email, state, message_id, attempts, last_reply, updated_at
+             FROM deliveries WHERE issue_id = ?1 ORDER BY subscriber_id",
+        )?;
+        let wanted: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+        let rows = stmt.query_map([issue_id], |r| {
+            Ok(Delivery {
+                email: r.get(0)?,
+                state: r.get(1)?,
+                message_id: r.get(2)?,
+                attempts: r.get(3)?,
+                last_reply: r.get(4)?,
+                updated_at: r.get(5)?,
+            })
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let row = row?;
+            if wanted.contains(&row.state.as_str()) {
+                out.push(row);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_normalised_and_checked() {
+        let a = Address::parse("  Ann.Lee@Example.ORG ").unwrap();
+        assert_eq!(a.email, "Ann.Lee@example.org");
+        assert_eq!(a.key, "ann.lee@example.org");
+        for bad in [
+            "",
+            "no-at",
+            "a@b",
+            "a b@example.org",
+            "a@exa\nmple.org",
+            "@example.org",
+        ] {
+            assert!(Address::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn migrations_run_once_and_newer_schemas_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.version().unwrap(), SCHEMA_VERSION);
+        drop(s);
+        let s = Store::open(dir.path()).unwrap();
+        s.conn
+            .execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1))
+            .unwrap();
+        drop(s);
+        let err = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("newer than this gazette"), "{err}");
+    }
+
+    #[test]
+    fn suppressed_addresses_stay_suppressed_unless_reactivated() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let a = Address::parse("x@example.org").unwrap();
+        assert_eq!(s.add(&a, None, false).unwrap(), Added::New);
+        s.set_status(&a, Status::Unsubscribed).unwrap();
+        let upper = Address::parse("X@EXAMPLE.org").unwrap();
+        assert_eq!(
+            s.add(&upper, None, false).unwrap(),
+            Added::Suppressed(Status::Unsubscribed)
+        );
+        assert_eq!(s.count_active().unwrap(), 0);
+        assert_eq!(s.add(&upper, None, true).unwrap(), Added::Reactivated);
+        assert_eq!(s.count_active().unwrap(), 1);
+    }
+}

@@ -1,0 +1,597 @@
+//! The email: what `publish` and `preview` write, checked by Python's `email` package, dkimpy,
+//! wcwidth and headless Chromium; the per-recipient messages built through the library.
+
+use std::path::{Path, PathBuf};
+
+use gazette::config::Config;
+use gazette::email::{Dkim, Prepared, Recipient, Templates};
+use gazette::issue::{self, Issue};
+use gazette::token::Secret;
+
+use crate::support::{Newsletter, python, repo, tool};
+
+const MARCH: &str = "2023-03-papers";
+
+fn published() -> Newsletter {
+    let n = Newsletter::sample();
+    n.gazette(&["publish"]).ok();
+    n
+}
+
+/// The sample's settings and one of its issues, read through the library.
+fn sample_issue(slug: &str) -> (Config, Issue) {
+    let root = repo();
+    let config = Config::from_dir(&root).expect("the sample's settings are valid");
+    let defaults = issue::Defaults {
+        timezone: config.timezone,
+        id_authority: &config.id_authority,
+    };
+    let (issue, _) = Issue::from_file(&root.join("issues").join(format!("{slug}.md")), defaults)
+        .expect("the sample issue parses");
+    (config, issue)
+}
+
+fn secret() -> Secret {
+    Secret::new("test-secret-not-for-production")
+}
+
+/// Parses messages with tests/py/check_eml.py; fails the test on any problem it reports.
+fn check_eml(paths: &[&Path]) -> Vec<serde_json::Value> {
+    let args: Vec<&str> = paths.iter().map(|p| p.to_str().unwrap()).collect();
+    let run = python("check_eml.py", &args);
+    let parsed: Vec<serde_json::Value> = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("check_eml.py printed no JSON ({e}):\n{}", run.stderr));
+    for r in &parsed {
+        assert_eq!(
+            r["problems"],
+            serde_json::json!([]),
+            "{}: {:#}",
+            r["path"],
+            r["problems"]
+        );
+    }
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    parsed
+}
+
+#[test]
+fn every_published_message_parses_without_defects() {
+    let n = published();
+    let mut paths = Vec::new();
+    for slug in [
+        MARCH,
+        "2023-04-papers",
+        "2023-05-reading-notes",
+        "2023-06-one-figure",
+    ] {
+        for file in ["email.html", "email.txt", "message.eml"] {
+            assert!(n.exists(&format!("outbox/{slug}/{file}")), "{slug}/{file}");
+        }
+        paths.push(n.path().join("outbox").join(slug).join("message.eml"));
+    }
+    assert!(
+        !n.exists("outbox/2023-07-draft"),
+        "a draft's email was written"
+    );
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let parsed = check_eml(&refs);
+
+    let march = &parsed[0];
+    assert_eq!(march["subject"], "论文月刊 No. 3：三月份值得一读的十篇论文");
+    assert_eq!(march["from_name"], "论文月刊");
+    assert_eq!(march["date"], "Fri, 31 Mar 2023 01:00:00 +0000");
+    let id = march["message_id"].as_str().unwrap();
+    assert!(
+        id.starts_with('<') && id.ends_with("@digest.example.org>"),
+        "{id}"
+    );
+    // The parts are exactly the files written next to the message.
+    assert_eq!(
+        march["text"].as_str().unwrap().replace("\r\n", "\n"),
+        n.read(&format!("outbox/{MARCH}/email.txt"))
+    );
+    assert_eq!(
+        march["html"].as_str().unwrap().replace("\r\n", "\n"),
+        n.read(&format!("outbox/{MARCH}/email.html"))
+    );
+    // The same unsubscribe link in the header, the text and the HTML.
+    let unsubscribe = march["list_unsubscribe"].as_str().unwrap();
+    let url = unsubscribe
+        .split(['<', '>'])
+        .find(|s| s.starts_with("https://"))
+        .unwrap();
+    assert!(url.starts_with("https://digest.example.org/unsubscribe?token="));
+    assert!(march["text"].as_str().unwrap().contains(url));
+    assert!(
+        march["html"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("href=\"{url}\""))
+    );
+    let address = secret().verify(
+        "papers.digest.example.org",
+        url.split("token=").nth(1).unwrap(),
+    );
+    assert_eq!(address.as_deref(), Some("reader@digest.example.org"));
+}
+
+#[test]
+fn the_same_input_gives_the_same_bytes() {
+    let a = published();
+    let b = published();
+    for file in ["message.eml", "email.html", "email.txt"] {
+        let rel = format!("outbox/{MARCH}/{file}");
+        assert_eq!(a.read(&rel), b.read(&rel), "{file} differs between runs");
+    }
+    // A second publish leaves every email file alone.
+    let before = std::fs::metadata(a.path().join("outbox").join(MARCH).join("message.eml"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    a.gazette(&["publish"]).ok();
+    let after = std::fs::metadata(a.path().join("outbox").join(MARCH).join("message.eml"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn preview_writes_the_same_files_as_publish() {
+    let n = published();
+    let out = n.path().join("preview-out");
+    n.gazette(&["preview", MARCH, "--out", out.to_str().unwrap()])
+        .ok();
+    for file in ["message.eml", "email.html", "email.txt"] {
+        assert_eq!(
+            std::fs::read(out.join(file)).unwrap(),
+            std::fs::read(n.path().join("outbox").join(MARCH).join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    let run = n.gazette(&["preview", "no-such-issue"]).code(1);
+    assert!(
+        run.stderr.contains("no issue `no-such-issue`"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn chinese_text_is_wrapped_at_72_columns_without_closing_punctuation_first() {
+    let n = published();
+    for slug in [MARCH, "2023-04-papers", "2023-06-one-figure"] {
+        let path = n.path().join("outbox").join(slug).join("email.txt");
+        let run = python("text_width.py", &[path.to_str().unwrap(), "72"]);
+        assert_eq!(run.status, 0, "{slug}:\n{}{}", run.stdout, run.stderr);
+    }
+}
+
+#[test]
+fn headers_from_titles_and_names_decode_exactly_and_never_add_a_header() {
+    let (config, mut issue) = sample_issue(MARCH);
+    // Set past issue.rs's own clean-up: the email must be safe on its own.
+    issue.title = "Line one\r\nBcc: victim@example.org".to_string();
+    issue.subject = Some("论文 \"quoted\" 🎉 月刊\r\nX-Injected: yes\nand more".to_string());
+    let prepared = Prepared::new(&config, &issue, &Templates::builtin(), &secret(), None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let names = [
+        Some("张三"),
+        Some("Zoë \"The Boss\" O'Brien 🎉"),
+        Some("Evil\r\nBcc: victim@example.org"),
+        Some("李四, 编辑部 <not an address>"),
+        Some("   "),
+        None,
+    ];
+    let mut paths = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let email = format!("reader{i}@example.net");
+        let out = prepared
+            .message(&Recipient {
+                email: &email,
+                name: *name,
+            })
+            .unwrap();
+        let path = dir.path().join(format!("{i}.eml"));
+        std::fs::write(&path, &out.bytes).unwrap();
+        paths.push(path);
+    }
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let parsed = check_eml(&refs);
+    let expected_headers = [
+        "From",
+        "Reply-To",
+        "To",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "List-Id",
+        "List-Unsubscribe",
+        "List-Unsubscribe-Post",
+        "MIME-Version",
+        "Content-Type",
+    ];
+    for (i, (r, name)) in parsed.iter().zip(names).enumerate() {
+        assert_eq!(
+            r["subject"],
+            "论文 \"quoted\" 🎉 月刊 X-Injected: yes and more"
+        );
+        assert_eq!(r["headers"], serde_json::json!(expected_headers), "{i}");
+        assert_eq!(r["to_address"], format!("reader{i}@example.net"));
+        let expected_name = name.map(issue::one_line).unwrap_or_default();
+        assert_eq!(r["to_name"], expected_name.as_str(), "recipient {i}");
+        let html = r["html"].as_str().unwrap();
+        assert!(html.contains("<title>Line one Bcc: victim@example.org</title>"));
+    }
+}
+
+#[test]
+fn message_ids_are_per_issue_and_recipient_and_stable() {
+    let (config, march) = sample_issue(MARCH);
+    let (_, april) = sample_issue("2023-04-papers");
+    let t = Templates::builtin();
+    let a = Prepared::new(&config, &march, &t, &secret(), None).unwrap();
+    let b = Prepared::new(&config, &april, &t, &secret(), None).unwrap();
+    let to = |email| Recipient { email, name: None };
+    let one = a.message(&to("one@example.net")).unwrap();
+    assert_eq!(
+        one.message_id,
+        a.message(&to("one@example.net")).unwrap().message_id
+    );
+    assert_eq!(one.bytes, a.message(&to("one@example.net")).unwrap().bytes);
+    assert_ne!(
+        one.message_id,
+        a.message(&to("two@example.net")).unwrap().message_id
+    );
+    assert_ne!(
+        one.message_id,
+        b.message(&to("one@example.net")).unwrap().message_id
+    );
+    assert!(one.message_id.ends_with("@digest.example.org"));
+    assert_eq!(one.to.to_string(), "one@example.net");
+    assert_eq!(one.from.to_string(), "digest@digest.example.org");
+    assert!(a.message(&to("not an address")).is_err());
+}
+
+/// Makes a throwaway key pair with openssl: `(private PEM path, public PEM path)`.
+fn keypair(dir: &Path, name: &str, args: &[&str]) -> (PathBuf, PathBuf) {
+    let private = dir.join(format!("{name}.pem"));
+    let public = dir.join(format!("{name}.pub.pem"));
+    let mut all = vec!["genpkey"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-out", private.to_str().unwrap()]);
+    let run = tool("openssl", &all);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let run = tool(
+        "openssl",
+        &[
+            "pkey",
+            "-in",
+            private.to_str().unwrap(),
+            "-pubout",
+            "-out",
+            public.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    (private, public)
+}
+
+#[test]
+fn dkim_signatures_verify_with_dkimpy_for_rsa_and_ed25519() {
+    let (config, issue) = sample_issue(MARCH);
+    let dir = tempfile::tempdir().unwrap();
+    let keys = [
+        (
+            "rsa",
+            keypair(
+                dir.path(),
+                "rsa",
+                &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+            ),
+        ),
+        (
+            "ed25519",
+            keypair(dir.path(), "ed25519", &["-algorithm", "ed25519"]),
+        ),
+    ];
+    // The traditional PKCS#1 form of the RSA key loads too.
+    let pkcs1 = dir.path().join("rsa1.pem");
+    let run = tool(
+        "openssl",
+        &[
+            "rsa",
+            "-in",
+            keys[0].1.0.to_str().unwrap(),
+            "-traditional",
+            "-out",
+            pkcs1.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let keys = [
+        keys[0].clone(),
+        ("rsa", (pkcs1, keys[0].1.1.clone())),
+        keys[1].clone(),
+    ];
+    for (i, (algorithm, (private, public))) in keys.iter().enumerate() {
+        let pem = std::fs::read_to_string(private).unwrap();
+        let dkim = Dkim::from_pem("digest.example.org", "gz2026", &pem).unwrap();
+        assert_eq!(dkim.algorithm, *algorithm);
+        let prepared = Prepared::new(
+            &config,
+            &issue,
+            &Templates::builtin(),
+            &secret(),
+            Some(&dkim),
+        )
+        .unwrap();
+        for (j, name) in [Some("张三 \"Zhang\""), None].into_iter().enumerate() {
+            let out = prepared
+                .message(&Recipient {
+                    email: "reader@example.net",
+                    name,
+                })
+                .unwrap();
+            let text = String::from_utf8(out.bytes.clone()).unwrap();
+            assert!(text.starts_with("DKIM-Signature: v=1; a="), "{text:.200}");
+            let signature = text.split("\r\n\r\n").next().unwrap();
+            assert!(
+                signature.contains("h=from:to:subject:date:message-id:list-id:list-unsubscribe:list-unsubscribe-post;"),
+                "{signature}"
+            );
+            assert!(signature.contains("c=relaxed/relaxed"), "{signature}");
+            let path = dir.path().join(format!("signed-{i}-{j}.eml"));
+            std::fs::write(&path, &out.bytes).unwrap();
+            check_eml(&[&path]);
+            let run = python(
+                "dkim_verify.py",
+                &[path.to_str().unwrap(), public.to_str().unwrap()],
+            );
+            assert_eq!(
+                run.status, 0,
+                "{algorithm} key {i}: {}{}",
+                run.stdout, run.stderr
+            );
+            // A changed byte in the body breaks the signature: the check can fail.
+            let tampered = text.replacen("LLaMA", "LLaMB", 1);
+            std::fs::write(&path, tampered).unwrap();
+            let run = python(
+                "dkim_verify.py",
+                &[path.to_str().unwrap(), public.to_str().unwrap()],
+            );
+            assert_ne!(run.status, 0, "a tampered message verified");
+        }
+    }
+    let err = Dkim::from_pem("d", "s", "not a key").unwrap_err();
+    assert!(
+        format!("{err:#}").contains("not a PEM private key"),
+        "{err:#}"
+    );
+}
+
+#[test]
+fn sample_email_snapshots() {
+    let n = published();
+    insta::assert_snapshot!(
+        "march_email_txt",
+        n.read(&format!("outbox/{MARCH}/email.txt"))
+    );
+    insta::assert_snapshot!(
+        "notes_email_txt",
+        n.read("outbox/2023-05-reading-notes/email.txt")
+    );
+    insta::assert_snapshot!(
+        "march_email_html",
+        n.read(&format!("outbox/{MARCH}/email.html"))
+    );
+}
+
+/// A page that shows `email` in an iframe `width` px wide (headless Chromium will not make a
+/// window narrower than 500 px, an iframe is a real viewport of any width), scrolled to show
+/// its top or its bottom, and that records the email's scroll width, viewport width and
+/// height in a `data-probe` attribute.
+fn host_page(email: &str, width: u32, bottom: bool) -> String {
+    let srcdoc = email.replace('&', "&amp;").replace('"', "&quot;");
+    format!(
+        r#"<!DOCTYPE html><html><head><meta charset="utf-8"></head><body style="margin:0;background:#808080">
+<div style="position:relative;width:{width}px;height:{VIEW}px;overflow:hidden"><iframe id="f" style="position:absolute;left:0;top:0;border:0;width:{width}px;height:{VIEW}px" srcdoc="{srcdoc}"></iframe></div>
+<script>window.addEventListener('load', function () {{
+  var f = document.getElementById('f'), d = f.contentDocument, h = d.documentElement.scrollHeight;
+  f.style.height = h + 'px';
+  if ({bottom}) {{ f.style.top = Math.min(0, {VIEW} - h) + 'px'; }}
+  document.body.setAttribute('data-probe', d.documentElement.scrollWidth + ' ' + f.contentWindow.innerWidth + ' ' + h);
+}});</script></body></html>"#
+    )
+}
+
+/// The height of a screenshot, in px.
+const VIEW: u32 = 2000;
+
+fn chromium(args: &[&str]) -> crate::support::Run {
+    let profile = tempfile::tempdir().unwrap();
+    let user_data = format!("--user-data-dir={}", profile.path().display());
+    let mut all = vec![
+        "60",
+        "/usr/bin/chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        "--virtual-time-budget=5000",
+        user_data.as_str(),
+    ];
+    all.extend_from_slice(args);
+    let run = tool("timeout", &all);
+    assert_eq!(run.status, 0, "chromium failed: {}", run.stderr);
+    run
+}
+
+/// Renders `html` in headless Chromium `width` px wide: `(scroll width, viewport width)`, and
+/// screenshots of its top and bottom in `shots`.
+fn render(html: &Path, width: u32, shots: &Path, name: &str) -> (u64, u64) {
+    let email = std::fs::read_to_string(html).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let window = format!("--window-size={},{VIEW}", width.max(500));
+    let mut probe = None;
+    for bottom in [false, true] {
+        let page = dir.path().join(format!("host-{bottom}.html"));
+        std::fs::write(&page, host_page(&email, width, bottom)).unwrap();
+        let url = format!("file://{}", page.display());
+        let run = chromium(&[window.as_str(), "--dump-dom", url.as_str()]);
+        let found = run
+            .stdout
+            .split("data-probe=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or_else(|| panic!("no probe in the DOM:\n{:.500}", run.stdout))
+            .to_string();
+        probe.get_or_insert(found);
+        let shot = shots.join(format!(
+            "{name}-{width}-{}.png",
+            if bottom { "bottom" } else { "top" }
+        ));
+        let arg = format!("--screenshot={}", shot.display());
+        chromium(&[window.as_str(), arg.as_str(), url.as_str()]);
+        assert!(shot.exists(), "no screenshot {}", shot.display());
+    }
+    let probe = probe.unwrap();
+    let mut numbers = probe.split(' ').map(|n| n.parse::<u64>().unwrap());
+    (numbers.next().unwrap(), numbers.next().unwrap())
+}
+
+#[test]
+fn html_reflows_without_horizontal_scrolling_at_375_and_600_px() {
+    let n = published();
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("email-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    for slug in [MARCH, "2023-06-one-figure"] {
+        let html = n.path().join("outbox").join(slug).join("email.html");
+        for width in [375, 600] {
+            let (scroll, inner) = render(&html, width, &shots, slug);
+            assert_eq!(inner, u64::from(width), "the viewport is not {width} px");
+            assert!(
+                scroll <= inner,
+                "{slug} at {width} px scrolls sideways: scrollWidth {scroll}"
+            );
+        }
+    }
+}
+
+#[test]
+fn html_has_what_a_newsletter_email_needs() {
+    let n = published();
+    let html = n.read(&format!("outbox/{MARCH}/email.html"));
+    assert!(html.starts_with("<!DOCTYPE html><html lang=\"zh-CN\""));
+    for needle in [
+        "LLaMA、Consistency Models、PaLM-E、Prismer、Lion 等十篇论文",
+        "No. 3 · 2023-03-31",
+        "max-width: 600px",
+        ">Unsubscribe</a>",
+        "href=\"https://digest.example.org/2023-03-papers/\"",
+        ">View in browser</a>",
+        "上海市徐汇区示例路 100 号",
+        "prefers-color-scheme: dark",
+    ] {
+        assert!(html.contains(needle), "{needle} missing");
+    }
+    for forbidden in ["<script", "<form", "class=\"content\">"] {
+        assert!(!html.contains(forbidden), "{forbidden} present");
+    }
+    let figure = n.read("outbox/2023-06-one-figure/email.html");
+    assert!(
+        figure.contains("alt=\"示意图：噪声轨迹上的三个点都被映射回同一张图像\""),
+        "image alt text missing"
+    );
+}
+
+#[test]
+fn email_drops_raw_scripts_and_forms_from_the_body() {
+    let n = Newsletter::sample();
+    n.write(
+        "issues/2023-08-raw.md",
+        "+++\ntitle = \"Raw\"\ndate = 2023-08-01\n+++\n\nHello <script>alert(1)</script> and\n\n<form action=\"x\"><input name=\"a\"></form>\n\nbye\n",
+    );
+    n.gazette(&["publish"]).ok();
+    let html = n.read("outbox/2023-08-raw/email.html");
+    assert!(!html.contains("<script"), "{html}");
+    assert!(!html.contains("<form"), "{html}");
+    assert!(!html.contains("<input"), "{html}");
+    assert!(html.contains("bye"));
+}
+
+#[test]
+fn check_warns_when_the_html_part_is_near_gmails_clipping_size() {
+    let n = Newsletter::sample();
+    let mut body = String::from("+++\ntitle = \"Long\"\ndate = 2023-08-01\n+++\n\n");
+    for i in 0..400 {
+        body.push_str(&format!(
+            "第 {i} 段：这是一段很长的中文内容，用来让邮件的 HTML 部分超过九十千字节。\n\n"
+        ));
+    }
+    n.write("issues/2023-08-long.md", body);
+    let run = n.gazette(&["check"]).ok();
+    assert!(
+        run.stderr.contains("2023-08-long.md")
+            && run.stderr.contains("Gmail clips messages near 102 KB"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("2023-03-papers.md: warning: the email"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_footer_without_unsubscribe_link_or_address_still_gets_them() {
+    let n = Newsletter::sample();
+    n.write(
+        "templates/footer.md",
+        "Thanks for reading **{newsletter}**.\n",
+    );
+    let run = n.gazette(&["check"]).ok();
+    assert!(
+        run.stderr
+            .contains("the footer has no {unsubscribe_url}: gazette adds it"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("the footer has no {postal_address}"));
+    n.gazette(&["publish"]).ok();
+    let html = n.read(&format!("outbox/{MARCH}/email.html"));
+    let text = n.read(&format!("outbox/{MARCH}/email.txt"));
+    assert!(html.contains(">Unsubscribe</a>"), "{html}");
+    assert!(html.contains("上海市徐汇区示例路 100 号"));
+    assert!(text.contains("https://digest.example.org/unsubscribe?token="));
+    assert!(text.contains("上海市徐汇区示例路 100 号"));
+    check_eml(&[&n.path().join("outbox").join(MARCH).join("message.eml")]);
+}
+
+#[test]
+fn an_overlong_subject_is_an_error_not_a_broken_message() {
+    let (config, mut issue) = sample_issue(MARCH);
+    for subject in ["a".repeat(1200), "论".repeat(1200), "word ".repeat(400)] {
+        issue.subject = Some(subject.clone());
+        match Prepared::new(&config, &issue, &Templates::builtin(), &secret(), None) {
+            Ok(p) => {
+                let out = p
+                    .message(&Recipient {
+                        email: "r@example.net",
+                        name: None,
+                    })
+                    .unwrap();
+                for line in out.bytes.split(|&b| b == b'\n') {
+                    assert!(line.len() <= 999, "a line of {} octets", line.len());
+                }
+            }
+            Err(e) => assert!(format!("{e:#}").contains("longer than 998 octets"), "{e:#}"),
+        }
+    }
+}

@@ -1,0 +1,628 @@
+//! `gazette send` and `gazette status` against real SMTP servers on 127.0.0.1: Postfix's
+//! smtp-sink, and aiosmtpd scripted with faults (tests/py/smtp_server.py). The ledger is read
+//! back through `gazette status --json`, the messages through Python's email package.
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{Newsletter, Run, python, repo};
+
+const SLUG: &str = "2023-03-papers";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A server process killed when the test ends.
+struct Server {
+    child: Child,
+    port: u16,
+    /// smtp-sink's dump directory, or the Python server's log.
+    out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Postfix's smtp-sink, dumping each message into a file.
+    fn sink() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("dump");
+        std::fs::create_dir(&out).unwrap();
+        let port = free_port();
+        let child = Command::new("smtp-sink")
+            .args(["-u", "root", "-d"])
+            .arg(format!("{}/%M.", out.display()))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("100")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("smtp-sink runs (install the test tools with `bash .ci/setup`)");
+        let server = Server {
+            child,
+            port,
+            out,
+            _dir: dir,
+        };
+        server.wait_listening();
+        server
+    }
+
+    /// The aiosmtpd server of tests/py/smtp_server.py in one of its fault modes.
+    fn python(mode: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("log.jsonl");
+        let port = free_port();
+        let mut child = Command::new("python3")
+            .arg(repo().join("tests/py/smtp_server.py"))
+            .arg(port.to_string())
+            .arg(&out)
+            .arg(mode)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the SMTP server starts within 20 s");
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "aiosmtpd did not start (pip install aiosmtpd)"
+        );
+        let server = Server {
+            child,
+            port,
+            out,
+            _dir: dir,
+        };
+        server.wait_listening();
+        server
+    }
+
+    fn wait_listening(&self) {
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the server never listened"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The Python server's log: accepted messages and RCPT attempts.
+    fn log(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Accepted messages by recipient: their Message-IDs.
+    fn accepted(&self) -> HashMap<String, Vec<String>> {
+        let mut m: HashMap<String, Vec<String>> = HashMap::new();
+        for e in self.log() {
+            if let Some(rcpt) = e["rcpt"].as_str() {
+                assert_eq!(e["defects"], 0, "a message with MIME defects: {e}");
+                m.entry(rcpt.to_lowercase())
+                    .or_default()
+                    .push(e["message_id"].as_str().unwrap().to_string());
+            }
+        }
+        m
+    }
+
+    fn rcpt_attempts(&self, rcpt: &str) -> usize {
+        self.log()
+            .iter()
+            .filter(|e| e["rcpt_attempt"].as_str() == Some(rcpt))
+            .count()
+    }
+}
+
+/// The sample newsletter with these subscribers, and `extra` appended to `[smtp]`.
+fn newsletter(addresses: &[String], smtp_extra: &str) -> Newsletter {
+    let n = Newsletter::sample();
+    let mut toml = n.read("gazette.toml");
+    for line in smtp_extra.lines() {
+        // A key given again replaces the sample's (`[smtp]` is the file's last table).
+        let key = line.split('=').next().unwrap().trim();
+        toml = toml
+            .lines()
+            .filter(|l| l.split('=').next().unwrap().trim() != key)
+            .map(|l| format!("{l}\n"))
+            .collect();
+    }
+    toml.push_str(smtp_extra);
+    n.write("gazette.toml", toml);
+    let mut csv = String::from("email,name\n");
+    for a in addresses {
+        csv.push_str(&format!("{a},\n"));
+    }
+    n.write("list.csv", csv);
+    let list = n.path().join("list.csv");
+    n.gazette(&["subscribers", "import", list.to_str().unwrap()])
+        .ok();
+    n
+}
+
+fn users(prefix: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("{prefix}{i:05}@example.org"))
+        .collect()
+}
+
+fn send(n: &Newsletter, server: &Server, extra: &[&str]) -> Run {
+    let mut args = vec!["send", SLUG, "--yes"];
+    args.extend_from_slice(extra);
+    let mut c = n.command(&args);
+    c.env("GAZETTE_SMTP_URL", server.url());
+    let out = run_with_timeout(c, Duration::from_secs(120));
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    out
+}
+
+fn run_with_timeout(mut c: Command, limit: Duration) -> Run {
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gazette runs");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("gazette did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    Run {
+        status: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn status(n: &Newsletter) -> Value {
+    let out = n.gazette(&["status", SLUG, "--json"]).ok();
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
+fn count(v: &Value, state: &str) -> u64 {
+    v["counts"][state].as_u64().unwrap()
+}
+
+#[test]
+fn sink_receives_one_parsable_copy_per_active_subscriber() {
+    let sink = Server::sink();
+    let mut all = users("reader", 1000);
+    all.extend([
+        "gone@example.org".to_string(),
+        "Bounced@Example.org".to_string(),
+    ]);
+    let n = newsletter(&all, "");
+    n.gazette(&["subscribers", "remove", "gone@example.org"])
+        .ok();
+    crate::support::tool(
+        "sqlite3",
+        &[
+            n.path().join(".gazette/gazette.db").to_str().unwrap(),
+            "UPDATE subscribers SET status = 'bounced' WHERE email_key = 'bounced@example.org'",
+        ],
+    )
+    .ok();
+    let out = send(&n, &sink, &[]).ok();
+    assert!(out.stderr.contains("1000 sent"), "{}", out.stderr);
+
+    let parsed = python("check_sink.py", &[sink.out.to_str().unwrap()]).ok();
+    let v: Value = serde_json::from_str(&parsed.stdout).unwrap();
+    let messages = v["messages"].as_array().unwrap();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for m in messages {
+        assert_eq!(m["defects"], 0, "{m}");
+        assert_eq!(
+            m["parts"],
+            serde_json::json!(["text/plain", "text/html"]),
+            "{m}"
+        );
+        assert!(m["text_chars"].as_u64().unwrap() > 1000, "{m}");
+        let rcpt = m["rcpt"][0].as_str().unwrap().to_string();
+        assert_eq!(
+            m["to"].as_str().unwrap(),
+            rcpt,
+            "header To differs from RCPT"
+        );
+        *seen.entry(rcpt).or_default() += 1;
+    }
+    for a in users("reader", 1000) {
+        assert_eq!(seen.get(&a), Some(&1), "{a} did not get exactly one copy");
+    }
+    assert_eq!(seen.len(), 1000, "messages went to suppressed addresses");
+    let s = status(&n);
+    assert_eq!(count(&s, "sent"), 1000);
+    assert_eq!(count(&s, "pending"), 0);
+
+    // A second run finds nothing to do and sends nothing.
+    let again = send(&n, &sink, &[]).ok();
+    assert!(again.stderr.contains("0 sent"), "{}", again.stderr);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(std::fs::read_dir(&sink.out).unwrap().count(), 1000);
+}
+
+#[test]
+fn transient_failures_are_retried_until_each_is_delivered_once() {
+    let server = Server::python("random4xx");
+    let n = newsletter(&users("r", 150), "");
+    let out = send(&n, &server, &[]).ok();
+    let accepted = server.accepted();
+    for a in users("r", 150) {
+        assert_eq!(
+            accepted.get(&a).map(Vec::len),
+            Some(1),
+            "{a}: {}",
+            out.stderr
+        );
+    }
+    let s = status(&n);
+    assert_eq!(count(&s, "sent"), 150, "{s}");
+    assert!(
+        server
+            .log()
+            .iter()
+            .filter(|e| e["rcpt_attempt"].is_string())
+            .count()
+            > 150,
+        "no RCPT was refused: the fault did not happen"
+    );
+}
+
+#[test]
+fn permanent_failures_are_recorded_with_the_servers_words_and_not_retried() {
+    let server = Server::python("reject");
+    let mut all = users("ok", 20);
+    all.extend(users("unknown", 3));
+    all.extend(users("spam", 2));
+    let n = newsletter(&all, "");
+    send(&n, &server, &[]).ok();
+    let s = status(&n);
+    assert_eq!(
+        (count(&s, "sent"), count(&s, "bounced"), count(&s, "failed")),
+        (20, 3, 2),
+        "{s}"
+    );
+    for p in s["problems"].as_array().unwrap() {
+        let reply = p["last_reply"].as_str().unwrap();
+        match p["state"].as_str().unwrap() {
+            "bounced" => assert!(
+                reply.contains("5.1.1") && reply.contains("User unknown"),
+                "{p}"
+            ),
+            "failed" => assert!(reply.contains("rejected as spam"), "{p}"),
+            other => panic!("unexpected state {other}: {p}"),
+        }
+        assert_eq!(p["attempts"], 1, "{p}");
+    }
+    for u in users("unknown", 3) {
+        assert_eq!(server.rcpt_attempts(&u), 1);
+    }
+    // Bounced addresses are suppressed; a second run sends nobody anything.
+    let list = n.gazette(&["subscribers", "list"]).ok().stdout;
+    assert_eq!(list.matches("\tbounced\t").count(), 3, "{list}");
+    assert_eq!(
+        n.gazette(&["subscribers", "count"]).ok().stdout.trim(),
+        "22"
+    );
+    send(&n, &server, &[]).ok();
+    assert_eq!(server.accepted().values().map(Vec::len).sum::<usize>(), 20);
+    for u in users("unknown", 3) {
+        assert_eq!(server.rcpt_attempts(&u), 1);
+    }
+}
+
+#[test]
+fn a_disconnect_in_the_middle_of_data_is_retried_and_one_after_the_dot_is_unknown() {
+    let server = Server::python("disconnect");
+    let mut all = users("ok", 20);
+    all.extend(users("cut", 4));
+    all.extend(users("drop", 2));
+    let n = newsletter(&all, "");
+    send(&n, &server, &[]).ok();
+    let accepted = server.accepted();
+    // Dropped with the message unread: it cannot have been stored, so it was sent again.
+    for a in users("ok", 20).iter().chain(&users("cut", 4)) {
+        assert_eq!(
+            accepted.get(a).map(Vec::len),
+            Some(1),
+            "{a}: {}",
+            status(&n)
+        );
+    }
+    // Dropped after the final dot: maybe stored, so not sent again without being asked.
+    for a in users("drop", 2) {
+        assert!(!accepted.contains_key(&a));
+    }
+    let s = status(&n);
+    assert_eq!((count(&s, "sent"), count(&s, "unknown")), (24, 2), "{s}");
+    for p in s["problems"].as_array().unwrap() {
+        assert!(p["email"].as_str().unwrap().starts_with("drop"), "{p}");
+    }
+    send(&n, &server, &["--retry-unknown"]).ok();
+    assert_eq!(count(&status(&n), "sent"), 26);
+    let accepted = server.accepted();
+    for a in &all {
+        assert_eq!(accepted.get(a).map(Vec::len), Some(1), "{a}");
+    }
+}
+
+#[test]
+fn a_421_after_the_final_dot_is_unknown_until_retry_unknown_resends_the_same_message_id() {
+    let server = Server::python("421");
+    let mut all = users("ok", 20);
+    all.extend(users("late", 3));
+    let n = newsletter(&all, "");
+    let first = send(&n, &server, &[]).ok();
+    assert!(first.stderr.contains("unknown outcome"), "{}", first.stderr);
+    let s = status(&n);
+    assert_eq!((count(&s, "sent"), count(&s, "unknown")), (20, 3), "{s}");
+
+    // A plain resume does not send them again.
+    send(&n, &server, &[]).ok();
+    for a in users("late", 3) {
+        assert_eq!(server.accepted()[&a].len(), 1);
+    }
+    // --retry-unknown does, with the same Message-ID, so the receiver can drop the copy.
+    send(&n, &server, &["--retry-unknown"]).ok();
+    let accepted = server.accepted();
+    for a in users("late", 3) {
+        let ids = &accepted[&a];
+        assert_eq!(ids.len(), 2, "{a}");
+        assert_eq!(ids[0], ids[1]);
+    }
+    for a in users("ok", 20) {
+        assert_eq!(accepted[&a].len(), 1, "{a}");
+    }
+    let s = status(&n);
+    assert_eq!((count(&s, "sent"), count(&s, "unknown")), (23, 0), "{s}");
+}
+
+#[test]
+fn a_stalled_server_times_out_and_the_message_is_unknown() {
+    let server = Server::python("stall");
+    let mut all = users("ok", 10);
+    all.extend(users("stall", 1));
+    let n = newsletter(&all, "timeout_seconds = 1\n");
+    let start = Instant::now();
+    send(&n, &server, &[]).ok();
+    assert!(start.elapsed() < Duration::from_secs(60));
+    let s = status(&n);
+    assert_eq!((count(&s, "sent"), count(&s, "unknown")), (10, 1), "{s}");
+}
+
+#[test]
+fn a_refused_login_stops_the_run_with_nothing_marked_sent() {
+    let server = Server::python("auth");
+    let n = newsletter(&users("r", 30), "username = \"editor\"\n");
+    let mut c = n.command(&["send", SLUG, "--yes"]);
+    c.env("GAZETTE_SMTP_URL", server.url())
+        .env("GAZETTE_SMTP_PASSWORD", "wrong");
+    let out = run_with_timeout(c, Duration::from_secs(60)).code(1);
+    assert!(out.stderr.contains("refused the login"), "{}", out.stderr);
+    let s = status(&n);
+    assert_eq!(count(&s, "sent"), 0);
+    assert_eq!(count(&s, "pending"), 30, "{s}");
+    assert!(s["problems"].as_array().unwrap().is_empty(), "{s}");
+    assert!(server.accepted().is_empty());
+}
+
+#[test]
+fn a_relay_without_starttls_or_with_an_untrusted_certificate_stops_the_run() {
+    for (mode, expected) in [
+        ("ok", "does not offer STARTTLS"),
+        ("badcert", "STARTTLS with"),
+    ] {
+        let server = Server::python(mode);
+        let n = newsletter(&users("r", 5), "tls = \"starttls\"\n");
+        let mut c = n.command(&["send", SLUG, "--yes"]);
+        c.env("GAZETTE_SMTP_URL", server.url());
+        let out = run_with_timeout(c, Duration::from_secs(60)).code(1);
+        assert!(out.stderr.contains(expected), "{mode}: {}", out.stderr);
+        let s = status(&n);
+        assert_eq!((count(&s, "sent"), count(&s, "pending")), (0, 5), "{s}");
+        assert!(server.accepted().is_empty());
+    }
+}
+
+#[test]
+fn a_password_is_never_sent_in_clear_text_to_another_host() {
+    let n = newsletter(&users("r", 2), "username = \"editor\"\n");
+    let mut c = n.command(&["send", SLUG, "--yes"]);
+    c.env("GAZETTE_SMTP_URL", "smtp://192.0.2.1:25")
+        .env("GAZETTE_SMTP_PASSWORD", "secret");
+    let out = run_with_timeout(c, Duration::from_secs(30)).code(1);
+    assert!(out.stderr.contains("clear text"), "{}", out.stderr);
+}
+
+#[test]
+fn an_unreachable_relay_stops_the_run_and_loses_nobody() {
+    let n = newsletter(&users("r", 5), "");
+    let port = free_port();
+    let mut c = n.command(&["send", SLUG, "--yes"]);
+    c.env("GAZETTE_SMTP_URL", format!("smtp://127.0.0.1:{port}"));
+    let out = run_with_timeout(c, Duration::from_secs(60)).code(1);
+    assert!(out.stderr.contains("cannot connect"), "{}", out.stderr);
+    assert_eq!(count(&status(&n), "pending"), 5);
+    let sink = Server::sink();
+    send(&n, &sink, &[]).ok();
+    assert_eq!(count(&status(&n), "sent"), 5);
+}
+
+#[test]
+fn without_a_terminal_send_requires_yes() {
+    let n = newsletter(&users("r", 2), "");
+    let out = n.gazette(&["send", SLUG]).code(1);
+    assert!(out.stderr.contains("--yes"), "{}", out.stderr);
+    assert!(out.stderr.contains("2 subscriber"), "{}", out.stderr);
+}
+
+#[test]
+fn dry_run_writes_every_message_and_records_nothing() {
+    let n = newsletter(&users("r", 5), "");
+    let out = n.gazette(&["send", SLUG, "--dry-run"]).ok();
+    assert!(out.stderr.contains("5 message"), "{}", out.stderr);
+    let dir = n.path().join("outbox").join(SLUG).join("dry-run");
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 5);
+    assert!(files.iter().all(|f| f.extension().unwrap() == "eml"));
+    let s = status(&n);
+    assert_eq!((count(&s, "sent"), count(&s, "pending")), (0, 5));
+}
+
+#[test]
+fn a_test_copy_goes_only_to_the_given_address_and_outside_the_ledger() {
+    let server = Server::python("ok");
+    let n = newsletter(&users("r", 5), "");
+    send(&n, &server, &["--to", "editor@example.org"]).ok();
+    let accepted = server.accepted();
+    assert_eq!(accepted.len(), 1);
+    assert!(accepted.contains_key("editor@example.org"));
+    assert_eq!(count(&status(&n), "pending"), 5);
+}
+
+/// kill -9 at several moments of a 5,000-recipient send, then resume: everyone gets exactly
+/// one copy except the rows reported unknown (at most `concurrency` per crash), and
+/// --retry-unknown delivers theirs.
+#[test]
+fn a_send_killed_at_any_moment_resumes_without_losing_or_doubling_anyone() {
+    let server = Server::python("ok");
+    let all = users("r", 5000);
+    let n = newsletter(&all, "");
+    let concurrency = 4;
+    let mut crashes = 0;
+    let mut seen_sending = 0;
+    for delay_ms in [400, 900, 1500] {
+        let mut c = n.command(&["send", SLUG, "--yes"]);
+        c.env("GAZETTE_SMTP_URL", server.url())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = c.spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_some() {
+            continue; // finished before the kill: fine, but it proves nothing
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        crashes += 1;
+        // Rows written before DATA with no outcome: at most one per connection.
+        let s = status(&n);
+        let sending = count(&s, "sending");
+        assert!(
+            sending <= concurrency,
+            "{sending} rows in flight after a crash"
+        );
+        seen_sending += sending;
+    }
+    assert!(crashes >= 2, "the send finished before it could be killed");
+    let out = send(&n, &server, &[]).ok();
+    let s = status(&n);
+    let unknown = count(&s, "unknown");
+    assert_eq!(unknown, seen_sending, "{s}\n{}", out.stderr);
+    assert!(unknown <= concurrency * crashes, "{s}");
+    assert_eq!(count(&s, "sent") + unknown, 5000, "{s}");
+    let unknown_addrs: Vec<String> = s["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["state"] == "unknown")
+        .map(|p| p["email"].as_str().unwrap().to_string())
+        .collect();
+    let accepted = server.accepted();
+    for a in &all {
+        let copies = accepted.get(a).map_or(0, Vec::len);
+        if unknown_addrs.contains(a) {
+            assert!(copies <= 1, "{a}: {copies} copies");
+        } else {
+            assert_eq!(copies, 1, "{a}: {copies} copies");
+        }
+    }
+    send(&n, &server, &["--retry-unknown"]).ok();
+    let accepted = server.accepted();
+    for a in &all {
+        let ids = &accepted[a];
+        assert!(!ids.is_empty(), "{a} never got the issue");
+        assert!(
+            ids.iter().all(|i| *i == ids[0]),
+            "{a}: different Message-IDs"
+        );
+        if ids.len() > 1 {
+            assert!(unknown_addrs.contains(a), "{a} got a second copy");
+        }
+    }
+    assert_eq!(count(&status(&n), "sent"), 5000);
+}
+
+#[test]
+fn ctrl_c_stops_after_the_messages_in_flight_and_says_how_to_resume() {
+    let server = Server::python("ok");
+    let all = users("r", 200);
+    // A rate limit keeps the run going long enough to interrupt it.
+    let n = newsletter(&all, "rate = 40\n");
+    let mut c = n.command(&["send", SLUG, "--yes"]);
+    c.env("GAZETTE_SMTP_URL", server.url())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    crate::support::tool("kill", &["-INT", &child.id().to_string()]).ok();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted; run `gazette"), "{stderr}");
+    let s = status(&n);
+    let sent = count(&s, "sent");
+    assert!(sent > 0 && sent < 200, "{s}");
+    // Stopped cleanly: nothing left in flight, nothing unknown.
+    assert_eq!((count(&s, "sending"), count(&s, "unknown")), (0, 0), "{s}");
+    assert_eq!(server.accepted().len() as u64, sent);
+    send(&n, &server, &[]).ok();
+    let accepted = server.accepted();
+    for a in &all {
+        assert_eq!(accepted.get(a).map(Vec::len), Some(1), "{a}");
+    }
+}

@@ -1,0 +1,165 @@
+//! `gazette subscribers ...`, `unsubscribe` and the database seen by `check`: bad CSV input is
+//! reported by file and line while the good rows go in.
+
+use crate::support::{Newsletter, tool};
+
+impl Newsletter {
+    fn file(&self, rel: &str) -> String {
+        self.path().join(rel).to_str().unwrap().to_string()
+    }
+}
+
+fn count(n: &Newsletter) -> String {
+    n.gazette(&["subscribers", "count"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn bad_rows_are_reported_by_line_and_the_good_rows_imported() {
+    let n = Newsletter::sample();
+    let mut csv: Vec<u8> = Vec::new();
+    csv.extend_from_slice(b"\xEF\xBB\xBFName,Email\r\n"); // 1: BOM, CRLF, other column order
+    csv.extend_from_slice(b"\"Lee, Ann\",ann@example.org\r\n"); // 2: quoted comma
+    csv.extend_from_slice(b"Bob,not-an-address\r\n"); // 3: invalid
+    csv.extend_from_slice(b"Ann again,ANN@Example.ORG\r\n"); // 4: duplicate in case only
+    csv.extend_from_slice(b"\"Two\r\nLines\",two@example.org\r\n"); // 5-6: CR/LF in a field
+    csv.extend_from_slice(b"\xC0\xC1,gbk@example.org\r\n"); // 7: not UTF-8
+    csv.extend_from_slice(b"Cy,cy@example.org\r\n"); // 8
+    csv.extend_from_slice(b"Broken,\"dee@example.org\r\n"); // 9: a quote never closed
+    csv.extend_from_slice(b"Eve,eve@example.org\r\n"); // 10
+    n.write("list.csv", &csv);
+    let out = n
+        .gazette(&["subscribers", "import", &n.file("list.csv")])
+        .code(1);
+    for line in [3, 4, 5, 7, 9] {
+        assert!(
+            out.stderr.contains(&format!("list.csv:{line}:")),
+            "line {line} not reported:\n{}",
+            out.stderr
+        );
+    }
+    assert!(out.stderr.contains("repeats line 2"), "{}", out.stderr);
+    let list = n.gazette(&["subscribers", "list"]).ok().stdout;
+    for a in [
+        "ann@example.org\tactive\tLee, Ann",
+        "cy@example.org",
+        "eve@example.org",
+    ] {
+        assert!(list.contains(a), "{a} missing:\n{list}");
+    }
+    assert!(!list.contains("gbk@"), "{list}");
+    assert_eq!(count(&n), "3", "{list}");
+}
+
+#[test]
+fn a_csv_without_an_email_column_imports_nothing_and_says_why() {
+    let n = Newsletter::sample();
+    n.write("list.csv", "mail,name\na@example.org,A\n");
+    let out = n
+        .gazette(&["subscribers", "import", &n.file("list.csv")])
+        .code(1);
+    assert!(out.stderr.contains("list.csv:1:1"), "{}", out.stderr);
+    assert!(out.stderr.contains("no `email` column"), "{}", out.stderr);
+    assert_eq!(count(&n), "0");
+}
+
+#[test]
+fn an_empty_or_binary_file_does_not_panic() {
+    let n = Newsletter::sample();
+    n.write("empty.csv", "");
+    n.gazette(&["subscribers", "import", &n.file("empty.csv")])
+        .code(1);
+    n.write("bin.csv", [0u8, 159, 146, 150, b'\n', 0xff, b',', b'"']);
+    n.gazette(&["subscribers", "import", &n.file("bin.csv")])
+        .code(1);
+}
+
+#[test]
+fn an_unsubscribed_address_is_not_reactivated_by_an_import_unless_asked() {
+    let n = Newsletter::sample();
+    n.write("list.csv", "email\nann@example.org\nbob@example.org\n");
+    n.gazette(&["subscribers", "import", &n.file("list.csv")])
+        .ok();
+    n.gazette(&["subscribers", "remove", "ANN@example.org"])
+        .ok();
+    assert_eq!(count(&n), "1");
+    let out = n
+        .gazette(&["subscribers", "import", &n.file("list.csv")])
+        .ok();
+    assert!(out.stderr.contains("unsubscribed"), "{}", out.stderr);
+    assert_eq!(count(&n), "1");
+    n.gazette(&["subscribers", "add", "ann@example.org"])
+        .code(1);
+    assert_eq!(count(&n), "1");
+    n.gazette(&["subscribers", "import", &n.file("list.csv"), "--reactivate"])
+        .ok();
+    assert_eq!(count(&n), "2");
+}
+
+#[test]
+fn export_writes_csv_that_imports_again() {
+    let n = Newsletter::sample();
+    n.gazette(&["subscribers", "add", "a@example.org", "--name", "李, \"A\""])
+        .ok();
+    n.gazette(&["subscribers", "add", "b@example.org"]).ok();
+    let out = n.gazette(&["subscribers", "export"]).ok().stdout;
+    assert!(
+        out.starts_with("email,name,status,created_at,updated_at\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("a@example.org,\"李, \"\"A\"\"\",active,"),
+        "{out}"
+    );
+    let m = Newsletter::sample();
+    m.write("back.csv", &out);
+    m.gazette(&["subscribers", "import", &m.file("back.csv")])
+        .ok();
+    assert_eq!(count(&m), "2");
+}
+
+#[test]
+fn unsubscribe_accepts_a_signed_token_and_refuses_a_forged_one() {
+    let n = Newsletter::sample();
+    n.gazette(&["subscribers", "add", "reader@example.org"])
+        .ok();
+    let secret = gazette::token::Secret::new("test-secret-not-for-production");
+    let token = secret.token("papers.digest.example.org", "reader@example.org");
+    let forged = gazette::token::Secret::new("some-other-key-0123456")
+        .token("papers.digest.example.org", "reader@example.org");
+    n.gazette(&["unsubscribe", &forged]).code(1);
+    assert_eq!(count(&n), "1");
+    n.gazette(&["unsubscribe", &token]).ok();
+    assert_eq!(count(&n), "0");
+    // An address not on the list is remembered, so a later import does not add it.
+    n.gazette(&["unsubscribe", "Stranger@example.org"]).ok();
+    n.write("list.csv", "email\nstranger@example.org\n");
+    n.gazette(&["subscribers", "import", &n.file("list.csv")])
+        .ok();
+    assert_eq!(count(&n), "0");
+}
+
+#[test]
+fn check_reports_a_database_newer_than_this_gazette() {
+    let n = Newsletter::sample();
+    n.gazette(&["subscribers", "add", "a@example.org"]).ok();
+    n.gazette(&["check"]).ok();
+    tool(
+        "sqlite3",
+        &[
+            n.path().join(".gazette/gazette.db").to_str().unwrap(),
+            "PRAGMA user_version = 99",
+        ],
+    )
+    .ok();
+    let out = n.gazette(&["check"]).code(1);
+    assert!(out.stderr.contains("gazette.db"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("newer than this gazette"),
+        "{}",
+        out.stderr
+    );
+}
