@@ -100,14 +100,16 @@ fn events<'s>(
     let mut heading_ids: HashSet<String> = HashSet::new();
     // A heading's events are held back until its text, and so its id, is known.
     let mut heading: Option<(Tag<'s>, Vec<Event<'s>>, String)> = None;
-    let mut all: Vec<Event<'s>> = Vec::new();
+    // About one event per 8 bytes of Markdown.
+    let mut all: Vec<Event<'s>> = Vec::with_capacity(body.len() / 8);
     // An HTML block comes a line at a time; a tag may span lines, so rewrite it whole.
     let mut block_html = String::new();
+    // The events one parser event becomes; reused, since nearly every event becomes one.
+    let mut out: Vec<Event<'s>> = Vec::new();
     for event in Parser::new_ext(body, options()) {
         if let Some(first) = first.as_deref_mut() {
             first.see(&event);
         }
-        let mut out: Vec<Event<'s>> = Vec::with_capacity(1);
         if let Event::Html(h) = &event {
             block_html.push_str(h);
             continue;
@@ -207,7 +209,7 @@ fn events<'s>(
             }
             other => out.push(other),
         }
-        for event in out {
+        for event in out.drain(..) {
             match event {
                 Event::Start(tag @ Tag::Heading { .. }) if heading.is_none() => {
                     heading = Some((tag, Vec::new(), String::new()));
