@@ -72,6 +72,17 @@ pub enum Tls {
     None,
 }
 
+/// How far a ledger row has got before its message's DATA is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LedgerSync {
+    /// On the disk (fsync): the duplicate bound holds through a power cut or a kernel crash.
+    Full,
+    /// Handed to the operating system: the bound holds through any crash of gazette itself
+    /// (kill -9, Ctrl-C, out of memory), not through a power cut. About twice as fast.
+    Normal,
+}
+
 #[derive(Clone, Debug)]
 pub struct SmtpConfig {
     pub url: String,
@@ -81,6 +92,7 @@ pub struct SmtpConfig {
     /// Messages per second over all connections; 0 = unlimited.
     pub rate: f64,
     pub timeout: Duration,
+    pub ledger_sync: LedgerSync,
 }
 
 #[derive(Clone, Debug)]
@@ -164,6 +176,8 @@ struct RawSmtp {
     rate: Spanned<f64>,
     #[serde(default = "default_timeout")]
     timeout_seconds: Spanned<i64>,
+    #[serde(default = "default_ledger_sync")]
+    ledger_sync: LedgerSync,
 }
 
 impl Default for RawSmtp {
@@ -175,6 +189,7 @@ impl Default for RawSmtp {
             concurrency: default_concurrency(),
             rate: default_rate(),
             timeout_seconds: default_timeout(),
+            ledger_sync: default_ledger_sync(),
         }
     }
 }
@@ -184,6 +199,9 @@ fn default_smtp_url() -> Spanned<String> {
 }
 fn default_tls() -> Tls {
     Tls::Starttls
+}
+fn default_ledger_sync() -> LedgerSync {
+    LedgerSync::Full
 }
 fn default_rate() -> Spanned<f64> {
     Spanned::new(0..0, 0.0)
@@ -486,6 +504,7 @@ impl Config {
                 concurrency: concurrency as usize,
                 rate,
                 timeout: Duration::from_secs(timeout as u64),
+                ledger_sync: s.ledger_sync,
             },
             dkim: raw.dkim.map(|d| DkimConfig {
                 domain: d.domain,

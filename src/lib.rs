@@ -477,6 +477,7 @@ fn cmd_send(dir: &Path, args: &SendArgs, quiet: bool, json: bool) -> anyhow::Res
         retry_unknown: args.retry_unknown,
         progress: !quiet && !json && std::io::stderr().is_terminal(),
         backoff: std::time::Duration::from_millis(250),
+        ledger_sync: config.smtp.ledger_sync,
     };
     let report = send::run(
         dir,
