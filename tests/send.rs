@@ -525,6 +525,23 @@ fn a_test_copy_goes_only_to_the_given_address_and_outside_the_ledger() {
     assert_eq!(count(&status(&n), "pending"), 5);
 }
 
+// Regression: a test copy reused the real Message-ID, so a receiver that drops repeated
+// Message-IDs (Gmail does) dropped the real issue sent to an editor who is also a subscriber.
+#[test]
+fn a_test_copy_has_a_message_id_of_its_own() {
+    let server = Server::python("ok");
+    let subscribers = users("r", 3);
+    let n = newsletter(&subscribers, "");
+    send(&n, &server, &["--to", &subscribers[0]]).ok();
+    send(&n, &server, &[]).ok();
+    let ids = &server.accepted()[&subscribers[0]];
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_ne!(
+        ids[0], ids[1],
+        "the test copy and the issue share a Message-ID"
+    );
+}
+
 /// kill -9 at several moments of a 5,000-recipient send, then resume: everyone gets exactly
 /// one copy except the rows reported unknown (at most `concurrency` per crash), and
 /// --retry-unknown delivers theirs.
