@@ -98,7 +98,32 @@ pub fn check(dir: &Path, _now: DateTime<FixedOffset>) -> Vec<Diagnostic> {
         }
     }
     problems.extend(database_problems(dir));
+    problems.extend(secrets_problems(dir));
     problems
+}
+
+/// Inside a git work tree, `.gazette/` (the key that signs unsubscribe links, the subscriber
+/// list) must be ignored, or one `git add -A` publishes them.
+fn secrets_problems(dir: &Path) -> Vec<Diagnostic> {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()
+    };
+    let inside = git(&["rev-parse", "--is-inside-work-tree"]).is_some_and(|s| s.success());
+    // `check-ignore` exits 1 when the path is not ignored (0: ignored, 128: an error).
+    if inside && git(&["check-ignore", "-q", ".gazette/secret"]).and_then(|s| s.code()) == Some(1) {
+        return vec![
+            Diagnostic::error(&dir.join(".gitignore"), "`.gazette/` is not git-ignored: the unsubscribe key and the subscriber list could be committed")
+                .with_hint("add a line `.gazette/` to .gitignore (`gazette init` writes it)"),
+        ];
+    }
+    Vec::new()
 }
 
 /// The subscriber database, when there is one: readable, not damaged, a schema this gazette

@@ -622,6 +622,16 @@ impl Prepared {
 
     /// The complete RFC 5322 message for one recipient, and its Message-ID (without <>).
     pub fn message(&self, to: &Recipient<'_>) -> anyhow::Result<Outgoing> {
+        self.build(to, false)
+    }
+
+    /// A test copy (`send --to`): the same message under a Message-ID of its own, so that a
+    /// receiver that drops repeated Message-IDs never drops the real issue sent later.
+    pub fn test_message(&self, to: &Recipient<'_>) -> anyhow::Result<Outgoing> {
+        self.build(to, true)
+    }
+
+    fn build(&self, to: &Recipient<'_>, test: bool) -> anyhow::Result<Outgoing> {
         let address: Address = to
             .email
             .parse()
@@ -633,7 +643,11 @@ impl Prepared {
             );
         }
         let values = self.values(to);
-        let message_id = self.message_id(&address);
+        let message_id = if test {
+            format!("test.{}", self.message_id(&address))
+        } else {
+            self.message_id(&address)
+        };
         let mut mailbox = Mailbox::new(values.name.clone(), address.clone());
         let mut to_line = header_line(header::To::from(Mailboxes::from(mailbox.clone())));
         if to_line.split('\n').any(|l| l.len() > 998) {

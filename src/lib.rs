@@ -373,29 +373,32 @@ fn load_config(dir: &Path) -> anyhow::Result<Config> {
     })
 }
 
-/// The message for one recipient: the issue rendered once by [`email::Prepared`], then
-/// personalised per recipient (DKIM-signed when `[dkim]` is set).
-fn message_source(
-    dir: &Path,
-    config: &Config,
-    issue: &Issue,
-) -> anyhow::Result<impl Fn(&store::Recipient) -> anyhow::Result<send::Outgoing> + Sync + use<>> {
+/// The issue's email, rendered once by [`email::Prepared`] and personalised per recipient
+/// (DKIM-signed when `[dkim]` is set).
+fn prepare_email(dir: &Path, config: &Config, issue: &Issue) -> anyhow::Result<email::Prepared> {
     let templates = email::Templates::load(dir)?;
     let secret = token::Secret::load(dir)?;
     let dkim = config.dkim.as_ref().map(email::Dkim::load).transpose()?;
-    let prepared = email::Prepared::new(config, issue, &templates, &secret, dkim.as_ref())?;
-    Ok(move |r: &store::Recipient| {
-        let o = prepared.message(&email::Recipient {
-            email: &r.email,
-            name: r.name.as_deref(),
-        })?;
-        Ok(send::Outgoing {
+    email::Prepared::new(config, issue, &templates, &secret, dkim.as_ref())
+}
+
+/// One recipient as the email module names them.
+fn email_recipient(r: &store::Recipient) -> email::Recipient<'_> {
+    email::Recipient {
+        email: &r.email,
+        name: r.name.as_deref(),
+    }
+}
+
+impl From<email::Outgoing> for send::Outgoing {
+    fn from(o: email::Outgoing) -> send::Outgoing {
+        send::Outgoing {
             message_id: o.message_id,
             from: o.from,
             to: o.to,
             bytes: o.bytes,
-        })
-    })
+        }
+    }
 }
 
 /// The issue named by `slug`, which must be published (not a draft, not scheduled).
@@ -422,7 +425,8 @@ fn cmd_send(dir: &Path, args: &SendArgs, quiet: bool, json: bool) -> anyhow::Res
     use std::sync::atomic::{AtomicBool, Ordering};
     let (config, issues) = load(dir, true)?;
     let issue = sendable(&issues, &args.slug)?;
-    let source = message_source(dir, &config, issue)?;
+    let prepared = prepare_email(dir, &config, issue)?;
+    let source = |r: &store::Recipient| prepared.message(&email_recipient(r)).map(Into::into);
     if args.dry_run {
         let out = dir.join("outbox").join(&issue.slug).join("dry-run");
         let n = send::dry_run(dir, &issue.id, &out, &source)?;
@@ -438,7 +442,7 @@ fn cmd_send(dir: &Path, args: &SendArgs, quiet: bool, json: bool) -> anyhow::Res
     }
     let server = send::Server::resolve(&config.smtp)?;
     if !args.to.is_empty() {
-        return send_test_copies(&server, &source, &args.to, quiet, json);
+        return send_test_copies(&server, &prepared, &args.to, quiet, json);
     }
     let lock = store::RunLock::take(dir)?;
     let db = store::Store::open(dir)?;
@@ -477,6 +481,7 @@ fn cmd_send(dir: &Path, args: &SendArgs, quiet: bool, json: bool) -> anyhow::Res
         retry_unknown: args.retry_unknown,
         progress: !quiet && !json && std::io::stderr().is_terminal(),
         backoff: std::time::Duration::from_millis(250),
+        ledger_sync: config.smtp.ledger_sync,
     };
     let report = send::run(
         dir,
@@ -531,7 +536,7 @@ fn cmd_send(dir: &Path, args: &SendArgs, quiet: bool, json: bool) -> anyhow::Res
 /// `send --to`: test copies outside the ledger.
 fn send_test_copies(
     server: &send::Server,
-    source: &(dyn Fn(&store::Recipient) -> anyhow::Result<send::Outgoing> + Sync),
+    prepared: &email::Prepared,
     to: &[String],
     quiet: bool,
     json: bool,
@@ -539,12 +544,11 @@ fn send_test_copies(
     let mut messages = Vec::new();
     for raw in to {
         let a = store::Address::parse(raw).map_err(|e| anyhow::anyhow!("--to {raw}: {e}"))?;
-        messages.push(source(&store::Recipient {
-            id: 0,
-            email: a.email,
+        let recipient = email::Recipient {
+            email: &a.email,
             name: None,
-            attempts: 0,
-        })?);
+        };
+        messages.push(prepared.test_message(&recipient)?.into());
     }
     let results = send::send_test(server, &messages)?;
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();

@@ -57,6 +57,35 @@ concurrency = 4
     )
 }
 
+/// Makes sure `.gitignore` names what must never be committed (the key that signs
+/// unsubscribe links and the subscriber database live in `.gazette/`), adding the lines an
+/// existing file lacks.
+fn ensure_ignored(path: &Path) -> anyhow::Result<()> {
+    let old = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+    };
+    let present: Vec<&str> = old
+        .lines()
+        .map(|l| l.trim().trim_start_matches('/'))
+        .collect();
+    let mut new = old.clone();
+    for line in GITIGNORE.lines() {
+        if !present.contains(&line) {
+            if !new.is_empty() && !new.ends_with('\n') {
+                new.push('\n');
+            }
+            new.push_str(line);
+            new.push('\n');
+        }
+    }
+    if new != old {
+        files::write_if_changed(path, new.as_bytes())?;
+    }
+    Ok(())
+}
+
 /// Creates a newsletter in `dir` that publishes as it is.
 pub fn init(dir: &Path, quiet: bool) -> anyhow::Result<()> {
     let settings_path = dir.join(config::FILE_NAME);
@@ -84,10 +113,7 @@ pub fn init(dir: &Path, quiet: bool) -> anyhow::Result<()> {
             files::write_new(&path, text.as_bytes())?;
         }
     }
-    let gitignore = dir.join(".gitignore");
-    if !gitignore.exists() {
-        files::write_new(&gitignore, GITIGNORE.as_bytes())?;
-    }
+    ensure_ignored(&dir.join(".gitignore"))?;
     crate::token::Secret::create(dir)?;
     let today = crate::now()?.format("%Y-%m-%d");
     let welcome = format!(
@@ -163,6 +189,25 @@ pub fn new_issue(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Regression: in a repository that already had a .gitignore, init left .gazette/ (the
+    // unsubscribe key, the subscriber list) to be committed.
+    #[test]
+    fn an_existing_gitignore_gains_the_missing_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".gitignore");
+        std::fs::write(&path, "target/\n/outbox/").unwrap();
+        ensure_ignored(&path).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "target/\n/outbox/\n.gazette/\n"
+        );
+        ensure_ignored(&path).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "target/\n/outbox/\n.gazette/\n"
+        );
+    }
 
     #[test]
     fn slugs_come_from_latin_words_or_the_date() {

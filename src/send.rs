@@ -221,6 +221,8 @@ pub struct Options {
     pub progress: bool,
     /// The first retry's delay; later ones double, up to 32 times this.
     pub backoff: Duration,
+    /// Whether a `sending` row must reach the disk, or only the operating system, before DATA.
+    pub ledger_sync: crate::config::LedgerSync,
 }
 
 /// What a run did.
@@ -646,6 +648,9 @@ pub fn run(
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
     let store = Store::open(dir)?;
+    if options.ledger_sync == crate::config::LedgerSync::Normal {
+        store.relax_sync()?;
+    }
     let interrupted_before = store.settle_interrupted(issue_id)?;
     let total = store.count_recipients(issue_id, options.retry_unknown)?;
     let mut report = Report {

@@ -322,6 +322,14 @@ impl Store {
         Ok(())
     }
 
+    /// Relaxes commits to "handed to the operating system" (`synchronous = NORMAL`) for this
+    /// connection: `[smtp] ledger_sync = "normal"`.
+    pub fn relax_sync(&self) -> anyhow::Result<()> {
+        self.conn
+            .execute_batch("PRAGMA synchronous = NORMAL;")
+            .with_context(|| format!("cannot configure {}", self.path.display()))
+    }
+
     /// The schema version of the file (`PRAGMA user_version`).
     pub fn version(&self) -> anyhow::Result<i64> {
         self.conn

@@ -63,20 +63,22 @@ impl Secret {
             return Ok(false);
         }
         let mut bytes = [0u8; 32];
-        use std::io::Read;
+        use std::io::{Read, Write};
         std::fs::File::open("/dev/urandom")
             .and_then(|mut f| f.read_exact(&mut bytes))
             .context("cannot read /dev/urandom for a new key")?;
-        crate::files::write_new(
-            &path,
-            format!("{}\n", URL_SAFE_NO_PAD.encode(bytes)).as_bytes(),
-        )?;
+        crate::files::create_dir_all(path.parent().expect("the secret lives in .gazette/"))?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        // Readable by its owner only, from the moment it exists.
         #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                .with_context(|| format!("cannot restrict {}", path.display()))?;
-        }
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options
+            .open(&path)
+            .and_then(|mut f| {
+                f.write_all(format!("{}\n", URL_SAFE_NO_PAD.encode(bytes)).as_bytes())
+            })
+            .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(true)
     }
 

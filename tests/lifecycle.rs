@@ -201,3 +201,29 @@ fn a_link_loop_under_issues_does_not_stop_publish() {
     n.gazette(&["publish"]).ok();
     assert!(n.exists("feeds/images/consistency-sampling.png"));
 }
+
+// Secrets never live in a tracked file: in a git work tree, `check` fails while `.gazette/`
+// (the unsubscribe key, the subscriber list) is not ignored, and `init` adds the line to an
+// existing .gitignore.
+#[test]
+fn check_fails_while_the_secrets_directory_is_not_git_ignored() {
+    let n = Newsletter::sample();
+    crate::support::tool("git", &["init", "-q", n.path().to_str().unwrap()]).ok();
+    n.write(".gitignore", "target/\n");
+    let run = n.gazette(&["check"]).code(1);
+    assert!(
+        run.stderr
+            .contains(".gitignore: error: `.gazette/` is not git-ignored"),
+        "{}",
+        run.stderr
+    );
+    n.write(".gitignore", "target/\n.gazette/\n");
+    n.gazette(&["check"]).ok();
+
+    let fresh = Newsletter::empty();
+    crate::support::tool("git", &["init", "-q", fresh.path().to_str().unwrap()]).ok();
+    fresh.write(".gitignore", "target/\n");
+    fresh.gazette(&["init"]).ok();
+    assert_eq!(fresh.read(".gitignore"), "target/\noutbox/\n.gazette/\n");
+    fresh.gazette(&["check"]).ok();
+}
