@@ -442,6 +442,9 @@ enum Outcome {
     Failed(String),
     Bounced(String),
     Unknown(String),
+    /// Not accepted, and not the recipient's fault (the sender refused, relaying denied):
+    /// stop the run and leave the row to be tried again.
+    Stop(String),
 }
 
 /// Sends one message on an open connection. `before_data` runs after RCPT and before DATA (it
@@ -485,18 +488,23 @@ fn deliver(
         // MAIL and RCPT in one write, then both replies (RFC 2920): one round trip.
         let first = conn.command(Wire(&format!("{mail}{rcpt}")));
         let second = conn.read_response();
-        first.and(second)
+        match first {
+            Err(e) => Err((Stage::Mail, e)),
+            Ok(_) => second.map_err(|e| (Stage::Rcpt, e)),
+        }
     } else {
-        conn.command(mail).and_then(|_| conn.command(rcpt))
+        conn.command(mail)
+            .map_err(|e| (Stage::Mail, e))
+            .and_then(|_| conn.command(rcpt).map_err(|e| (Stage::Rcpt, e)))
     };
-    if let Err(e) = early {
+    if let Err((stage, e)) = early {
         // The `sending` row may be queued; let it land before the outcome that overrides it.
         before_data()?;
-        return Ok(refused_early(conn, &e));
+        return Ok(refused_early(conn, stage, msg, &e));
     }
     before_data()?;
     if let Err(e) = conn.command(Data) {
-        return Ok(refused_early(conn, &e));
+        return Ok(refused_early(conn, Stage::Data, msg, &e));
     }
     // The body and its final dot in one write: written apart, Nagle's algorithm and the
     // server's delayed ACK hold the dot back ~40 ms per message.
@@ -506,7 +514,7 @@ fn deliver(
     };
     match sent {
         Ok(reply) => Ok((Outcome::Sent(reply_text(&reply)), true)),
-        Err(e) => Ok(after_dot(&e)),
+        Err(e) => Ok(after_dot(msg, &e)),
     }
 }
 
@@ -544,16 +552,27 @@ fn reply_text(r: &lettre::transport::smtp::response::Response) -> String {
     format!("{} {}", r.code(), r.message().collect::<Vec<_>>().join(" "))
 }
 
+/// The command a refusal answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    Mail,
+    Rcpt,
+    Data,
+    /// The final dot.
+    Dot,
+}
+
 /// A reply to MAIL, RCPT or DATA: the message was not accepted, whatever happened.
-fn refused_early(conn: &mut SmtpConnection, e: &lettre::transport::smtp::Error) -> (Outcome, bool) {
+fn refused_early(
+    conn: &mut SmtpConnection,
+    stage: Stage,
+    msg: &Outgoing,
+    e: &lettre::transport::smtp::Error,
+) -> (Outcome, bool) {
     let words = chain(e);
     let code = e.status().map(|c| c.to_string());
     let outcome = if e.is_permanent() {
-        if is_no_such_user(&words) {
-            Outcome::Bounced(words)
-        } else {
-            Outcome::Failed(words)
-        }
+        permanent(stage, msg, words)
     } else {
         Outcome::Deferred(words)
     };
@@ -566,15 +585,68 @@ fn refused_early(conn: &mut SmtpConnection, e: &lettre::transport::smtp::Error) 
     (outcome, usable)
 }
 
+/// What a permanent (5xx) refusal means. Only the recipient's own address not existing
+/// bounces it; a refusal that is about the sender or about this client (relaying, login)
+/// would refuse every recipient alike, so it stops the run with the row left to retry.
+fn permanent(stage: Stage, msg: &Outgoing, words: String) -> Outcome {
+    let enhanced = enhanced_code(&words);
+    let class = |c: &str| enhanced.as_deref().is_some_and(|e| e.starts_with(c));
+    if matches!(enhanced.as_deref(), Some("5.1.7" | "5.1.8")) || stage == Stage::Mail {
+        return Outcome::Stop(format!(
+            "the relay refused the sender <{}>: {words}; check email.from and the relay's \
+             configuration (nobody was marked failed)",
+            msg.from
+        ));
+    }
+    if stage != Stage::Rcpt {
+        return if is_no_such_user(&words) {
+            Outcome::Bounced(words)
+        } else {
+            Outcome::Failed(words)
+        };
+    }
+    let lower = words.to_lowercase();
+    let about_us = ["relay", "authenticat", "auth required", "not permitted"]
+        .iter()
+        .any(|w| lower.contains(w));
+    if class("5.7.") || (enhanced.is_none() && about_us) {
+        return Outcome::Stop(format!(
+            "the relay refused the recipient <{}>: {words}; a relaying or authentication \
+             refusal applies to every recipient: check smtp.url, smtp.username and the relay's \
+             configuration (nobody was marked failed)",
+            msg.to
+        ));
+    }
+    if is_no_such_user(&words) {
+        Outcome::Bounced(words)
+    } else {
+        Outcome::Failed(words)
+    }
+}
+
+/// The enhanced status code (RFC 3463) in a reply, like `5.1.1`.
+fn enhanced_code(words: &str) -> Option<String> {
+    words
+        .split(|c: char| c.is_whitespace() || c == ':' || c == '(' || c == ')')
+        .find(|w| {
+            let parts: Vec<&str> = w.split('.').collect();
+            parts.len() == 3
+                && matches!(parts[0], "2" | "4" | "5")
+                && parts[1..]
+                    .iter()
+                    .all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(str::to_string)
+}
+
 /// A failure after the message and its final dot were written (or while writing them).
-fn after_dot(e: &lettre::transport::smtp::Error) -> (Outcome, bool) {
+fn after_dot(msg: &Outgoing, e: &lettre::transport::smtp::Error) -> (Outcome, bool) {
     let words = chain(e);
     let outcome = match e.status().map(|c| c.to_string()) {
         // 421 to the final dot: the server may have stored the message before closing.
         Some(code) if code == "421" => Outcome::Unknown(words),
         Some(_) if e.is_transient() => Outcome::Deferred(words),
-        Some(_) if is_no_such_user(&words) => Outcome::Bounced(words),
-        Some(_) => Outcome::Failed(words),
+        Some(_) => permanent(Stage::Dot, msg, words),
         None => {
             // A reset or broken pipe means the server closed with our bytes unread: it never
             // read the final dot, so it cannot have accepted the message. Anything else (no
@@ -594,7 +666,7 @@ fn after_dot(e: &lettre::transport::smtp::Error) -> (Outcome, bool) {
     };
     let usable = matches!(
         outcome,
-        Outcome::Deferred(_) | Outcome::Failed(_) | Outcome::Bounced(_)
+        Outcome::Deferred(_) | Outcome::Failed(_) | Outcome::Bounced(_) | Outcome::Stop(_)
     ) && e.status().is_some();
     (outcome, usable)
 }
@@ -610,11 +682,104 @@ fn io_kind(e: &lettre::transport::smtp::Error) -> Option<std::io::ErrorKind> {
     None
 }
 
-/// A permanent reply with an enhanced status 5.1.x: the address does not exist.
+/// A permanent reply saying the recipient's address does not exist: an enhanced status of
+/// bad mailbox (5.1.1), bad system (5.1.2), bad syntax (5.1.3), moved (5.1.6) or null MX
+/// (5.1.10); without an enhanced status, a 550/551/553 whose words say the user is unknown.
+/// Not 5.1.7/5.1.8: those are about the sender.
 fn is_no_such_user(words: &str) -> bool {
+    match enhanced_code(words) {
+        Some(c) => matches!(c.as_str(), "5.1.1" | "5.1.2" | "5.1.3" | "5.1.6" | "5.1.10"),
+        None => {
+            let lower = words.to_lowercase();
+            ["(550)", "(551)", "(553)", "550 ", "551 ", "553 "]
+                .iter()
+                .any(|c| lower.contains(c))
+                && [
+                    "user unknown",
+                    "unknown user",
+                    "no such user",
+                    "recipient unknown",
+                    "unknown recipient",
+                    "does not exist",
+                    "no such mailbox",
+                ]
+                .iter()
+                .any(|w| lower.contains(w))
+        }
+    }
+}
+
+/// Whether an address can be sent to at all: the failure is about this recipient alone.
+fn deliverable(email: &str) -> Result<(), String> {
+    if !email.is_ascii() {
+        return Err(format!(
+            "`{email}` is not an ASCII address: gazette does not send SMTPUTF8 mail"
+        ));
+    }
+    email
+        .parse::<lettre::Address>()
+        .map(drop)
+        .map_err(|e| format!("`{email}` is not an email address ({e})"))
+}
+
+/// Permanent refusals in a row, all alike, that stop a run which has had nothing accepted.
+const SAME_REFUSALS: usize = 20;
+
+/// A safety net: when the first outcomes of a run are all permanent refusals with the same
+/// reply, the fault is the relay's or the configuration's, not the recipients'.
+#[derive(Default)]
+struct Net {
+    state: Mutex<NetState>,
+}
+
+#[derive(Default)]
+struct NetState {
+    disarmed: bool,
+    reply: String,
+    count: usize,
+}
+
+impl Net {
+    /// Notes an outcome; returns why the run must stop, if it must.
+    fn observe(&self, outcome: &Outcome) -> Option<String> {
+        let mut s = self.state.lock().expect("net lock");
+        if s.disarmed {
+            return None;
+        }
+        let words = match outcome {
+            Outcome::Failed(w) | Outcome::Bounced(w) => w,
+            Outcome::Deferred(_) | Outcome::Unknown(_) | Outcome::Stop(_) => return None,
+            Outcome::Sent(_) => {
+                s.disarmed = true;
+                return None;
+            }
+        };
+        let reply = without_addresses(words);
+        if s.count > 0 && s.reply != reply {
+            s.disarmed = true;
+            return None;
+        }
+        s.reply = reply;
+        s.count += 1;
+        if s.count < SAME_REFUSALS {
+            return None;
+        }
+        s.disarmed = true;
+        Some(format!(
+            "the first {SAME_REFUSALS} messages were all refused with the same reply ({words}) and \
+             none was accepted: that looks like the relay or the configuration, not the \
+             subscribers; check them (`gazette status` lists the refused rows)"
+        ))
+    }
+}
+
+/// A reply with the addresses in it left out, so that replies to different recipients compare.
+fn without_addresses(words: &str) -> String {
     words
-        .split(|c: char| c.is_whitespace() || c == ':' || c == '(' || c == ')')
-        .any(|w| w.starts_with("5.1.") && w.len() >= 5)
+        .split_whitespace()
+        .filter(|w| !w.contains('@'))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A fatal problem stops the run; the first one wins.
@@ -696,6 +861,7 @@ pub fn run(
     };
     let counters = Counters::default();
     let stop = Stop::default();
+    let net = Net::default();
     let pace = Pace {
         interval: (options.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / options.rate)),
         next: Mutex::new(Instant::now()),
@@ -719,6 +885,7 @@ pub fn run(
                     pace: &pace,
                     bar: &bar,
                     backoff: options.backoff,
+                    net: &net,
                 };
                 scope.spawn(move || ctx.run(conn))
             })
@@ -763,6 +930,7 @@ struct Worker<'a> {
     pace: &'a Pace,
     bar: &'a ProgressBar,
     backoff: Duration,
+    net: &'a Net,
 }
 
 impl Worker<'_> {
@@ -840,17 +1008,20 @@ impl Worker<'_> {
             attempt,
             reply,
         };
+        // An address no message can go to fails on its own; any other error making the
+        // message (a template, the DKIM key) would fail every recipient alike: stop the run.
+        if let Err(why) = deliverable(&r.email) {
+            self.ledger
+                .record(write(State::Failed, "", false, Some(why)));
+            self.counters.failed.fetch_add(1, Ordering::SeqCst);
+            self.bar.inc(1);
+            return None;
+        }
         let msg = match (self.source)(&*r) {
             Ok(m) => m,
             Err(e) => {
-                self.ledger.record(write(
-                    State::Failed,
-                    "",
-                    false,
-                    Some(format!("cannot make the message: {e:#}")),
-                ));
-                self.counters.failed.fetch_add(1, Ordering::SeqCst);
-                self.bar.inc(1);
+                self.stop
+                    .fatal(format!("cannot make the message for {}: {e:#}", r.email));
                 return None;
             }
         };
@@ -879,8 +1050,13 @@ impl Worker<'_> {
         let (outcome, usable) = match deliver(c, &msg, pipelining, wait) {
             Ok(x) => x,
             Err(Failure::Fatal(m)) | Err(Failure::Transient(m)) => {
-                // The row never became durable: nothing was sent past RCPT.
-                self.stop.fatal(m);
+                // Nothing was sent past RCPT. The `sending` row may have landed: leave it to
+                // be tried again (if the ledger itself failed, this write fails too).
+                self.stop.fatal(m.clone());
+                self.ledger
+                    .record(write(State::Deferred, &msg.message_id, false, Some(m)));
+                self.counters.deferred.fetch_add(1, Ordering::SeqCst);
+                self.bar.inc(1);
                 c.abort();
                 *conn = None;
                 return None;
@@ -888,6 +1064,9 @@ impl Worker<'_> {
         };
         if !usable {
             *conn = None;
+        }
+        if let Some(why) = self.net.observe(&outcome) {
+            self.stop.fatal(why);
         }
         r.attempts += 1;
         let attempts = r.attempts;
@@ -907,6 +1086,11 @@ impl Worker<'_> {
             Outcome::Unknown(w) => {
                 self.counters.unknown.fetch_add(1, Ordering::SeqCst);
                 (State::Unknown, w, None)
+            }
+            Outcome::Stop(w) => {
+                self.stop.fatal(w.clone());
+                self.counters.deferred.fetch_add(1, Ordering::SeqCst);
+                (State::Deferred, w, None)
             }
             Outcome::Deferred(w) => {
                 if attempts >= MAX_ATTEMPTS || self.stopping() {
@@ -945,7 +1129,8 @@ pub fn send_test(
                 Outcome::Deferred(w)
                 | Outcome::Failed(w)
                 | Outcome::Bounced(w)
-                | Outcome::Unknown(w),
+                | Outcome::Unknown(w)
+                | Outcome::Stop(w),
                 usable,
             )) => {
                 if !usable {
@@ -1018,8 +1203,93 @@ mod tests {
         assert!(is_no_such_user(
             "permanent error (550): 5.1.1 <x@y>: user unknown"
         ));
+        assert!(is_no_such_user("permanent error (550): 5.1.10 null MX"));
+        assert!(is_no_such_user(
+            "permanent error (550): <x@y>: User unknown in local recipient table"
+        ));
         assert!(!is_no_such_user(
             "permanent error (554): 5.7.1 rejected as spam"
         ));
+        // Sender address problems are not the recipient's.
+        for sender in ["5.1.7", "5.1.8"] {
+            assert!(!is_no_such_user(&format!(
+                "permanent error (553): {sender} <a@b>: Sender address rejected: user unknown"
+            )));
+        }
+    }
+
+    fn outgoing() -> Outgoing {
+        Outgoing {
+            message_id: "id@example.org".into(),
+            from: "news@example.org".parse().unwrap(),
+            to: "ann@example.org".parse().unwrap(),
+            bytes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn sender_and_relay_refusals_stop_the_run_instead_of_failing_the_recipient() {
+        let m = outgoing();
+        let stop = |stage, w: &str| matches!(permanent(stage, &m, w.into()), Outcome::Stop(_));
+        let bounced =
+            |stage, w: &str| matches!(permanent(stage, &m, w.into()), Outcome::Bounced(_));
+        let failed = |stage, w: &str| matches!(permanent(stage, &m, w.into()), Outcome::Failed(_));
+        assert!(stop(
+            Stage::Mail,
+            "permanent error (550): 5.7.1 not allowed"
+        ));
+        assert!(stop(
+            Stage::Mail,
+            "permanent error (553): 5.1.8 domain not found"
+        ));
+        assert!(stop(
+            Stage::Rcpt,
+            "permanent error (553): 5.1.8 sender domain not found"
+        ));
+        assert!(stop(
+            Stage::Rcpt,
+            "permanent error (554): 5.7.1 <a@b>: Relay access denied"
+        ));
+        assert!(stop(Stage::Rcpt, "permanent error (550): relaying denied"));
+        assert!(stop(
+            Stage::Dot,
+            "permanent error (550): 5.1.7 bad sender mailbox"
+        ));
+        assert!(bounced(
+            Stage::Rcpt,
+            "permanent error (550): 5.1.1 <a@b>: User unknown"
+        ));
+        assert!(failed(
+            Stage::Rcpt,
+            "permanent error (552): 5.2.2 mailbox full"
+        ));
+        assert!(failed(
+            Stage::Dot,
+            "permanent error (554): 5.7.1 rejected as spam"
+        ));
+    }
+
+    #[test]
+    fn the_net_stops_a_run_whose_first_outcomes_are_all_the_same_refusal() {
+        let net = Net::default();
+        let no = |i: usize| Outcome::Bounced(format!("550 5.1.1 <u{i}@example.org>: unknown"));
+        for i in 1..SAME_REFUSALS {
+            assert!(net.observe(&no(i)).is_none());
+        }
+        assert!(net.observe(&no(0)).unwrap().contains("same reply"));
+        // One accepted message, or a different reply, disarms it.
+        let net = Net::default();
+        assert!(net.observe(&Outcome::Sent("250".into())).is_none());
+        for i in 0..2 * SAME_REFUSALS {
+            assert!(net.observe(&no(i)).is_none());
+        }
+        let net = Net::default();
+        assert!(
+            net.observe(&Outcome::Failed("552 5.2.2 full".into()))
+                .is_none()
+        );
+        for i in 0..2 * SAME_REFUSALS {
+            assert!(net.observe(&no(i)).is_none());
+        }
     }
 }

@@ -637,3 +637,66 @@ fn ctrl_c_stops_after_the_messages_in_flight_and_says_how_to_resume() {
         assert_eq!(accepted.get(a).map(Vec::len), Some(1), "{a}");
     }
 }
+
+/// A refusal that is about the sender or the relay, not the recipient, stops the run with
+/// every row left to retry; once the relay is fixed, everyone gets the issue exactly once.
+fn a_refusal_that_is_not_about_the_recipient_stops_the_run(mode: &str, expected: &str) {
+    let server = Server::python(mode);
+    let all = users("r", 30);
+    let n = newsletter(&all, "");
+    let mut c = n.command(&["send", SLUG, "--yes"]);
+    c.env("GAZETTE_SMTP_URL", server.url());
+    let out = run_with_timeout(c, Duration::from_secs(60)).code(1);
+    assert!(out.stderr.contains("stopped"), "{}", out.stderr);
+    assert!(out.stderr.contains(expected), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("nobody was marked failed"),
+        "{}",
+        out.stderr
+    );
+    let s = status(&n);
+    assert_eq!(
+        (count(&s, "sent"), count(&s, "bounced"), count(&s, "failed")),
+        (0, 0, 0),
+        "{s}"
+    );
+    assert_eq!(count(&s, "sending") + count(&s, "unknown"), 0, "{s}");
+    assert_eq!(count(&s, "deferred") + count(&s, "pending"), 30, "{s}");
+    assert!(server.accepted().is_empty());
+    let list = n.gazette(&["subscribers", "list"]).ok().stdout;
+    assert_eq!(list.matches("\tactive\t").count(), 30, "{list}");
+
+    let fixed = Server::python("ok");
+    send(&n, &fixed, &[]).ok();
+    let accepted = fixed.accepted();
+    for a in &all {
+        assert_eq!(accepted.get(a).map(Vec::len), Some(1), "{a}");
+    }
+    assert_eq!(accepted.len(), 30);
+    assert_eq!(count(&status(&n), "sent"), 30);
+}
+
+#[test]
+fn a_sender_address_refused_at_mail_from_stops_the_run_and_fails_nobody() {
+    a_refusal_that_is_not_about_the_recipient_stops_the_run("badsender", "5.1.8");
+}
+
+#[test]
+fn relay_access_denied_on_every_rcpt_stops_the_run_and_fails_nobody() {
+    a_refusal_that_is_not_about_the_recipient_stops_the_run("norelay", "Relay access denied");
+}
+
+#[test]
+fn a_run_whose_first_messages_are_all_refused_alike_stops_early() {
+    let server = Server::python("reject");
+    let n = newsletter(&users("unknown", 100), "");
+    let mut c = n.command(&["send", SLUG, "--yes"]);
+    c.env("GAZETTE_SMTP_URL", server.url());
+    let out = run_with_timeout(c, Duration::from_secs(60)).code(1);
+    assert!(out.stderr.contains("same reply"), "{}", out.stderr);
+    let s = status(&n);
+    // The stop comes after 20 alike, plus at most the messages other connections had in hand.
+    let bounced = count(&s, "bounced");
+    assert!((20..=40).contains(&bounced), "{s}");
+    assert_eq!(bounced + count(&s, "pending"), 100, "{s}");
+}
