@@ -203,6 +203,9 @@ fn default_tls() -> Tls {
 fn default_ledger_sync() -> LedgerSync {
     LedgerSync::Full
 }
+/// The slowest `smtp.rate` (messages per second) other than 0: one message every 1000 s.
+pub const MIN_RATE: f64 = 0.001;
+
 fn default_rate() -> Spanned<f64> {
     Spanned::new(0..0, 0.0)
 }
@@ -428,13 +431,13 @@ impl Config {
             );
         }
         let rate = *s.rate.get_ref();
-        if !(rate >= 0.0 && rate.is_finite()) {
+        if !(rate == 0.0 || (rate >= MIN_RATE && rate.is_finite())) {
             bad(
                 s.rate.span(),
                 format!(
-                    "smtp.rate must be 0 (unlimited) or a positive number of messages per second, not {rate}"
+                    "smtp.rate must be 0 (unlimited) or at least {MIN_RATE} messages per second, not {rate:?}"
                 ),
-                "",
+                "e.g. rate = 10 for ten messages a second; rate = 0.01 for one every 100 seconds",
             );
         }
         let timeout = *s.timeout_seconds.get_ref();
@@ -670,5 +673,20 @@ from = "论文月刊 <digest@example.org>"
                 .unwrap()
                 .starts_with("close the string")
         );
+    }
+
+    #[test]
+    fn a_rate_too_small_to_pace_is_refused_where_it_is_written() {
+        for bad in ["1e-30", "0.0001", "-1", "nan", "inf"] {
+            let text = format!("{GOOD}\n[smtp]\nrate = {bad}\n");
+            let err = Config::parse(Path::new("gazette.toml"), &text, Path::new(".")).unwrap_err();
+            assert_eq!(err.len(), 1, "{bad}: {err:#?}");
+            assert!(err[0].message.contains("smtp.rate"), "{bad}: {err:#?}");
+            assert_eq!(err[0].line, 14, "{bad}: {err:#?}");
+        }
+        for good in ["0", "0.001", "1e9"] {
+            let text = format!("{GOOD}\n[smtp]\nrate = {good}\n");
+            Config::parse(Path::new("gazette.toml"), &text, Path::new(".")).unwrap();
+        }
     }
 }

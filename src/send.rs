@@ -414,6 +414,13 @@ fn write_ledger(mut store: Store, issue_id: &str, rx: mpsc::Receiver<Job>) -> Re
     failed.map_or(Ok(()), Err)
 }
 
+/// The time between messages at `rate` per second, never longer than the slowest rate
+/// gazette.toml accepts (`Duration::from_secs_f64` panics on one too long for a Duration).
+fn pace_interval(rate: f64) -> Duration {
+    let slowest = Duration::from_secs_f64(1.0 / crate::config::MIN_RATE);
+    Duration::try_from_secs_f64(1.0 / rate).map_or(slowest, |d| d.min(slowest))
+}
+
 /// Messages per second over all workers.
 struct Pace {
     interval: Option<Duration>,
@@ -863,7 +870,7 @@ pub fn run(
     let stop = Stop::default();
     let net = Net::default();
     let pace = Pace {
-        interval: (options.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / options.rate)),
+        interval: (options.rate > 0.0).then(|| pace_interval(options.rate)),
         next: Mutex::new(Instant::now()),
     };
     let (tx, rx) = mpsc::channel();
@@ -1188,6 +1195,14 @@ pub fn dry_run(dir: &Path, issue_id: &str, out: &Path, source: Source<'_>) -> an
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tiny_rate_paces_without_panicking() {
+        assert_eq!(pace_interval(1e-30), Duration::from_secs(1000));
+        assert_eq!(pace_interval(f64::MIN_POSITIVE), Duration::from_secs(1000));
+        assert_eq!(pace_interval(4.0), Duration::from_millis(250));
+        assert_eq!(pace_interval(f64::INFINITY), Duration::ZERO);
+    }
 
     #[test]
     fn dots_at_line_starts_are_doubled() {

@@ -700,3 +700,13 @@ fn a_run_whose_first_messages_are_all_refused_alike_stops_early() {
     assert!((20..=40).contains(&bounced), "{s}");
     assert_eq!(bounced + count(&s, "pending"), 100, "{s}");
 }
+
+#[test]
+fn a_rate_too_small_to_pace_is_a_located_error_not_a_panic() {
+    let n = newsletter(&users("r", 2), "rate = 1e-30\n");
+    let sink = Server::sink();
+    let out = send(&n, &sink, &[]).code(1);
+    assert!(out.stderr.contains("gazette.toml:"), "{}", out.stderr);
+    assert!(out.stderr.contains("smtp.rate"), "{}", out.stderr);
+    assert!(sink.out.read_dir().unwrap().next().is_none());
+}
