@@ -203,6 +203,30 @@ fn default_tls() -> Tls {
 fn default_ledger_sync() -> LedgerSync {
     LedgerSync::Full
 }
+/// The end of a URL's `scheme://user:password@` part: the byte index just after its last
+/// `@` before the host, if it has one. Works on text that does not parse as a URL too.
+fn userinfo_end(text: &str) -> Option<(usize, usize)> {
+    let start = text.find("://")? + 3;
+    let rest = &text[start..];
+    let authority = &rest[..rest
+        .find(['/', '?', '#', '"', '\'', ' '])
+        .unwrap_or(rest.len())];
+    authority.rfind('@').map(|at| (start, start + at + 1))
+}
+
+/// Whether an SMTP URL carries a user name or password (`smtp://user:pw@host`).
+pub fn has_userinfo(url: &str) -> bool {
+    userinfo_end(url).is_some()
+}
+
+/// A URL (or a line holding one) with its user name and password left out, for messages.
+pub fn without_userinfo(text: &str) -> String {
+    match userinfo_end(text) {
+        Some((start, end)) => format!("{}{}", &text[..start], &text[end..]),
+        None => text.to_string(),
+    }
+}
+
 /// The slowest `smtp.rate` (messages per second) other than 0: one message every 1000 s.
 pub const MIN_RATE: f64 = 0.001;
 
@@ -448,7 +472,21 @@ impl Config {
                 "",
             );
         }
-        if let Err(err) = Url::parse(s.url.get_ref())
+        if has_userinfo(s.url.get_ref()) {
+            let mut d = Diagnostic::error(
+                path,
+                "smtp.url must not hold a user name or password (they would be ignored, and \
+                 a password does not belong in a file)",
+            )
+            .at_offset(text, s.url.span().start)
+            .with_hint(format!(
+                "put the password in {}, the user in smtp.username, and write the URL as `{}`",
+                crate::send::PASSWORD_ENV,
+                without_userinfo(s.url.get_ref())
+            ));
+            d.source_line = d.source_line.as_deref().map(without_userinfo);
+            problems.push(d);
+        } else if let Err(err) = Url::parse(s.url.get_ref())
             .map_err(|e| e.to_string())
             .and_then(|u| {
                 if matches!(u.scheme(), "smtp" | "smtps") && u.host().is_some() {
@@ -688,5 +726,26 @@ from = "论文月刊 <digest@example.org>"
             let text = format!("{GOOD}\n[smtp]\nrate = {good}\n");
             Config::parse(Path::new("gazette.toml"), &text, Path::new(".")).unwrap();
         }
+    }
+
+    #[test]
+    fn a_password_in_the_smtp_url_is_refused_and_never_shown() {
+        let text = format!("{GOOD}\n[smtp]\nurl = \"smtp://ed:s3cret@relay.example.org:587\"\n");
+        let err = Config::parse(Path::new("gazette.toml"), &text, Path::new(".")).unwrap_err();
+        assert_eq!(err.len(), 1, "{err:#?}");
+        assert_eq!(err[0].line, 14, "{err:#?}");
+        let shown = err[0].to_string();
+        assert!(shown.contains("GAZETTE_SMTP_PASSWORD"), "{shown}");
+        assert!(shown.contains("smtp.username"), "{shown}");
+        assert!(shown.contains("smtp://relay.example.org:587"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("ed:"),
+            "{shown}"
+        );
+        assert_eq!(
+            without_userinfo("smtps://a%40b:p@ss@h:465/x"),
+            "smtps://h:465/x"
+        );
+        assert!(!has_userinfo("smtp://relay.example.org:587/a@b"));
     }
 }

@@ -80,7 +80,17 @@ impl Server {
     /// `[smtp]` with `GAZETTE_SMTP_URL` and `GAZETTE_SMTP_PASSWORD` applied. Refuses to send a
     /// password in clear text to anything but this machine.
     pub fn resolve(smtp: &SmtpConfig) -> anyhow::Result<Server> {
-        let url_text = std::env::var(URL_ENV).unwrap_or_else(|_| smtp.url.clone());
+        let (url_text, origin) = match std::env::var(URL_ENV) {
+            Ok(u) => (u, URL_ENV),
+            Err(_) => (smtp.url.clone(), "smtp.url"),
+        };
+        if crate::config::has_userinfo(&url_text) {
+            bail!(
+                "{origin} must not hold a user name or password (it would be ignored): put the \
+                 password in {PASSWORD_ENV}, the user in smtp.username, and give the URL as `{}`",
+                crate::config::without_userinfo(&url_text)
+            );
+        }
         let url = url::Url::parse(&url_text)
             .with_context(|| format!("`{url_text}` is not an SMTP URL"))?;
         let tls = match url.scheme() {

@@ -710,3 +710,37 @@ fn a_rate_too_small_to_pace_is_a_located_error_not_a_panic() {
     assert!(out.stderr.contains("smtp.rate"), "{}", out.stderr);
     assert!(sink.out.read_dir().unwrap().next().is_none());
 }
+
+#[test]
+fn a_password_in_the_smtp_url_is_refused_and_never_echoed() {
+    let sink = Server::sink();
+    let with_password = format!("smtp://editor:s3cret@127.0.0.1:{}", sink.port);
+    // In the environment.
+    let n = newsletter(&users("r", 2), "");
+    let mut c = n.command(&["send", SLUG, "--yes"]);
+    c.env("GAZETTE_SMTP_URL", &with_password);
+    let out = run_with_timeout(c, Duration::from_secs(30)).code(1);
+    assert!(
+        out.stderr.contains("GAZETTE_SMTP_PASSWORD"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("smtp.username"), "{}", out.stderr);
+    assert!(!out.stderr.contains("s3cret"), "{}", out.stderr);
+    assert_eq!(count(&status(&n), "pending"), 2);
+    // In gazette.toml: a located error, for `check` too.
+    let n = newsletter(&users("r", 2), &format!("url = \"{with_password}\"\n"));
+    for args in [&["send", SLUG, "--yes"][..], &["check"][..]] {
+        let mut c = n.command(args);
+        c.env_remove("GAZETTE_SMTP_URL");
+        let out = run_with_timeout(c, Duration::from_secs(30)).code(1);
+        assert!(out.stderr.contains("gazette.toml:"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("GAZETTE_SMTP_PASSWORD"),
+            "{}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("s3cret"), "{}", out.stderr);
+    }
+    assert!(sink.out.read_dir().unwrap().next().is_none());
+}
