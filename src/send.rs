@@ -808,7 +808,7 @@ struct Stop {
 
 impl Stop {
     fn fatal(&self, reason: String) {
-        let mut r = self.reason.lock().expect("stop lock");
+        let mut r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
         if r.is_none() {
             *r = Some(reason);
         }
@@ -904,7 +904,20 @@ pub fn run(
                     backoff: options.backoff,
                     net: &net,
                 };
-                scope.spawn(move || ctx.run(conn))
+                let stop = &stop;
+                scope.spawn(move || {
+                    // A panic must stop the run at once: the recipient it held would never be
+                    // handed back, and the other workers would wait for it.
+                    let run = std::panic::AssertUnwindSafe(|| ctx.run(conn));
+                    if let Err(panic) = std::panic::catch_unwind(run) {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        stop.fatal(format!("a worker thread panicked: {what}"));
+                    }
+                })
             })
             .collect();
         drop(tx);
@@ -927,8 +940,18 @@ pub fn run(
     report.bounced = get(&counters.bounced);
     report.unknown = get(&counters.unknown);
     report.interrupted = interrupt.load(Ordering::SeqCst);
-    report.stopped = stop.reason.lock().expect("stop lock").clone();
-    let deferred_waiting = queue.state.lock().expect("queue lock").waiting.len() as u64;
+    report.stopped = stop
+        .reason
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    // The lock is poisoned if a worker panicked while holding it: the count is still right.
+    let deferred_waiting = queue
+        .state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .waiting
+        .len() as u64;
     report.deferred = get(&counters.deferred) + deferred_waiting;
     let handled = report.sent + report.failed + report.bounced + report.unknown + report.deferred;
     report.not_attempted = total.saturating_sub(handled);
@@ -1205,6 +1228,93 @@ pub fn dry_run(dir: &Path, issue_id: &str, out: &Path, source: Source<'_>) -> an
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Postfix's smtp-sink on a free port of 127.0.0.1, killed on drop.
+    struct Sink(std::process::Child, u16);
+
+    impl Drop for Sink {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn sink() -> Sink {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("smtp-sink")
+            .args(["-u", "root", &format!("127.0.0.1:{port}"), "100"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("smtp-sink runs (install the test tools with `bash .ci/setup`)");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "smtp-sink never listened"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Sink(child, port)
+    }
+
+    #[test]
+    fn a_worker_that_panics_stops_the_run_promptly() {
+        let sink = sink();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for i in 0..200 {
+            let who = if i == 5 { "boom" } else { "r" };
+            let a = crate::store::Address::parse(&format!("{who}{i}@example.org")).unwrap();
+            store.add(&a, None, false).unwrap();
+        }
+        drop(store);
+        let server = Server {
+            host: "127.0.0.1".into(),
+            port: sink.1,
+            tls: Tls::None,
+            credentials: None,
+            timeout: Duration::from_secs(5),
+            pipelining: AtomicBool::new(false),
+        };
+        let options = Options {
+            concurrency: 4,
+            rate: 0.0,
+            retry_unknown: false,
+            progress: false,
+            backoff: Duration::from_millis(10),
+            ledger_sync: crate::config::LedgerSync::Full,
+        };
+        let (tx, rx) = mpsc::channel();
+        let path = dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            let source = |r: &Recipient| -> anyhow::Result<Outgoing> {
+                // Slow enough that the panic comes while other workers are still busy.
+                std::thread::sleep(Duration::from_millis(5));
+                assert!(!r.email.starts_with("boom"), "a bug in making the message");
+                Ok(Outgoing {
+                    message_id: format!("{}@example.org", r.id),
+                    from: "news@example.org".parse().unwrap(),
+                    to: r.email.parse().unwrap(),
+                    bytes: b"Subject: x\r\n\r\nx\r\n".to_vec(),
+                })
+            };
+            let never = AtomicBool::new(false);
+            let report = run(&path, "issue", "issue", &server, &source, &options, &never);
+            let _ = tx.send(report.map_err(|e| e.to_string()));
+        });
+        let report = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the run ends soon after a worker panics")
+            .unwrap();
+        let stopped = report.stopped.clone().unwrap_or_default();
+        assert!(stopped.contains("panicked"), "{stopped}");
+        assert!(report.not_attempted > 0, "{report:?}");
+    }
 
     #[test]
     fn a_tiny_rate_paces_without_panicking() {
