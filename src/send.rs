@@ -665,15 +665,12 @@ fn after_dot(msg: &Outgoing, e: &lettre::transport::smtp::Error) -> (Outcome, bo
         Some(_) if e.is_transient() => Outcome::Deferred(words),
         Some(_) => permanent(Stage::Dot, msg, words),
         None => {
-            // A reset or broken pipe means the server closed with our bytes unread: it never
-            // read the final dot, so it cannot have accepted the message. Anything else (no
-            // reply, a timeout) may have come after it stored the message.
-            let unread = io_kind(e).is_some_and(|k| {
-                matches!(
-                    k,
-                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
-                )
-            });
+            // A broken pipe (EPIPE) comes only from a write: the final dot never left, so the
+            // server cannot have accepted the message. A reset (ECONNRESET) can come while
+            // reading the reply, after the whole message was written and maybe stored (and
+            // lettre does not say whether its write or its read failed); like no reply or a
+            // timeout, it leaves the outcome unknown rather than risk a second copy.
+            let unread = io_kind(e) == Some(std::io::ErrorKind::BrokenPipe);
             if unread {
                 Outcome::Deferred(words)
             } else {
