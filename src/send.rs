@@ -38,7 +38,7 @@ pub const URL_ENV: &str = "GAZETTE_SMTP_URL";
 pub const PASSWORD_ENV: &str = "GAZETTE_SMTP_PASSWORD";
 
 /// Attempts at one message within one run before it is left `deferred` for the next run.
-pub const MAX_ATTEMPTS: i64 = 8;
+pub const MAX_ATTEMPTS: u32 = 8;
 /// Consecutive failed connection attempts before a run gives up on the relay.
 const MAX_CONNECT_ATTEMPTS: u32 = 6;
 /// Recipients read from the database at a time: memory stays flat in the list's size.
@@ -313,15 +313,22 @@ struct QueueState {
     page: VecDeque<Recipient>,
     exhausted: bool,
     retries: BinaryHeap<Reverse<(Instant, i64)>>,
-    waiting: std::collections::HashMap<i64, Recipient>,
+    waiting: std::collections::HashMap<i64, Held>,
     /// Recipients held by workers: they may come back as retries.
     held: usize,
+}
+
+/// A recipient in a worker's hands, with the attempts this run made at it.
+struct Held {
+    recipient: Recipient,
+    /// Attempts in this run only: MAX_ATTEMPTS is per run (the ledger counts all runs).
+    tries: u32,
 }
 
 impl Queue {
     /// The next recipient, waiting for retries that are due; None when everything is done
     /// or the run is stopping.
-    fn next(&self, stopping: impl Fn() -> bool) -> anyhow::Result<Option<Recipient>> {
+    fn next(&self, stopping: impl Fn() -> bool) -> anyhow::Result<Option<Held>> {
         let mut s = self.state.lock().expect("queue lock");
         loop {
             if stopping() {
@@ -344,9 +351,12 @@ impl Queue {
                 }
                 s.page = page.into();
             }
-            if let Some(r) = s.page.pop_front() {
+            if let Some(recipient) = s.page.pop_front() {
                 s.held += 1;
-                return Ok(Some(r));
+                return Ok(Some(Held {
+                    recipient,
+                    tries: 0,
+                }));
             }
             if s.retries.is_empty() && s.held == 0 {
                 return Ok(None);
@@ -364,13 +374,13 @@ impl Queue {
 
     /// A worker is done with a recipient; `retry_at` puts it back unless too many wait.
     /// Returns whether it was put back.
-    fn done(&self, r: Recipient, retry_at: Option<Instant>) -> bool {
+    fn done(&self, r: Held, retry_at: Option<Instant>) -> bool {
         let mut s = self.state.lock().expect("queue lock");
         s.held -= 1;
         let mut requeued = false;
         if let Some(at) = retry_at.filter(|_| s.waiting.len() < MAX_WAITING) {
-            s.retries.push(Reverse((at, r.id)));
-            s.waiting.insert(r.id, r);
+            s.retries.push(Reverse((at, r.recipient.id)));
+            s.waiting.insert(r.recipient.id, r);
             requeued = true;
         }
         drop(s);
@@ -1035,7 +1045,8 @@ impl Worker<'_> {
     }
 
     /// Sends to one recipient; returns when to try again, if ever.
-    fn one(&self, conn: &mut Option<SmtpConnection>, r: &mut Recipient) -> Option<Instant> {
+    fn one(&self, conn: &mut Option<SmtpConnection>, held: &mut Held) -> Option<Instant> {
+        let r = &held.recipient;
         let (id, email) = (r.id, r.email.clone());
         let write = |state, message_id: &str, attempt, reply: Option<String>| LedgerWrite {
             subscriber_id: id,
@@ -1054,7 +1065,7 @@ impl Worker<'_> {
             self.bar.inc(1);
             return None;
         }
-        let msg = match (self.source)(&*r) {
+        let msg = match (self.source)(r) {
             Ok(m) => m,
             Err(e) => {
                 self.stop
@@ -1105,8 +1116,8 @@ impl Worker<'_> {
         if let Some(why) = self.net.observe(&outcome) {
             self.stop.fatal(why);
         }
-        r.attempts += 1;
-        let attempts = r.attempts;
+        held.tries = held.tries.saturating_add(1);
+        let tries = held.tries;
         let (state, reply, retry) = match outcome {
             Outcome::Sent(w) => {
                 self.counters.sent.fetch_add(1, Ordering::SeqCst);
@@ -1130,11 +1141,11 @@ impl Worker<'_> {
                 (State::Deferred, w, None)
             }
             Outcome::Deferred(w) => {
-                if attempts >= MAX_ATTEMPTS || self.stopping() {
+                if tries >= MAX_ATTEMPTS || self.stopping() {
                     self.counters.deferred.fetch_add(1, Ordering::SeqCst);
                     (State::Deferred, w, None)
                 } else {
-                    let delay = self.backoff * 2u32.pow((attempts as u32 - 1).min(5));
+                    let delay = self.backoff * 2u32.pow(tries.saturating_sub(1).min(5));
                     (State::Deferred, w, Some(Instant::now() + delay))
                 }
             }

@@ -749,3 +749,32 @@ fn a_password_in_the_smtp_url_is_refused_and_never_echoed() {
     }
     assert!(sink.out.read_dir().unwrap().next().is_none());
 }
+
+#[test]
+fn attempts_from_earlier_runs_do_not_use_up_this_runs_retries() {
+    // Rows deferred by earlier runs with many attempts in the ledger: MAX_ATTEMPTS is per run,
+    // so this run still retries each transient failure until it is delivered.
+    let all = users("r", 20);
+    let n = newsletter(&all, "");
+    send(&n, &Server::sink(), &[]).ok();
+    let db = n.path().join(".gazette/gazette.db");
+    crate::support::tool(
+        "python3",
+        &[
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); \
+             c.execute(\"UPDATE deliveries SET state = 'deferred', attempts = 50\"); c.commit()",
+            db.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    assert_eq!(count(&status(&n), "deferred"), 20);
+    let server = Server::python("random4xx");
+    send(&n, &server, &[]).ok();
+    let s = status(&n);
+    assert_eq!((count(&s, "sent"), count(&s, "deferred")), (20, 0), "{s}");
+    let accepted = server.accepted();
+    for a in &all {
+        assert_eq!(accepted.get(a).map(Vec::len), Some(1), "{a}");
+    }
+}
