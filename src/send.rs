@@ -26,7 +26,7 @@ use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{SmtpConnection, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
-use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::transport::smtp::extension::ClientId;
 use serde::Serialize;
 
 use crate::config::{SmtpConfig, Tls};
@@ -483,29 +483,14 @@ fn deliver(
     pipelining: bool,
     before_data: impl FnOnce() -> Result<(), Failure>,
 ) -> Result<(Outcome, bool), Failure> {
-    let mut params = Vec::new();
-    if !msg.bytes.is_ascii() {
-        if !conn.server_info().supports_feature(Extension::EightBitMime) {
-            before_data()?;
-            return Ok((
-                Outcome::Failed("the relay does not accept 8-bit messages (no 8BITMIME)".into()),
-                true,
-            ));
-        }
-        params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
-    }
-    if !AsRef::<str>::as_ref(&msg.from).is_ascii() || !AsRef::<str>::as_ref(&msg.to).is_ascii() {
-        if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
-            before_data()?;
-            return Ok((
-                Outcome::Failed(
-                    "the relay does not accept non-ASCII addresses (no SMTPUTF8)".into(),
-                ),
-                true,
-            ));
-        }
-        params.push(MailParameter::SmtpUtfEight);
-    }
+    // gazette makes 7-bit messages only (email.rs encodes every part), to ASCII addresses
+    // only (store.rs and `deliverable` refuse others): no 8BITMIME or SMTPUTF8 needed.
+    debug_assert!(msg.bytes.is_ascii(), "a message with 8-bit bytes");
+    debug_assert!(
+        AsRef::<str>::as_ref(&msg.from).is_ascii() && AsRef::<str>::as_ref(&msg.to).is_ascii(),
+        "a non-ASCII address"
+    );
+    let params = Vec::new();
     let envelope = Envelope::new(Some(msg.from.clone()), vec![msg.to.clone()])
         .map_err(|e| Failure::Fatal(format!("bad envelope: {e}")))?;
     // Before DATA: any failure means the message was not accepted.

@@ -124,7 +124,27 @@ impl Address {
                 "`{s}`: the domain `{domain}` is not a full domain name"
             ));
         }
-        let email = format!("{local}@{}", domain.to_lowercase());
+        if !local.is_ascii() {
+            return Err(format!(
+                "`{s}` has non-ASCII characters before the `@`: gazette sends plain (7-bit) mail \
+                 without SMTPUTF8, which such an address needs"
+            ));
+        }
+        // An internationalised domain is stored in its ASCII (punycode) form, which every
+        // relay accepts.
+        let domain = if domain.is_ascii() {
+            domain.to_lowercase()
+        } else {
+            match url::Host::parse(domain) {
+                Ok(url::Host::Domain(ascii)) => ascii,
+                _ => {
+                    return Err(format!(
+                        "`{s}`: the domain `{domain}` is not a valid domain name"
+                    ));
+                }
+            }
+        };
+        let email = format!("{local}@{domain}");
         if let Err(e) = email.parse::<lettre::Address>() {
             return Err(format!("`{s}` is not an email address ({e})"));
         }
@@ -663,9 +683,18 @@ mod tests {
             "a b@example.org",
             "a@exa\nmple.org",
             "@example.org",
+            "zhāng@example.org",
+            "张三@example.org",
         ] {
             assert!(Address::parse(bad).is_err(), "{bad:?} accepted");
         }
+        // Regression: non-ASCII addresses were accepted here and then failed at send time.
+        let err = Address::parse("张三@example.org").unwrap_err();
+        assert!(err.contains("non-ASCII"), "{err}");
+        assert_eq!(
+            Address::parse("ann@Bücher.example").unwrap().email,
+            "ann@xn--bcher-kva.example"
+        );
     }
 
     #[test]
