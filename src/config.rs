@@ -204,6 +204,33 @@ fn default_tls() -> Tls {
 fn default_ledger_sync() -> LedgerSync {
     LedgerSync::Full
 }
+/// The end of a URL's `scheme://user:password@` part: the byte index just after its last
+/// `@` before the host, if it has one. Works on text that does not parse as a URL too.
+fn userinfo_end(text: &str) -> Option<(usize, usize)> {
+    let start = text.find("://")? + 3;
+    let rest = &text[start..];
+    let authority = &rest[..rest
+        .find(['/', '?', '#', '"', '\'', ' '])
+        .unwrap_or(rest.len())];
+    authority.rfind('@').map(|at| (start, start + at + 1))
+}
+
+/// Whether an SMTP URL carries a user name or password (`smtp://user:pw@host`).
+pub fn has_userinfo(url: &str) -> bool {
+    userinfo_end(url).is_some()
+}
+
+/// A URL (or a line holding one) with its user name and password left out, for messages.
+pub fn without_userinfo(text: &str) -> String {
+    match userinfo_end(text) {
+        Some((start, end)) => format!("{}{}", &text[..start], &text[end..]),
+        None => text.to_string(),
+    }
+}
+
+/// The slowest `smtp.rate` (messages per second) other than 0: one message every 1000 s.
+pub const MIN_RATE: f64 = 0.001;
+
 fn default_rate() -> Spanned<f64> {
     Spanned::new(0..0, 0.0)
 }
@@ -429,13 +456,13 @@ impl Config {
             );
         }
         let rate = *s.rate.get_ref();
-        if !(rate >= 0.0 && rate.is_finite()) {
+        if !(rate == 0.0 || (rate >= MIN_RATE && rate.is_finite())) {
             bad(
                 s.rate.span(),
                 format!(
-                    "smtp.rate must be 0 (unlimited) or a positive number of messages per second, not {rate}"
+                    "smtp.rate must be 0 (unlimited) or at least {MIN_RATE} messages per second, not {rate:?}"
                 ),
-                "",
+                "e.g. rate = 10 for ten messages a second; rate = 0.01 for one every 100 seconds",
             );
         }
         let timeout = *s.timeout_seconds.get_ref();
@@ -446,7 +473,21 @@ impl Config {
                 "",
             );
         }
-        if let Err(err) = Url::parse(s.url.get_ref())
+        if has_userinfo(s.url.get_ref()) {
+            let mut d = Diagnostic::error(
+                path,
+                "smtp.url must not hold a user name or password (they would be ignored, and \
+                 a password does not belong in a file)",
+            )
+            .at_offset(text, s.url.span().start)
+            .with_hint(format!(
+                "put the password in {}, the user in smtp.username, and write the URL as `{}`",
+                crate::send::PASSWORD_ENV,
+                without_userinfo(s.url.get_ref())
+            ));
+            d.source_line = d.source_line.as_deref().map(without_userinfo);
+            problems.push(d);
+        } else if let Err(err) = Url::parse(s.url.get_ref())
             .map_err(|e| e.to_string())
             .and_then(|u| {
                 if matches!(u.scheme(), "smtp" | "smtps") && u.host().is_some() {
@@ -684,5 +725,41 @@ from = "论文月刊 <digest@example.org>"
                 .unwrap()
                 .starts_with("close the string")
         );
+    }
+
+    #[test]
+    fn a_rate_too_small_to_pace_is_refused_where_it_is_written() {
+        for bad in ["1e-30", "0.0001", "-1", "nan", "inf"] {
+            let text = format!("{GOOD}\n[smtp]\nrate = {bad}\n");
+            let err = Config::parse(Path::new("gazette.toml"), &text, Path::new(".")).unwrap_err();
+            assert_eq!(err.len(), 1, "{bad}: {err:#?}");
+            assert!(err[0].message.contains("smtp.rate"), "{bad}: {err:#?}");
+            assert_eq!(err[0].line, 14, "{bad}: {err:#?}");
+        }
+        for good in ["0", "0.001", "1e9"] {
+            let text = format!("{GOOD}\n[smtp]\nrate = {good}\n");
+            Config::parse(Path::new("gazette.toml"), &text, Path::new(".")).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_password_in_the_smtp_url_is_refused_and_never_shown() {
+        let text = format!("{GOOD}\n[smtp]\nurl = \"smtp://ed:s3cret@relay.example.org:587\"\n");
+        let err = Config::parse(Path::new("gazette.toml"), &text, Path::new(".")).unwrap_err();
+        assert_eq!(err.len(), 1, "{err:#?}");
+        assert_eq!(err[0].line, 14, "{err:#?}");
+        let shown = err[0].to_string();
+        assert!(shown.contains("GAZETTE_SMTP_PASSWORD"), "{shown}");
+        assert!(shown.contains("smtp.username"), "{shown}");
+        assert!(shown.contains("smtp://relay.example.org:587"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("ed:"),
+            "{shown}"
+        );
+        assert_eq!(
+            without_userinfo("smtps://a%40b:p@ss@h:465/x"),
+            "smtps://h:465/x"
+        );
+        assert!(!has_userinfo("smtp://relay.example.org:587/a@b"));
     }
 }

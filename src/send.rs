@@ -26,7 +26,7 @@ use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{SmtpConnection, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
-use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::transport::smtp::extension::ClientId;
 use serde::Serialize;
 
 use crate::config::{SmtpConfig, Tls};
@@ -38,7 +38,7 @@ pub const URL_ENV: &str = "GAZETTE_SMTP_URL";
 pub const PASSWORD_ENV: &str = "GAZETTE_SMTP_PASSWORD";
 
 /// Attempts at one message within one run before it is left `deferred` for the next run.
-pub const MAX_ATTEMPTS: i64 = 8;
+pub const MAX_ATTEMPTS: u32 = 8;
 /// Consecutive failed connection attempts before a run gives up on the relay.
 const MAX_CONNECT_ATTEMPTS: u32 = 6;
 /// Recipients read from the database at a time: memory stays flat in the list's size.
@@ -80,7 +80,17 @@ impl Server {
     /// `[smtp]` with `GAZETTE_SMTP_URL` and `GAZETTE_SMTP_PASSWORD` applied. Refuses to send a
     /// password in clear text to anything but this machine.
     pub fn resolve(smtp: &SmtpConfig) -> anyhow::Result<Server> {
-        let url_text = std::env::var(URL_ENV).unwrap_or_else(|_| smtp.url.clone());
+        let (url_text, origin) = match std::env::var(URL_ENV) {
+            Ok(u) => (u, URL_ENV),
+            Err(_) => (smtp.url.clone(), "smtp.url"),
+        };
+        if crate::config::has_userinfo(&url_text) {
+            bail!(
+                "{origin} must not hold a user name or password (it would be ignored): put the \
+                 password in {PASSWORD_ENV}, the user in smtp.username, and give the URL as `{}`",
+                crate::config::without_userinfo(&url_text)
+            );
+        }
         let url = url::Url::parse(&url_text)
             .with_context(|| format!("`{url_text}` is not an SMTP URL"))?;
         let tls = match url.scheme() {
@@ -303,15 +313,22 @@ struct QueueState {
     page: VecDeque<Recipient>,
     exhausted: bool,
     retries: BinaryHeap<Reverse<(Instant, i64)>>,
-    waiting: std::collections::HashMap<i64, Recipient>,
+    waiting: std::collections::HashMap<i64, Held>,
     /// Recipients held by workers: they may come back as retries.
     held: usize,
+}
+
+/// A recipient in a worker's hands, with the attempts this run made at it.
+struct Held {
+    recipient: Recipient,
+    /// Attempts in this run only: MAX_ATTEMPTS is per run (the ledger counts all runs).
+    tries: u32,
 }
 
 impl Queue {
     /// The next recipient, waiting for retries that are due; None when everything is done
     /// or the run is stopping.
-    fn next(&self, stopping: impl Fn() -> bool) -> anyhow::Result<Option<Recipient>> {
+    fn next(&self, stopping: impl Fn() -> bool) -> anyhow::Result<Option<Held>> {
         let mut s = self.state.lock().expect("queue lock");
         loop {
             if stopping() {
@@ -334,9 +351,12 @@ impl Queue {
                 }
                 s.page = page.into();
             }
-            if let Some(r) = s.page.pop_front() {
+            if let Some(recipient) = s.page.pop_front() {
                 s.held += 1;
-                return Ok(Some(r));
+                return Ok(Some(Held {
+                    recipient,
+                    tries: 0,
+                }));
             }
             if s.retries.is_empty() && s.held == 0 {
                 return Ok(None);
@@ -354,13 +374,13 @@ impl Queue {
 
     /// A worker is done with a recipient; `retry_at` puts it back unless too many wait.
     /// Returns whether it was put back.
-    fn done(&self, r: Recipient, retry_at: Option<Instant>) -> bool {
+    fn done(&self, r: Held, retry_at: Option<Instant>) -> bool {
         let mut s = self.state.lock().expect("queue lock");
         s.held -= 1;
         let mut requeued = false;
         if let Some(at) = retry_at.filter(|_| s.waiting.len() < MAX_WAITING) {
-            s.retries.push(Reverse((at, r.id)));
-            s.waiting.insert(r.id, r);
+            s.retries.push(Reverse((at, r.recipient.id)));
+            s.waiting.insert(r.recipient.id, r);
             requeued = true;
         }
         drop(s);
@@ -414,6 +434,13 @@ fn write_ledger(mut store: Store, issue_id: &str, rx: mpsc::Receiver<Job>) -> Re
     failed.map_or(Ok(()), Err)
 }
 
+/// The time between messages at `rate` per second, never longer than the slowest rate
+/// gazette.toml accepts (`Duration::from_secs_f64` panics on one too long for a Duration).
+fn pace_interval(rate: f64) -> Duration {
+    let slowest = Duration::from_secs_f64(1.0 / crate::config::MIN_RATE);
+    Duration::try_from_secs_f64(1.0 / rate).map_or(slowest, |d| d.min(slowest))
+}
+
 /// Messages per second over all workers.
 struct Pace {
     interval: Option<Duration>,
@@ -442,6 +469,9 @@ enum Outcome {
     Failed(String),
     Bounced(String),
     Unknown(String),
+    /// Not accepted, and not the recipient's fault (the sender refused, relaying denied):
+    /// stop the run and leave the row to be tried again.
+    Stop(String),
 }
 
 /// Sends one message on an open connection. `before_data` runs after RCPT and before DATA (it
@@ -453,29 +483,14 @@ fn deliver(
     pipelining: bool,
     before_data: impl FnOnce() -> Result<(), Failure>,
 ) -> Result<(Outcome, bool), Failure> {
-    let mut params = Vec::new();
-    if !msg.bytes.is_ascii() {
-        if !conn.server_info().supports_feature(Extension::EightBitMime) {
-            before_data()?;
-            return Ok((
-                Outcome::Failed("the relay does not accept 8-bit messages (no 8BITMIME)".into()),
-                true,
-            ));
-        }
-        params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
-    }
-    if !AsRef::<str>::as_ref(&msg.from).is_ascii() || !AsRef::<str>::as_ref(&msg.to).is_ascii() {
-        if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
-            before_data()?;
-            return Ok((
-                Outcome::Failed(
-                    "the relay does not accept non-ASCII addresses (no SMTPUTF8)".into(),
-                ),
-                true,
-            ));
-        }
-        params.push(MailParameter::SmtpUtfEight);
-    }
+    // gazette makes 7-bit messages only (email.rs encodes every part), to ASCII addresses
+    // only (store.rs and `deliverable` refuse others): no 8BITMIME or SMTPUTF8 needed.
+    debug_assert!(msg.bytes.is_ascii(), "a message with 8-bit bytes");
+    debug_assert!(
+        AsRef::<str>::as_ref(&msg.from).is_ascii() && AsRef::<str>::as_ref(&msg.to).is_ascii(),
+        "a non-ASCII address"
+    );
+    let params = Vec::new();
     let envelope = Envelope::new(Some(msg.from.clone()), vec![msg.to.clone()])
         .map_err(|e| Failure::Fatal(format!("bad envelope: {e}")))?;
     // Before DATA: any failure means the message was not accepted.
@@ -485,18 +500,23 @@ fn deliver(
         // MAIL and RCPT in one write, then both replies (RFC 2920): one round trip.
         let first = conn.command(Wire(&format!("{mail}{rcpt}")));
         let second = conn.read_response();
-        first.and(second)
+        match first {
+            Err(e) => Err((Stage::Mail, e)),
+            Ok(_) => second.map_err(|e| (Stage::Rcpt, e)),
+        }
     } else {
-        conn.command(mail).and_then(|_| conn.command(rcpt))
+        conn.command(mail)
+            .map_err(|e| (Stage::Mail, e))
+            .and_then(|_| conn.command(rcpt).map_err(|e| (Stage::Rcpt, e)))
     };
-    if let Err(e) = early {
+    if let Err((stage, e)) = early {
         // The `sending` row may be queued; let it land before the outcome that overrides it.
         before_data()?;
-        return Ok(refused_early(conn, &e));
+        return Ok(refused_early(conn, stage, msg, &e));
     }
     before_data()?;
     if let Err(e) = conn.command(Data) {
-        return Ok(refused_early(conn, &e));
+        return Ok(refused_early(conn, Stage::Data, msg, &e));
     }
     // The body and its final dot in one write: written apart, Nagle's algorithm and the
     // server's delayed ACK hold the dot back ~40 ms per message.
@@ -506,7 +526,7 @@ fn deliver(
     };
     match sent {
         Ok(reply) => Ok((Outcome::Sent(reply_text(&reply)), true)),
-        Err(e) => Ok(after_dot(&e)),
+        Err(e) => Ok(after_dot(msg, &e)),
     }
 }
 
@@ -544,16 +564,27 @@ fn reply_text(r: &lettre::transport::smtp::response::Response) -> String {
     format!("{} {}", r.code(), r.message().collect::<Vec<_>>().join(" "))
 }
 
+/// The command a refusal answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    Mail,
+    Rcpt,
+    Data,
+    /// The final dot.
+    Dot,
+}
+
 /// A reply to MAIL, RCPT or DATA: the message was not accepted, whatever happened.
-fn refused_early(conn: &mut SmtpConnection, e: &lettre::transport::smtp::Error) -> (Outcome, bool) {
+fn refused_early(
+    conn: &mut SmtpConnection,
+    stage: Stage,
+    msg: &Outgoing,
+    e: &lettre::transport::smtp::Error,
+) -> (Outcome, bool) {
     let words = chain(e);
     let code = e.status().map(|c| c.to_string());
     let outcome = if e.is_permanent() {
-        if is_no_such_user(&words) {
-            Outcome::Bounced(words)
-        } else {
-            Outcome::Failed(words)
-        }
+        permanent(stage, msg, words)
     } else {
         Outcome::Deferred(words)
     };
@@ -566,25 +597,75 @@ fn refused_early(conn: &mut SmtpConnection, e: &lettre::transport::smtp::Error) 
     (outcome, usable)
 }
 
+/// What a permanent (5xx) refusal means. Only the recipient's own address not existing
+/// bounces it; a refusal that is about the sender or about this client (relaying, login)
+/// would refuse every recipient alike, so it stops the run with the row left to retry.
+fn permanent(stage: Stage, msg: &Outgoing, words: String) -> Outcome {
+    let enhanced = enhanced_code(&words);
+    let class = |c: &str| enhanced.as_deref().is_some_and(|e| e.starts_with(c));
+    if matches!(enhanced.as_deref(), Some("5.1.7" | "5.1.8")) || stage == Stage::Mail {
+        return Outcome::Stop(format!(
+            "the relay refused the sender <{}>: {words}; check email.from and the relay's \
+             configuration (nobody was marked failed)",
+            msg.from
+        ));
+    }
+    if stage != Stage::Rcpt {
+        return if is_no_such_user(&words) {
+            Outcome::Bounced(words)
+        } else {
+            Outcome::Failed(words)
+        };
+    }
+    let lower = words.to_lowercase();
+    let about_us = ["relay", "authenticat", "auth required", "not permitted"]
+        .iter()
+        .any(|w| lower.contains(w));
+    if class("5.7.") || (enhanced.is_none() && about_us) {
+        return Outcome::Stop(format!(
+            "the relay refused the recipient <{}>: {words}; a relaying or authentication \
+             refusal applies to every recipient: check smtp.url, smtp.username and the relay's \
+             configuration (nobody was marked failed)",
+            msg.to
+        ));
+    }
+    if is_no_such_user(&words) {
+        Outcome::Bounced(words)
+    } else {
+        Outcome::Failed(words)
+    }
+}
+
+/// The enhanced status code (RFC 3463) in a reply, like `5.1.1`.
+fn enhanced_code(words: &str) -> Option<String> {
+    words
+        .split(|c: char| c.is_whitespace() || c == ':' || c == '(' || c == ')')
+        .find(|w| {
+            let parts: Vec<&str> = w.split('.').collect();
+            parts.len() == 3
+                && matches!(parts[0], "2" | "4" | "5")
+                && parts[1..]
+                    .iter()
+                    .all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(str::to_string)
+}
+
 /// A failure after the message and its final dot were written (or while writing them).
-fn after_dot(e: &lettre::transport::smtp::Error) -> (Outcome, bool) {
+fn after_dot(msg: &Outgoing, e: &lettre::transport::smtp::Error) -> (Outcome, bool) {
     let words = chain(e);
     let outcome = match e.status().map(|c| c.to_string()) {
         // 421 to the final dot: the server may have stored the message before closing.
         Some(code) if code == "421" => Outcome::Unknown(words),
         Some(_) if e.is_transient() => Outcome::Deferred(words),
-        Some(_) if is_no_such_user(&words) => Outcome::Bounced(words),
-        Some(_) => Outcome::Failed(words),
+        Some(_) => permanent(Stage::Dot, msg, words),
         None => {
-            // A reset or broken pipe means the server closed with our bytes unread: it never
-            // read the final dot, so it cannot have accepted the message. Anything else (no
-            // reply, a timeout) may have come after it stored the message.
-            let unread = io_kind(e).is_some_and(|k| {
-                matches!(
-                    k,
-                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
-                )
-            });
+            // A broken pipe (EPIPE) comes only from a write: the final dot never left, so the
+            // server cannot have accepted the message. A reset (ECONNRESET) can come while
+            // reading the reply, after the whole message was written and maybe stored (and
+            // lettre does not say whether its write or its read failed); like no reply or a
+            // timeout, it leaves the outcome unknown rather than risk a second copy.
+            let unread = io_kind(e) == Some(std::io::ErrorKind::BrokenPipe);
             if unread {
                 Outcome::Deferred(words)
             } else {
@@ -594,7 +675,7 @@ fn after_dot(e: &lettre::transport::smtp::Error) -> (Outcome, bool) {
     };
     let usable = matches!(
         outcome,
-        Outcome::Deferred(_) | Outcome::Failed(_) | Outcome::Bounced(_)
+        Outcome::Deferred(_) | Outcome::Failed(_) | Outcome::Bounced(_) | Outcome::Stop(_)
     ) && e.status().is_some();
     (outcome, usable)
 }
@@ -610,11 +691,104 @@ fn io_kind(e: &lettre::transport::smtp::Error) -> Option<std::io::ErrorKind> {
     None
 }
 
-/// A permanent reply with an enhanced status 5.1.x: the address does not exist.
+/// A permanent reply saying the recipient's address does not exist: an enhanced status of
+/// bad mailbox (5.1.1), bad system (5.1.2), bad syntax (5.1.3), moved (5.1.6) or null MX
+/// (5.1.10); without an enhanced status, a 550/551/553 whose words say the user is unknown.
+/// Not 5.1.7/5.1.8: those are about the sender.
 fn is_no_such_user(words: &str) -> bool {
+    match enhanced_code(words) {
+        Some(c) => matches!(c.as_str(), "5.1.1" | "5.1.2" | "5.1.3" | "5.1.6" | "5.1.10"),
+        None => {
+            let lower = words.to_lowercase();
+            ["(550)", "(551)", "(553)", "550 ", "551 ", "553 "]
+                .iter()
+                .any(|c| lower.contains(c))
+                && [
+                    "user unknown",
+                    "unknown user",
+                    "no such user",
+                    "recipient unknown",
+                    "unknown recipient",
+                    "does not exist",
+                    "no such mailbox",
+                ]
+                .iter()
+                .any(|w| lower.contains(w))
+        }
+    }
+}
+
+/// Whether an address can be sent to at all: the failure is about this recipient alone.
+fn deliverable(email: &str) -> Result<(), String> {
+    if !email.is_ascii() {
+        return Err(format!(
+            "`{email}` is not an ASCII address: gazette does not send SMTPUTF8 mail"
+        ));
+    }
+    email
+        .parse::<lettre::Address>()
+        .map(drop)
+        .map_err(|e| format!("`{email}` is not an email address ({e})"))
+}
+
+/// Permanent refusals in a row, all alike, that stop a run which has had nothing accepted.
+const SAME_REFUSALS: usize = 20;
+
+/// A safety net: when the first outcomes of a run are all permanent refusals with the same
+/// reply, the fault is the relay's or the configuration's, not the recipients'.
+#[derive(Default)]
+struct Net {
+    state: Mutex<NetState>,
+}
+
+#[derive(Default)]
+struct NetState {
+    disarmed: bool,
+    reply: String,
+    count: usize,
+}
+
+impl Net {
+    /// Notes an outcome; returns why the run must stop, if it must.
+    fn observe(&self, outcome: &Outcome) -> Option<String> {
+        let mut s = self.state.lock().expect("net lock");
+        if s.disarmed {
+            return None;
+        }
+        let words = match outcome {
+            Outcome::Failed(w) | Outcome::Bounced(w) => w,
+            Outcome::Deferred(_) | Outcome::Unknown(_) | Outcome::Stop(_) => return None,
+            Outcome::Sent(_) => {
+                s.disarmed = true;
+                return None;
+            }
+        };
+        let reply = without_addresses(words);
+        if s.count > 0 && s.reply != reply {
+            s.disarmed = true;
+            return None;
+        }
+        s.reply = reply;
+        s.count += 1;
+        if s.count < SAME_REFUSALS {
+            return None;
+        }
+        s.disarmed = true;
+        Some(format!(
+            "the first {SAME_REFUSALS} messages were all refused with the same reply ({words}) and \
+             none was accepted: that looks like the relay or the configuration, not the \
+             subscribers; check them (`gazette status` lists the refused rows)"
+        ))
+    }
+}
+
+/// A reply with the addresses in it left out, so that replies to different recipients compare.
+fn without_addresses(words: &str) -> String {
     words
-        .split(|c: char| c.is_whitespace() || c == ':' || c == '(' || c == ')')
-        .any(|w| w.starts_with("5.1.") && w.len() >= 5)
+        .split_whitespace()
+        .filter(|w| !w.contains('@'))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A fatal problem stops the run; the first one wins.
@@ -626,7 +800,7 @@ struct Stop {
 
 impl Stop {
     fn fatal(&self, reason: String) {
-        let mut r = self.reason.lock().expect("stop lock");
+        let mut r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
         if r.is_none() {
             *r = Some(reason);
         }
@@ -696,8 +870,9 @@ pub fn run(
     };
     let counters = Counters::default();
     let stop = Stop::default();
+    let net = Net::default();
     let pace = Pace {
-        interval: (options.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / options.rate)),
+        interval: (options.rate > 0.0).then(|| pace_interval(options.rate)),
         next: Mutex::new(Instant::now()),
     };
     let (tx, rx) = mpsc::channel();
@@ -719,8 +894,22 @@ pub fn run(
                     pace: &pace,
                     bar: &bar,
                     backoff: options.backoff,
+                    net: &net,
                 };
-                scope.spawn(move || ctx.run(conn))
+                let stop = &stop;
+                scope.spawn(move || {
+                    // A panic must stop the run at once: the recipient it held would never be
+                    // handed back, and the other workers would wait for it.
+                    let run = std::panic::AssertUnwindSafe(|| ctx.run(conn));
+                    if let Err(panic) = std::panic::catch_unwind(run) {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        stop.fatal(format!("a worker thread panicked: {what}"));
+                    }
+                })
             })
             .collect();
         drop(tx);
@@ -743,8 +932,18 @@ pub fn run(
     report.bounced = get(&counters.bounced);
     report.unknown = get(&counters.unknown);
     report.interrupted = interrupt.load(Ordering::SeqCst);
-    report.stopped = stop.reason.lock().expect("stop lock").clone();
-    let deferred_waiting = queue.state.lock().expect("queue lock").waiting.len() as u64;
+    report.stopped = stop
+        .reason
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    // The lock is poisoned if a worker panicked while holding it: the count is still right.
+    let deferred_waiting = queue
+        .state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .waiting
+        .len() as u64;
     report.deferred = get(&counters.deferred) + deferred_waiting;
     let handled = report.sent + report.failed + report.bounced + report.unknown + report.deferred;
     report.not_attempted = total.saturating_sub(handled);
@@ -763,6 +962,7 @@ struct Worker<'a> {
     pace: &'a Pace,
     bar: &'a ProgressBar,
     backoff: Duration,
+    net: &'a Net,
 }
 
 impl Worker<'_> {
@@ -830,7 +1030,8 @@ impl Worker<'_> {
     }
 
     /// Sends to one recipient; returns when to try again, if ever.
-    fn one(&self, conn: &mut Option<SmtpConnection>, r: &mut Recipient) -> Option<Instant> {
+    fn one(&self, conn: &mut Option<SmtpConnection>, held: &mut Held) -> Option<Instant> {
+        let r = &held.recipient;
         let (id, email) = (r.id, r.email.clone());
         let write = |state, message_id: &str, attempt, reply: Option<String>| LedgerWrite {
             subscriber_id: id,
@@ -840,17 +1041,20 @@ impl Worker<'_> {
             attempt,
             reply,
         };
-        let msg = match (self.source)(&*r) {
+        // An address no message can go to fails on its own; any other error making the
+        // message (a template, the DKIM key) would fail every recipient alike: stop the run.
+        if let Err(why) = deliverable(&r.email) {
+            self.ledger
+                .record(write(State::Failed, "", false, Some(why)));
+            self.counters.failed.fetch_add(1, Ordering::SeqCst);
+            self.bar.inc(1);
+            return None;
+        }
+        let msg = match (self.source)(r) {
             Ok(m) => m,
             Err(e) => {
-                self.ledger.record(write(
-                    State::Failed,
-                    "",
-                    false,
-                    Some(format!("cannot make the message: {e:#}")),
-                ));
-                self.counters.failed.fetch_add(1, Ordering::SeqCst);
-                self.bar.inc(1);
+                self.stop
+                    .fatal(format!("cannot make the message for {}: {e:#}", r.email));
                 return None;
             }
         };
@@ -879,8 +1083,13 @@ impl Worker<'_> {
         let (outcome, usable) = match deliver(c, &msg, pipelining, wait) {
             Ok(x) => x,
             Err(Failure::Fatal(m)) | Err(Failure::Transient(m)) => {
-                // The row never became durable: nothing was sent past RCPT.
-                self.stop.fatal(m);
+                // Nothing was sent past RCPT. The `sending` row may have landed: leave it to
+                // be tried again (if the ledger itself failed, this write fails too).
+                self.stop.fatal(m.clone());
+                self.ledger
+                    .record(write(State::Deferred, &msg.message_id, false, Some(m)));
+                self.counters.deferred.fetch_add(1, Ordering::SeqCst);
+                self.bar.inc(1);
                 c.abort();
                 *conn = None;
                 return None;
@@ -889,8 +1098,11 @@ impl Worker<'_> {
         if !usable {
             *conn = None;
         }
-        r.attempts += 1;
-        let attempts = r.attempts;
+        if let Some(why) = self.net.observe(&outcome) {
+            self.stop.fatal(why);
+        }
+        held.tries = held.tries.saturating_add(1);
+        let tries = held.tries;
         let (state, reply, retry) = match outcome {
             Outcome::Sent(w) => {
                 self.counters.sent.fetch_add(1, Ordering::SeqCst);
@@ -908,12 +1120,17 @@ impl Worker<'_> {
                 self.counters.unknown.fetch_add(1, Ordering::SeqCst);
                 (State::Unknown, w, None)
             }
+            Outcome::Stop(w) => {
+                self.stop.fatal(w.clone());
+                self.counters.deferred.fetch_add(1, Ordering::SeqCst);
+                (State::Deferred, w, None)
+            }
             Outcome::Deferred(w) => {
-                if attempts >= MAX_ATTEMPTS || self.stopping() {
+                if tries >= MAX_ATTEMPTS || self.stopping() {
                     self.counters.deferred.fetch_add(1, Ordering::SeqCst);
                     (State::Deferred, w, None)
                 } else {
-                    let delay = self.backoff * 2u32.pow((attempts as u32 - 1).min(5));
+                    let delay = self.backoff * 2u32.pow(tries.saturating_sub(1).min(5));
                     (State::Deferred, w, Some(Instant::now() + delay))
                 }
             }
@@ -945,7 +1162,8 @@ pub fn send_test(
                 Outcome::Deferred(w)
                 | Outcome::Failed(w)
                 | Outcome::Bounced(w)
-                | Outcome::Unknown(w),
+                | Outcome::Unknown(w)
+                | Outcome::Stop(w),
                 usable,
             )) => {
                 if !usable {
@@ -1004,6 +1222,101 @@ pub fn dry_run(dir: &Path, issue_id: &str, out: &Path, source: Source<'_>) -> an
 mod tests {
     use super::*;
 
+    /// Postfix's smtp-sink on a free port of 127.0.0.1, killed on drop.
+    struct Sink(std::process::Child, u16);
+
+    impl Drop for Sink {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn sink() -> Sink {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("smtp-sink")
+            .args(["-u", "root", &format!("127.0.0.1:{port}"), "100"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("smtp-sink runs (install the test tools with `bash .ci/setup`)");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "smtp-sink never listened"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Sink(child, port)
+    }
+
+    #[test]
+    fn a_worker_that_panics_stops_the_run_promptly() {
+        let sink = sink();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for i in 0..200 {
+            let who = if i == 5 { "boom" } else { "r" };
+            let a = crate::store::Address::parse(&format!("{who}{i}@example.org")).unwrap();
+            store.add(&a, None, false).unwrap();
+        }
+        drop(store);
+        let server = Server {
+            host: "127.0.0.1".into(),
+            port: sink.1,
+            tls: Tls::None,
+            credentials: None,
+            timeout: Duration::from_secs(5),
+            pipelining: AtomicBool::new(false),
+        };
+        let options = Options {
+            concurrency: 4,
+            rate: 0.0,
+            retry_unknown: false,
+            progress: false,
+            backoff: Duration::from_millis(10),
+            ledger_sync: crate::config::LedgerSync::Full,
+        };
+        let (tx, rx) = mpsc::channel();
+        let path = dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            let source = |r: &Recipient| -> anyhow::Result<Outgoing> {
+                // Slow enough that the panic comes while other workers are still busy.
+                std::thread::sleep(Duration::from_millis(5));
+                assert!(!r.email.starts_with("boom"), "a bug in making the message");
+                Ok(Outgoing {
+                    message_id: format!("{}@example.org", r.id),
+                    from: "news@example.org".parse().unwrap(),
+                    to: r.email.parse().unwrap(),
+                    bytes: b"Subject: x\r\n\r\nx\r\n".to_vec(),
+                })
+            };
+            let never = AtomicBool::new(false);
+            let report = run(&path, "issue", "issue", &server, &source, &options, &never);
+            let _ = tx.send(report.map_err(|e| e.to_string()));
+        });
+        let report = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the run ends soon after a worker panics")
+            .unwrap();
+        let stopped = report.stopped.clone().unwrap_or_default();
+        assert!(stopped.contains("panicked"), "{stopped}");
+        assert!(report.not_attempted > 0, "{report:?}");
+    }
+
+    #[test]
+    fn a_tiny_rate_paces_without_panicking() {
+        assert_eq!(pace_interval(1e-30), Duration::from_secs(1000));
+        assert_eq!(pace_interval(f64::MIN_POSITIVE), Duration::from_secs(1000));
+        assert_eq!(pace_interval(4.0), Duration::from_millis(250));
+        assert_eq!(pace_interval(f64::INFINITY), Duration::ZERO);
+    }
+
     #[test]
     fn dots_at_line_starts_are_doubled() {
         assert_eq!(
@@ -1018,8 +1331,93 @@ mod tests {
         assert!(is_no_such_user(
             "permanent error (550): 5.1.1 <x@y>: user unknown"
         ));
+        assert!(is_no_such_user("permanent error (550): 5.1.10 null MX"));
+        assert!(is_no_such_user(
+            "permanent error (550): <x@y>: User unknown in local recipient table"
+        ));
         assert!(!is_no_such_user(
             "permanent error (554): 5.7.1 rejected as spam"
         ));
+        // Sender address problems are not the recipient's.
+        for sender in ["5.1.7", "5.1.8"] {
+            assert!(!is_no_such_user(&format!(
+                "permanent error (553): {sender} <a@b>: Sender address rejected: user unknown"
+            )));
+        }
+    }
+
+    fn outgoing() -> Outgoing {
+        Outgoing {
+            message_id: "id@example.org".into(),
+            from: "news@example.org".parse().unwrap(),
+            to: "ann@example.org".parse().unwrap(),
+            bytes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn sender_and_relay_refusals_stop_the_run_instead_of_failing_the_recipient() {
+        let m = outgoing();
+        let stop = |stage, w: &str| matches!(permanent(stage, &m, w.into()), Outcome::Stop(_));
+        let bounced =
+            |stage, w: &str| matches!(permanent(stage, &m, w.into()), Outcome::Bounced(_));
+        let failed = |stage, w: &str| matches!(permanent(stage, &m, w.into()), Outcome::Failed(_));
+        assert!(stop(
+            Stage::Mail,
+            "permanent error (550): 5.7.1 not allowed"
+        ));
+        assert!(stop(
+            Stage::Mail,
+            "permanent error (553): 5.1.8 domain not found"
+        ));
+        assert!(stop(
+            Stage::Rcpt,
+            "permanent error (553): 5.1.8 sender domain not found"
+        ));
+        assert!(stop(
+            Stage::Rcpt,
+            "permanent error (554): 5.7.1 <a@b>: Relay access denied"
+        ));
+        assert!(stop(Stage::Rcpt, "permanent error (550): relaying denied"));
+        assert!(stop(
+            Stage::Dot,
+            "permanent error (550): 5.1.7 bad sender mailbox"
+        ));
+        assert!(bounced(
+            Stage::Rcpt,
+            "permanent error (550): 5.1.1 <a@b>: User unknown"
+        ));
+        assert!(failed(
+            Stage::Rcpt,
+            "permanent error (552): 5.2.2 mailbox full"
+        ));
+        assert!(failed(
+            Stage::Dot,
+            "permanent error (554): 5.7.1 rejected as spam"
+        ));
+    }
+
+    #[test]
+    fn the_net_stops_a_run_whose_first_outcomes_are_all_the_same_refusal() {
+        let net = Net::default();
+        let no = |i: usize| Outcome::Bounced(format!("550 5.1.1 <u{i}@example.org>: unknown"));
+        for i in 1..SAME_REFUSALS {
+            assert!(net.observe(&no(i)).is_none());
+        }
+        assert!(net.observe(&no(0)).unwrap().contains("same reply"));
+        // One accepted message, or a different reply, disarms it.
+        let net = Net::default();
+        assert!(net.observe(&Outcome::Sent("250".into())).is_none());
+        for i in 0..2 * SAME_REFUSALS {
+            assert!(net.observe(&no(i)).is_none());
+        }
+        let net = Net::default();
+        assert!(
+            net.observe(&Outcome::Failed("552 5.2.2 full".into()))
+                .is_none()
+        );
+        for i in 0..2 * SAME_REFUSALS {
+            assert!(net.observe(&no(i)).is_none());
+        }
     }
 }

@@ -66,11 +66,16 @@ impl Status {
         }
     }
 
-    fn parse(s: &str) -> Status {
+    /// Fails closed: a status this gazette does not know is never taken for `active`.
+    fn parse(s: &str) -> anyhow::Result<Status> {
         match s {
-            "unsubscribed" => Status::Unsubscribed,
-            "bounced" => Status::Bounced,
-            _ => Status::Active,
+            "active" => Ok(Status::Active),
+            "unsubscribed" => Ok(Status::Unsubscribed),
+            "bounced" => Ok(Status::Bounced),
+            other => bail!(
+                "the database holds an unknown subscriber status `{}`; is it from a newer gazette?",
+                other.escape_debug()
+            ),
         }
     }
 }
@@ -124,7 +129,27 @@ impl Address {
                 "`{s}`: the domain `{domain}` is not a full domain name"
             ));
         }
-        let email = format!("{local}@{}", domain.to_lowercase());
+        if !local.is_ascii() {
+            return Err(format!(
+                "`{s}` has non-ASCII characters before the `@`: gazette sends plain (7-bit) mail \
+                 without SMTPUTF8, which such an address needs"
+            ));
+        }
+        // An internationalised domain is stored in its ASCII (punycode) form, which every
+        // relay accepts.
+        let domain = if domain.is_ascii() {
+            domain.to_lowercase()
+        } else {
+            match url::Host::parse(domain) {
+                Ok(url::Host::Domain(ascii)) => ascii,
+                _ => {
+                    return Err(format!(
+                        "`{s}`: the domain `{domain}` is not a valid domain name"
+                    ));
+                }
+            }
+        };
+        let email = format!("{local}@{domain}");
         if let Err(e) = email.parse::<lettre::Address>() {
             return Err(format!("`{s}` is not an email address ({e})"));
         }
@@ -248,13 +273,15 @@ impl RunLock {
         let conn =
             Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::ZERO)?;
-        let taken = conn
-            .execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;")
-            .is_ok();
-        if !taken {
-            bail!("another `gazette send` is running on this newsletter; wait for it to finish");
+        match conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;") {
+            Ok(()) => Ok(RunLock { _held: conn }),
+            // Only "busy" means another process holds the lock; anything else (a read-only
+            // directory, a damaged file, a full disk) is its own problem, said as it is.
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+                bail!("another `gazette send` is running on this newsletter; wait for it to finish")
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
         }
-        Ok(RunLock { _held: conn })
     }
 }
 
@@ -409,7 +436,7 @@ impl Store {
                 Added::New
             }
             Some((id, status)) => {
-                let status = Status::parse(&status);
+                let status = Status::parse(&status)?;
                 if status != Status::Active && !reactivate {
                     return Ok(Added::Suppressed(status));
                 }
@@ -461,7 +488,7 @@ impl Store {
                 params![address.key, status.as_str(), timestamp()],
             )?;
         }
-        Ok(old.as_deref().map(Status::parse))
+        old.as_deref().map(Status::parse).transpose()
     }
 
     /// Calls `f` for every subscriber in the order they were added, without loading the list.
@@ -478,7 +505,7 @@ impl Store {
                 id: r.get(0)?,
                 email: r.get(1)?,
                 name: r.get(2)?,
-                status: Status::parse(&r.get::<_, String>(3)?),
+                status: Status::parse(&r.get::<_, String>(3)?)?,
                 created_at: r.get(4)?,
                 updated_at: r.get(5)?,
             };
@@ -663,9 +690,41 @@ mod tests {
             "a b@example.org",
             "a@exa\nmple.org",
             "@example.org",
+            "zhāng@example.org",
+            "张三@example.org",
         ] {
             assert!(Address::parse(bad).is_err(), "{bad:?} accepted");
         }
+        // Regression: non-ASCII addresses were accepted here and then failed at send time.
+        let err = Address::parse("张三@example.org").unwrap_err();
+        assert!(err.contains("non-ASCII"), "{err}");
+        assert_eq!(
+            Address::parse("ann@Bücher.example").unwrap().email,
+            "ann@xn--bcher-kva.example"
+        );
+    }
+
+    #[test]
+    fn an_unknown_status_is_an_error_not_active() {
+        assert_eq!(Status::parse("bounced").unwrap(), Status::Bounced);
+        for s in ["", "Active", "suspended"] {
+            assert!(Status::parse(s).is_err(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn the_run_lock_is_busy_only_while_another_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = RunLock::take(dir.path()).unwrap();
+        let err = RunLock::take(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("another `gazette send`"), "{err}");
+        drop(held);
+        RunLock::take(dir.path()).unwrap();
+        // Not a lock held by another run: a lock file that is not a database.
+        std::fs::write(dir.path().join(".gazette/send.lock"), vec![b'x'; 4096]).unwrap();
+        let err = format!("{:#}", RunLock::take(dir.path()).unwrap_err());
+        assert!(!err.contains("another `gazette send`"), "{err}");
+        assert!(err.contains("cannot lock"), "{err}");
     }
 
     #[test]

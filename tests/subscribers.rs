@@ -163,3 +163,25 @@ fn check_reports_a_database_newer_than_this_gazette() {
         out.stderr
     );
 }
+
+#[test]
+fn a_non_ascii_address_is_refused_at_import_and_add_not_failed_at_send() {
+    let n = Newsletter::sample();
+    let out = n
+        .gazette(&["subscribers", "add", "张三@example.org"])
+        .code(1);
+    assert!(out.stderr.contains("non-ASCII"), "{}", out.stderr);
+    n.write(
+        "list.csv",
+        "email\nann@example.org\nzhāng@example.org\nbo@Bücher.example\n",
+    );
+    let out = n
+        .gazette(&["subscribers", "import", &n.file("list.csv")])
+        .code(1);
+    assert!(out.stderr.contains("list.csv:3:"), "{}", out.stderr);
+    assert!(out.stderr.contains("non-ASCII"), "{}", out.stderr);
+    let list = n.gazette(&["subscribers", "list"]).ok().stdout;
+    // An internationalised domain is kept, in its ASCII form.
+    assert!(list.contains("bo@xn--bcher-kva.example"), "{list}");
+    assert_eq!(count(&n), "2", "{list}");
+}

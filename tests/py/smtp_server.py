@@ -16,6 +16,8 @@ Modes:
               for drop*@, the first time: read the message and its final dot, then hang up
   421         for late*@, the first time: store the message, then reply 421 to the final dot
   stall       for stall*@: never reply to the final dot
+  badsender   553 5.1.8 to every MAIL FROM (the sender's domain "does not exist")
+  norelay     554 5.7.1 Relay access denied to every RCPT
   auth        require AUTH and refuse every password
   badcert     offer STARTTLS with a self-signed certificate (no client should trust it)
 """
@@ -71,8 +73,17 @@ class Handler:
             return responses
         return responses[:-1] + ["250-PIPELINING"] + responses[-1:]
 
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if mode == "badsender":
+            return "553 5.1.8 <%s>: Sender address rejected: Domain not found" % address
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         record({"rcpt_attempt": address})
+        if mode == "norelay":
+            return "554 5.7.1 <%s>: Relay access denied" % address
         local = address.split("@")[0]
         if mode == "random4xx" and fault(address):
             return "451 4.3.0 try again later"
