@@ -39,3 +39,23 @@ fn outbox_holds_the_emails_of_the_feed_window_and_of_named_issues() {
     n.gazette(&["publish", "2023-03-papers"]).ok();
     assert!(n.exists("outbox/2023-03-papers/message.eml"));
 }
+
+/// The repository's feeds/ is what publishing the sample gives: a newcomer's first publish
+/// rewrites nothing there, and a generator change shows up here until it is republished.
+#[test]
+fn the_committed_sample_feeds_are_up_to_date() {
+    let n = Newsletter::sample();
+    n.gazette(&["publish"]).ok();
+    let committed = crate::support::repo().join("feeds");
+    let fresh = n.snapshot("feeds");
+    assert!(!fresh.is_empty());
+    for (rel, bytes) in &fresh {
+        let rel = rel.strip_prefix("feeds").unwrap();
+        let old = std::fs::read(committed.join(rel)).unwrap_or_default();
+        assert!(
+            old == *bytes,
+            "feeds/{} is stale: run `cargo run -- publish` and commit feeds/",
+            rel.display()
+        );
+    }
+}
