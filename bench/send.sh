@@ -56,11 +56,16 @@ end=$(date +%s.%N)
 REF_D=$(python3 -c "print(round($N / ($end - $start)))")
 echo "  $REF_D messages/s"
 
-for C in 4 1 16; do
+# Each run: concurrency, then the ledger_sync setting ("full" is the default).
+for RUN in 4:full 1:full 16:full 4:normal; do
+  C=${RUN%%:*}
+  SYNC=${RUN#*:}
+  sed -i '/^ledger_sync/d' "$WORK/n/gazette.toml"
+  echo "ledger_sync = \"$SYNC\"" >> "$WORK/n/gazette.toml"   # [smtp] is the last table
   cp "$WORK/fresh.db" "$WORK/n/.gazette/gazette.db"
   rm -f "$WORK/n/.gazette/gazette.db-wal" "$WORK/n/.gazette/gazette.db-shm"
   echo
-  echo "gazette send --concurrency $C ($N subscribers)"
+  echo "gazette send --concurrency $C, ledger_sync = $SYNC ($N subscribers)"
   GAZETTE_SMTP_URL="smtp://127.0.0.1:$PORT" /usr/bin/time -v -o "$WORK/time.txt" \
     "$G" -C "$WORK/n" --json send "$SLUG" --yes --concurrency "$C" > "$WORK/report.json"
   python3 - "$WORK/report.json" "$WORK/time.txt" "$REF" "$REF_D" "$C" <<'EOF'
