@@ -80,7 +80,8 @@ pub enum LedgerSync {
     /// On the disk (fsync): the duplicate bound holds through a power cut or a kernel crash.
     Full,
     /// Handed to the operating system: the bound holds through any crash of gazette itself
-    /// (kill -9, Ctrl-C, out of memory), not through a power cut. About twice as fast.
+    /// (kill -9, Ctrl-C, out of memory), not through a power cut. Faster where syncing the
+    /// disk is slow.
     Normal,
 }
 
