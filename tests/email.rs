@@ -409,27 +409,9 @@ fn host_page(email: &str, width: u32, bottom: bool) -> String {
 const VIEW: u32 = 2000;
 
 fn chromium(args: &[&str]) -> crate::support::Run {
-    let profile = tempfile::tempdir().unwrap();
-    let user_data = format!("--user-data-dir={}", profile.path().display());
-    let mut all = vec![
-        "60",
-        "/usr/bin/chromium",
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        "--virtual-time-budget=5000",
-        user_data.as_str(),
-    ];
+    let mut all = vec!["--hide-scrollbars", "--virtual-time-budget=5000"];
     all.extend_from_slice(args);
-    let run = tool("timeout", &all);
-    assert_eq!(run.status, 0, "chromium failed: {}", run.stderr);
-    run
+    crate::support::chromium(&all)
 }
 
 /// Renders `html` in headless Chromium `width` px wide: `(scroll width, viewport width)`, and

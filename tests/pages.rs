@@ -1,7 +1,7 @@
 //! The web pages in a real browser (headless Chromium) at a phone's width: nothing sticks out
 //! sideways, and table cells keep whole words.
 
-use crate::support::{Newsletter, repo, tool};
+use crate::support::{Newsletter, repo};
 
 /// Loads each page in a 375 px wide frame and reports, per page, the document's scroll width
 /// and the narrowest table cell.
@@ -46,28 +46,13 @@ fn pages_fit_a_phone_screen() {
     ];
     let list = serde_json::to_string(&pages).unwrap();
     n.write("feeds/measure.html", MEASURE.replace("PAGES", &list));
-    let profile = tempfile::tempdir().unwrap();
     let url = format!("file://{}", n.path().join("feeds/measure.html").display());
-    let run = tool(
-        "timeout",
-        &[
-            "60",
-            "chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--allow-file-access-from-files",
-            &format!("--user-data-dir={}", profile.path().display()),
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-            &url,
-        ],
-    );
+    let run = crate::support::chromium(&[
+        "--allow-file-access-from-files",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        &url,
+    ]);
     let start = run
         .stdout
         .find("data-results=\"")

@@ -192,3 +192,27 @@ pub fn python(script: &str, args: &[&str]) -> Run {
     all.extend_from_slice(args);
     tool("python3", &all)
 }
+
+/// Runs headless Chromium (at most 60 s) with a fresh profile and the flags this closed
+/// network needs, then `args`. Fails the test when Chromium fails.
+pub fn chromium(args: &[&str]) -> Run {
+    let profile = tempfile::tempdir().unwrap();
+    let user_data = format!("--user-data-dir={}", profile.path().display());
+    let mut all = vec![
+        "60",
+        "/usr/bin/chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        user_data.as_str(),
+    ];
+    all.extend_from_slice(args);
+    let run = tool("timeout", &all);
+    assert_eq!(run.status, 0, "chromium failed: {}", run.stderr);
+    run
+}
