@@ -67,6 +67,7 @@ pub fn check(dir: &Path, _now: DateTime<FixedOffset>) -> Vec<Diagnostic> {
             }
             if let Some(config) = &config {
                 problems.extend(email_problems(dir, config, &issues));
+                problems.extend(signing_problems(dir, config));
             }
         }
         Err(e) => problems.push(Diagnostic::error(&issues_dir, format!("{e:#}"))),
@@ -139,6 +140,28 @@ fn database_problems(dir: &Path) -> Vec<Diagnostic> {
             .collect(),
         Err(e) => vec![Diagnostic::error(&path, format!("{e:#}"))],
     }
+}
+
+/// The keys `send` signs with: a DKIM key that does not load is an error found now rather than
+/// at send time; no unsubscribe key is a warning (publish signs the sample with a stand-in).
+/// Neither key's contents is ever printed.
+fn signing_problems(dir: &Path, config: &Config) -> Vec<Diagnostic> {
+    let mut found = Vec::new();
+    if let Some(dkim) = &config.dkim {
+        if let Err(e) = email::Dkim::load(dkim) {
+            found.push(
+                Diagnostic::error(&dir.join(config::FILE_NAME), format!("[dkim]: {e:#}"))
+                    .with_hint("private_key_file must be an RSA-2048 or Ed25519 private key in PEM, relative to the newsletter"),
+            );
+        }
+    }
+    if let Err(e) = crate::token::Secret::load(dir) {
+        found.push(Diagnostic::warning(
+            &crate::token::secret_path(dir),
+            format!("{e:#}"),
+        ));
+    }
+    found
 }
 
 /// Warnings about the issues' emails: an HTML part large enough for Gmail to clip.

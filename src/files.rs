@@ -85,7 +85,9 @@ pub fn write_if_changed(path: &Path, contents: &[u8]) -> anyhow::Result<bool> {
             .with_context(|| format!("cannot create directory {}", parent.display()))?;
     }
     // Write a sibling and rename it over, so a reader never sees half a feed.
-    let tmp = path.with_extension("gazette-tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".gazette-tmp");
+    let tmp = std::path::PathBuf::from(tmp);
     fs::write(&tmp, contents).with_context(|| format!("cannot write {}", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(true)

@@ -195,6 +195,8 @@ fn cmd_subscribers(dir: &Path, sub: Subscribers, quiet: bool, json: bool) -> any
             name,
             reactivate,
         } => {
+            // One line, as CSV import makes it: a tab or line break would garble `list`.
+            let name = name.map(|n| issue::one_line(&n)).filter(|n| !n.is_empty());
             let added = db.add(&parse(&email)?, name.as_deref(), reactivate)?;
             match added {
                 store::Added::Suppressed(status) => Err(anyhow::anyhow!(

@@ -227,3 +227,27 @@ fn check_fails_while_the_secrets_directory_is_not_git_ignored() {
     assert_eq!(fresh.read(".gitignore"), "target/\noutbox/\n.gazette/\n");
     fresh.gazette(&["check"]).ok();
 }
+
+// A DKIM key that does not load is found by `check`, not halfway into `send`; its contents
+// are never printed.
+#[test]
+fn check_reports_a_dkim_key_that_does_not_load_without_printing_it() {
+    let n = Newsletter::sample();
+    let settings = n.read("gazette.toml")
+        + "\n[dkim]\ndomain = \"digest.example.org\"\nselector = \"s1\"\nprivate_key_file = \".gazette/dkim.pem\"\n";
+    n.write("gazette.toml", settings);
+    let run = n.gazette(&["check"]).code(1);
+    assert!(
+        run.stderr
+            .contains("gazette.toml: error: [dkim]: cannot read the DKIM key"),
+        "{}",
+        run.stderr
+    );
+    n.write(
+        ".gazette/dkim.pem",
+        "-----BEGIN PRIVATE KEY-----\nSECRETBYTES\n-----END PRIVATE KEY-----\n",
+    );
+    let run = n.gazette(&["check"]).code(1);
+    assert!(run.stderr.contains("[dkim]"), "{}", run.stderr);
+    assert!(!run.stderr.contains("SECRETBYTES"), "{}", run.stderr);
+}

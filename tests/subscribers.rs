@@ -185,3 +185,19 @@ fn a_non_ascii_address_is_refused_at_import_and_add_not_failed_at_send() {
     assert!(list.contains("bo@xn--bcher-kva.example"), "{list}");
     assert_eq!(count(&n), "2", "{list}");
 }
+
+// Regression: `subscribers add --name` kept a tab or line break, which garbled `list`.
+#[test]
+fn a_name_given_to_add_is_one_line() {
+    let n = crate::support::Newsletter::sample();
+    n.gazette(&[
+        "subscribers",
+        "add",
+        "ann@example.org",
+        "--name",
+        "Ann\tLee\nBcc: x",
+    ])
+    .ok();
+    let list = n.gazette(&["subscribers", "list"]).ok().stdout;
+    assert_eq!(list, "ann@example.org\tactive\tAnn Lee Bcc: x\n");
+}
