@@ -392,17 +392,6 @@ fn email_recipient(r: &store::Recipient) -> email::Recipient<'_> {
     }
 }
 
-impl From<email::Outgoing> for send::Outgoing {
-    fn from(o: email::Outgoing) -> send::Outgoing {
-        send::Outgoing {
-            message_id: o.message_id,
-            from: o.from,
-            to: o.to,
-            bytes: o.bytes,
-        }
-    }
-}
-
 /// The issue named by `slug`, which must be published (not a draft, not scheduled).
 fn sendable<'a>(issues: &'a [Issue], slug: &str) -> anyhow::Result<&'a Issue> {
     let Some(issue) = issues.iter().find(|i| i.slug == slug) else {
@@ -428,7 +417,7 @@ fn cmd_send(dir: &Path, args: &SendArgs, quiet: bool, json: bool) -> anyhow::Res
     let (config, issues) = load(dir, true)?;
     let issue = sendable(&issues, &args.slug)?;
     let prepared = prepare_email(dir, &config, issue)?;
-    let source = |r: &store::Recipient| prepared.message(&email_recipient(r)).map(Into::into);
+    let source = |r: &store::Recipient| prepared.message(&email_recipient(r));
     if args.dry_run {
         let out = dir.join("outbox").join(&issue.slug).join("dry-run");
         let n = send::dry_run(dir, &issue.id, &out, &source)?;
@@ -550,7 +539,7 @@ fn send_test_copies(
             email: &a.email,
             name: None,
         };
-        messages.push(prepared.test_message(&recipient)?.into());
+        messages.push(prepared.test_message(&recipient)?);
     }
     let results = send::send_test(server, &messages)?;
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();

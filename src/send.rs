@@ -47,14 +47,8 @@ const PAGE: usize = 1000;
 /// everything) they wait for the next run, so memory stays bounded.
 const MAX_WAITING: usize = 10_000;
 
-/// One message ready for SMTP: the envelope and the exact bytes.
-#[derive(Clone, Debug)]
-pub struct Outgoing {
-    pub message_id: String,
-    pub from: lettre::Address,
-    pub to: lettre::Address,
-    pub bytes: Vec<u8>,
-}
+/// One message ready for SMTP: the envelope and the exact bytes, as the email module makes it.
+pub use crate::email::Outgoing;
 
 /// Makes the message for one recipient.
 pub type Source<'a> = &'a (dyn Fn(&Recipient) -> anyhow::Result<Outgoing> + Sync);
