@@ -61,6 +61,10 @@ pub fn check(dir: &Path, _now: DateTime<FixedOffset>) -> Vec<Diagnostic> {
         Ok((issues, found)) => {
             problems.extend(found);
             problems.extend(crate::publish::asset_problems(&issues_dir, &issues));
+            match crate::assets::scan(&issues_dir) {
+                Ok(scan) => problems.extend(crate::assets::problems(&issues_dir, &scan, &issues)),
+                Err(e) => problems.push(Diagnostic::error(&issues_dir, format!("{e:#}"))),
+            }
             let slugs: HashSet<&str> = issues.iter().map(|i| i.slug.as_str()).collect();
             for issue in &issues {
                 problems.extend(body_problems(issue, &issues_dir, &slugs));
@@ -68,6 +72,8 @@ pub fn check(dir: &Path, _now: DateTime<FixedOffset>) -> Vec<Diagnostic> {
             if let Some(config) = &config {
                 problems.extend(email_problems(dir, config, &issues));
                 problems.extend(signing_problems(dir, config));
+                problems.extend(key_place_problems(dir, config));
+                problems.extend(unwritten_id_problems(dir, &issues));
             }
         }
         Err(e) => problems.push(Diagnostic::error(&issues_dir, format!("{e:#}"))),
@@ -98,6 +104,7 @@ pub fn check(dir: &Path, _now: DateTime<FixedOffset>) -> Vec<Diagnostic> {
             )),
         }
     }
+    problems.extend(output_link_problems(dir));
     problems.extend(database_problems(dir));
     problems.extend(secrets_problems(dir));
     problems
@@ -125,6 +132,93 @@ fn secrets_problems(dir: &Path) -> Vec<Diagnostic> {
         ];
     }
     Vec::new()
+}
+
+/// `feeds/`, `outbox/` or a folder in them replaced by a symbolic link: publish, preview and
+/// `send --dry-run` refuse to write through it.
+fn output_link_problems(dir: &Path) -> Vec<Diagnostic> {
+    let mut found = Vec::new();
+    for top in [crate::publish::FEEDS_DIR, crate::publish::OUTBOX_DIR] {
+        let root = dir.join(top);
+        let mut paths = vec![root.clone()];
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            paths.extend(entries.flatten().map(|e| e.path()));
+        }
+        for path in paths {
+            let link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+            if link {
+                found.push(
+                    Diagnostic::error(
+                        &path,
+                        "is a symbolic link: gazette will not write through it",
+                    )
+                    .with_hint("remove the link; gazette creates this folder itself"),
+                );
+            }
+        }
+    }
+    found
+}
+
+/// A key must never sit where it is published or committed: inside `issues/` or `feeds/`, or
+/// in a file git tracks.
+fn key_place_problems(dir: &Path, config: &Config) -> Vec<Diagnostic> {
+    let Some(dkim) = &config.dkim else {
+        return Vec::new();
+    };
+    let key = &dkim.private_key_file;
+    let settings = dir.join(config::FILE_NAME);
+    let inside = |top: &str| {
+        let Ok(root) = dir.join(top).canonicalize() else {
+            return false;
+        };
+        // The key need not exist yet for its place to be wrong.
+        let resolved = key.canonicalize().unwrap_or_else(|_| key.clone());
+        resolved.starts_with(&root) || key.starts_with(dir.join(top))
+    };
+    for top in ["issues", crate::publish::FEEDS_DIR] {
+        if inside(top) {
+            return vec![
+                Diagnostic::error(&settings, format!("[dkim] private_key_file is inside {top}/, where it can be published"))
+                    .with_hint("move the key outside the newsletter's published folders (e.g. into .gazette/, which is git-ignored) and update private_key_file"),
+            ];
+        }
+    }
+    let Ok(absolute) = key.canonicalize() else {
+        return Vec::new();
+    };
+    let tracked = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["ls-files", "--error-unmatch", "--"])
+        .arg(absolute)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if tracked {
+        return vec![
+            Diagnostic::error(&settings, "[dkim] private_key_file is tracked by git: anyone with the repository can sign mail as you")
+                .with_hint("`git rm --cached` the key, move it into .gazette/ (git-ignored), rotate it (publish a new DKIM record), and update private_key_file"),
+        ];
+    }
+    Vec::new()
+}
+
+/// An issue already sent whose id is not written down: fixing its date, renaming its file or
+/// changing id_authority would change its id (`send` then refuses to mail it again).
+fn unwritten_id_problems(dir: &Path, issues: &[Issue]) -> Vec<Diagnostic> {
+    let Ok(Some(store)) = crate::store::Store::open_existing(dir) else {
+        return Vec::new();
+    };
+    issues
+        .iter()
+        .filter(|i| !i.id_written && store.was_sent(&i.id, &i.slug).unwrap_or(false))
+        .map(|i| {
+            Diagnostic::warning(&i.path, "this issue has been sent but its id is not written down: it is derived from the date and the file name, and changes with them")
+                .with_hint(format!("add `id = \"{}\"` to the front matter", i.id))
+        })
+        .collect()
 }
 
 /// The subscriber database, when there is one: readable, not damaged, a schema this gazette

@@ -69,8 +69,8 @@ pub enum Command {
     Send(SendArgs),
     /// The delivery ledger of one issue: sent, failed, bounced, pending, unknown.
     Status {
-        /// The issue's slug (its file name without .md).
-        slug: String,
+        /// The issue's slug (its file name without .md); without it, every issue's counts.
+        slug: Option<String>,
     },
     /// Record an unsubscribe, from the token in an unsubscribe link or an address.
     Unsubscribe {
@@ -129,4 +129,8 @@ pub struct SendArgs {
     /// Do not ask for confirmation (required without a terminal).
     #[arg(short, long)]
     pub yes: bool,
+    /// Send even though this issue was already sent under another id (same slug, or same
+    /// title and body): everyone receives it again.
+    #[arg(long)]
+    pub force: bool,
 }

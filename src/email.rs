@@ -22,7 +22,8 @@
 //!   pieces, with a soft line break before and after every per-recipient value, so a value is
 //!   encoded on its own and spliced in. Per recipient lettre only encodes the `To`,
 //!   `Message-ID` and `List-Unsubscribe` header lines.
-//! - `Message-ID` is `<hash(issue id, address)@sender's domain>`; `Date` is the issue's date.
+//! - `Message-ID` is `<hash(issue id, address)@sender's domain>`; `Date` is the moment `send`
+//!   hands the message to SMTP (kept in the ledger), and the issue's date in previews.
 //! - Subject, title and names pass through [`crate::issue::one_line`]: a CR or LF becomes a
 //!   space and can never start a header; lettre RFC 2047-encodes what is not ASCII.
 //! - DKIM (lettre, relaxed/relaxed) covers [`SIGNED_HEADERS`]. Not `Content-Type`: lettre 0.11
@@ -219,8 +220,10 @@ impl Dkim {
     /// Reads the key named by `[dkim]`.
     pub fn load(settings: &config::DkimConfig) -> anyhow::Result<Dkim> {
         let path = &settings.private_key_file;
-        let pem = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the DKIM key {}", path.display()))?;
+        // A PEM key is a few kilobytes: the bound keeps `/dev/zero` or a misnamed file out.
+        let pem = crate::files::read_bytes(path, 64 * 1024).context("cannot read the DKIM key")?;
+        let pem = String::from_utf8(pem)
+            .map_err(|_| anyhow::anyhow!("{} is not a PEM text file", path.display()))?;
         Dkim::from_pem(&settings.domain, &settings.selector, &pem)
             .with_context(|| format!("{}", path.display()))
     }
@@ -429,6 +432,7 @@ enum Piece {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum HeaderSlot {
     To,
+    Date,
     MessageId,
     ListUnsubscribe,
 }
@@ -621,17 +625,27 @@ impl Prepared {
     }
 
     /// The complete RFC 5322 message for one recipient, and its Message-ID (without <>).
+    /// Its `Date` is the issue's: this is the message as previews and the outbox show it.
     pub fn message(&self, to: &Recipient<'_>) -> anyhow::Result<Outgoing> {
-        self.build(to, false)
+        self.build(to, false, self.date)
+    }
+
+    /// The message as sent: its `Date` is `date`, the moment it is handed to SMTP (RFC 3339,
+    /// as the ledger keeps it), so mail clients file it by when it arrived.
+    pub fn message_at(&self, to: &Recipient<'_>, date: &str) -> anyhow::Result<Outgoing> {
+        let date = chrono::DateTime::parse_from_rfc3339(date)
+            .with_context(|| format!("the ledger's date `{date}` is not RFC 3339"))?;
+        self.build(to, false, SystemTime::from(date))
     }
 
     /// A test copy (`send --to`): the same message under a Message-ID of its own, so that a
-    /// receiver that drops repeated Message-IDs never drops the real issue sent later.
+    /// receiver that drops repeated Message-IDs never drops the real issue sent later. Dated
+    /// now, as it is sent now.
     pub fn test_message(&self, to: &Recipient<'_>) -> anyhow::Result<Outgoing> {
-        self.build(to, true)
+        self.build(to, true, SystemTime::now())
     }
 
-    fn build(&self, to: &Recipient<'_>, test: bool) -> anyhow::Result<Outgoing> {
+    fn build(&self, to: &Recipient<'_>, test: bool, date: SystemTime) -> anyhow::Result<Outgoing> {
         let address: Address = to
             .email
             .parse()
@@ -656,6 +670,7 @@ impl Prepared {
             to_line = header_line(header::To::from(Mailboxes::from(mailbox.clone())));
         }
         let id_line = header_line(header::MessageId::from(format!("<{message_id}>")));
+        let date_line = header_line(header::Date::new(date));
         let unsubscribe = self.list_unsubscribe(&values.unsubscribe_url);
         let unsubscribe_line = header_line(unsubscribe.clone());
 
@@ -664,6 +679,7 @@ impl Prepared {
             match piece {
                 Piece::Fixed(range) => bytes.extend_from_slice(&self.fixed[range.clone()]),
                 Piece::Header(HeaderSlot::To) => bytes.extend_from_slice(to_line.as_bytes()),
+                Piece::Header(HeaderSlot::Date) => bytes.extend_from_slice(date_line.as_bytes()),
                 Piece::Header(HeaderSlot::MessageId) => bytes.extend_from_slice(id_line.as_bytes()),
                 Piece::Header(HeaderSlot::ListUnsubscribe) => {
                     bytes.extend_from_slice(unsubscribe_line.as_bytes())
@@ -695,7 +711,7 @@ impl Prepared {
                 .from(self.from.clone())
                 .to(mailbox)
                 .subject(self.subject.clone())
-                .date(self.date)
+                .date(date)
                 .message_id(Some(format!("<{message_id}>")))
                 .header(ListId(format!("<{}>", self.list_id)))
                 .header(unsubscribe)
@@ -827,6 +843,8 @@ fn cut(formatted: &[u8]) -> anyhow::Result<(Vec<u8>, Vec<Piece>)> {
         let field = &formatted[at..end];
         let slot = if field.starts_with(b"To:") {
             Some(HeaderSlot::To)
+        } else if field.starts_with(b"Date:") {
+            Some(HeaderSlot::Date)
         } else if field.starts_with(b"Message-ID:") {
             Some(HeaderSlot::MessageId)
         } else if field.starts_with(b"List-Unsubscribe:") {

@@ -26,15 +26,78 @@ pub fn read_text(path: &Path) -> Result<String, Diagnostic> {
 }
 
 fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
+    read_bounded(path, MAX_TEXT_FILE, "text files")
+}
+
+/// Reads a regular file of at most `max` bytes. A FIFO or device is refused before it is
+/// opened (opening a FIFO blocks), and the read stops at the bound even if the file grows.
+fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read;
     let meta = fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
-    if meta.len() > MAX_TEXT_FILE {
-        return Err(format!(
-            "file is {} MiB; gazette reads text files of at most {} MiB",
-            meta.len() / (1024 * 1024),
-            MAX_TEXT_FILE / (1024 * 1024)
-        ));
+    if !meta.is_file() {
+        return Err(if meta.is_dir() {
+            "is a directory, not a file".to_string()
+        } else {
+            "is not a regular file (a FIFO, socket or device): gazette reads only regular files"
+                .to_string()
+        });
     }
-    fs::read(path).map_err(|e| format!("cannot read: {e}"))
+    let too_big = |len: u64| {
+        format!(
+            "file is {} MiB; gazette reads {what} of at most {} MiB",
+            len / (1024 * 1024),
+            max / (1024 * 1024)
+        )
+    };
+    if meta.len() > max {
+        return Err(too_big(meta.len()));
+    }
+    let file = fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > max {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// Reads a regular file of at most `max` bytes, as bytes; the error names the file.
+pub fn read_bytes(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
+    read_bounded(path, max, "files")
+        .map_err(|e| anyhow::anyhow!("{}: {e}", crate::diagnostic::shown_path(path).display()))
+}
+
+/// Fails when `path`, or a directory between `dir` and it, is a symbolic link. gazette writes
+/// its outputs (`feeds/`, `outbox/`) only into real directories of the newsletter, so a link
+/// planted there cannot redirect a write, or a removal, to somewhere else. Paths outside `dir`
+/// (an `--out` the user chose) are not judged.
+pub fn refuse_links(dir: &Path, path: &Path) -> anyhow::Result<()> {
+    let Ok(rel) = path.strip_prefix(dir) else {
+        return Ok(());
+    };
+    let mut here = dir.to_path_buf();
+    for part in rel.components() {
+        here.push(part);
+        match fs::symlink_metadata(&here) {
+            Ok(m) if m.file_type().is_symlink() => anyhow::bail!(
+                "{} is a symbolic link; gazette writes only into real directories of the newsletter: remove the link (`rm {}`) and run again",
+                crate::diagnostic::shown_path(&here).display(),
+                crate::diagnostic::shown_path(&here).display()
+            ),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", here.display())),
+        }
+    }
+    Ok(())
+}
+
+/// [`write_if_changed`] for an output of the newsletter at `dir`, after [`refuse_links`].
+pub fn write_output(dir: &Path, path: &Path, contents: &[u8]) -> anyhow::Result<bool> {
+    refuse_links(dir, path)?;
+    write_if_changed(path, contents)
 }
 
 /// Decodes the bytes of a text file: UTF-8 only, BOM dropped, CRLF as LF.

@@ -27,6 +27,9 @@ pub struct Issue {
     pub date: DateTime<FixedOffset>,
     /// The permanent id: RSS guid, Atom id and JSON Feed id.
     pub id: String,
+    /// Whether the front matter writes the id down (else it is derived from date and slug,
+    /// and changes with them).
+    pub id_written: bool,
     /// Plain text summary as written, if any.
     pub summary: Option<String>,
     pub number: Option<u32>,
@@ -261,6 +264,7 @@ impl Issue {
                 title,
                 date,
                 id,
+                id_written: fm.id.is_some(),
                 summary: fm.summary.map(|s| one_line(&s)).filter(|s| !s.is_empty()),
                 number,
                 tags: fm
@@ -328,6 +332,38 @@ fn split_front_matter<'t>(
     ])
 }
 
+/// Whether `path` (a `*.md` in the issues directory `root`) is read as an issue: a regular
+/// file, or a link to one inside `root`. A directory named `x.md` is not an issue. A link out
+/// of `root`, or a FIFO or device, is an error, and it is never opened: its content must not
+/// reach an error message or a feed.
+fn readable_issue(path: &Path, root: &Path) -> Result<bool, String> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        return Ok(false);
+    }
+    if kind.is_symlink() {
+        let target = path
+            .canonicalize()
+            .map_err(|e| format!("is a symbolic link that cannot be followed: {e}"))?;
+        if !target.starts_with(root) {
+            return Err(format!(
+                "is a symbolic link to {}, outside the issues directory; gazette reads issues only from there",
+                target.display()
+            ));
+        }
+        return match std::fs::metadata(&target) {
+            Ok(m) if m.is_file() => Ok(true),
+            Ok(m) if m.is_dir() => Ok(false),
+            _ => Err("is a symbolic link to something that is not a regular file".to_string()),
+        };
+    }
+    if !kind.is_file() {
+        return Err("is not a regular file (a FIFO, socket or device)".to_string());
+    }
+    Ok(true)
+}
+
 /// Reads every `*.md` in `dir` in parallel, sorted by (date, slug). Returns the issues that
 /// parsed and every problem found, including duplicate slugs and ids across files.
 pub fn load_all(
@@ -341,11 +377,20 @@ pub fn load_all(
             crate::diagnostic::shown_path(dir).display()
         )
     })?;
+    let root = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let mut refused = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?;
         let path = entry.path();
-        if path.extension().is_some_and(|e| e == "md") && path.is_file() {
-            paths.push(path);
+        if path.extension().is_none_or(|e| e != "md") {
+            continue;
+        }
+        match readable_issue(&path, &root) {
+            Ok(true) => paths.push(path),
+            Ok(false) => {}
+            Err(message) => refused.push(Diagnostic::error(&path, message).with_hint(
+                "an issue is a regular Markdown file inside issues/: replace the link or special file with the file itself",
+            )),
         }
     }
     paths.sort();
@@ -355,7 +400,7 @@ pub fn load_all(
         .collect();
 
     let mut issues = Vec::with_capacity(results.len());
-    let mut problems = Vec::new();
+    let mut problems = refused;
     for result in results {
         match result {
             Ok((issue, warnings)) => {

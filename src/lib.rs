@@ -1,6 +1,7 @@
 //! gazette: a newsletter publisher. Each command below wires the steps: read files at the top,
 //! pure rendering in the middle, writes at the bottom.
 
+pub mod assets;
 pub mod check;
 pub mod cli;
 pub mod config;
@@ -30,6 +31,35 @@ use crate::config::Config;
 use crate::diagnostic::Diagnostic;
 use crate::issue::Issue;
 
+/// `println!` that returns the error instead of panicking, so that a closed pipe
+/// (`gazette status | head -1`) ends the command quietly.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
+/// A progress bar's rate as people read it: `41/s`, not indicatif's `41.1028/s`.
+pub fn rounded_rate(state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write) {
+    let _ = write!(w, "{:.0}/s", state.per_sec());
+}
+
+/// Whether an error is standard output closed by its reader (`| head`): not a failure.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        let io = cause.downcast_ref::<std::io::Error>().or_else(|| {
+            cause
+                .downcast_ref::<csv::Error>()
+                .and_then(|e| match e.kind() {
+                    csv::ErrorKind::Io(io) => Some(io),
+                    _ => None,
+                })
+        });
+        io.is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// An error whose details were already printed (diagnostics); `main` prints only its summary.
 #[derive(Debug)]
 pub struct Reported(pub String);
@@ -54,7 +84,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Publish { slugs } => cmd_publish(dir, &slugs, cli.quiet, cli.json),
         Command::Subscribers(sub) => cmd_subscribers(dir, sub, cli.quiet, cli.json),
         Command::Send(args) => cmd_send(dir, &args, cli.quiet, cli.json),
-        Command::Status { slug } => cmd_status(dir, &slug, cli.json),
+        Command::Status { slug: Some(slug) } => cmd_status(dir, &slug, cli.json),
+        Command::Status { slug: None } => cmd_status_all(dir, cli.json),
         Command::Unsubscribe { token_or_address } => {
             cmd_unsubscribe(dir, &token_or_address, cli.quiet)
         }
@@ -122,7 +153,7 @@ fn cmd_publish(dir: &Path, slugs: &[String], quiet: bool, json: bool) -> anyhow:
         },
     )?;
     if json {
-        println!("{}", serde_json::to_string(&report)?);
+        say!("{}", serde_json::to_string(&report)?);
     } else if !quiet {
         eprintln!("{report}");
     }
@@ -256,9 +287,9 @@ fn cmd_subscribers(dir: &Path, sub: Subscribers, quiet: bool, json: bool) -> any
         Subscribers::Count => {
             let n = db.count_active()?;
             if json {
-                println!("{}", serde_json::json!({ "active": n }));
+                say!("{}", serde_json::json!({ "active": n }));
             } else {
-                println!("{n}");
+                say!("{n}");
             }
             Ok(())
         }
@@ -315,7 +346,7 @@ fn import_csv(
     })?;
     print_diagnostics(&mut parsed.problems, quiet);
     if json {
-        println!("{}", serde_json::to_string(&r)?);
+        say!("{}", serde_json::to_string(&r)?);
     } else if !quiet {
         eprintln!(
             "imported {}: {} added, {} already subscribed, {} re-activated, {} left unsubscribed or bounced, {} row(s) with errors",
@@ -412,17 +443,60 @@ fn sendable<'a>(issues: &'a [Issue], slug: &str) -> anyhow::Result<&'a Issue> {
     Ok(issue)
 }
 
+/// The SHA-256 of a text, in hex.
+fn hex_sha256(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Refuses to send an issue that the ledger shows was sent under another id: the same slug,
+/// or the same title and body. Its id changed (a date fixed, a file renamed, id_authority
+/// changed), not the issue; sending would mail everyone again.
+fn refuse_resend(db: &store::Store, issue: &Issue, body_sha256: &str) -> anyhow::Result<()> {
+    let Some(earlier) =
+        db.sent_under_another_id(&issue.id, &issue.slug, &issue.title, body_sha256)?
+    else {
+        return Ok(());
+    };
+    let same = if earlier.slug == issue.slug {
+        format!("the same slug `{}`", issue.slug)
+    } else {
+        format!("the same title and body (as `{}`)", earlier.slug)
+    };
+    anyhow::bail!(
+        "`{}` was already sent under another id: {} message(s) of “{}” went out from {} under id `{}`, with {same}; its id is now `{}`\n\
+         to keep this the same issue, write its old id into {}: id = \"{}\"\n\
+         to send it to everyone again on purpose, pass --force",
+        issue.slug,
+        earlier.deliveries,
+        earlier.title,
+        earlier.first_sent,
+        earlier.issue_id,
+        issue.id,
+        crate::diagnostic::shown_path(&issue.path).display(),
+        earlier.issue_id,
+    )
+}
+
 fn cmd_send(dir: &Path, args: &SendArgs, quiet: bool, json: bool) -> anyhow::Result<()> {
     use std::sync::atomic::{AtomicBool, Ordering};
     let (config, issues) = load(dir, true)?;
     let issue = sendable(&issues, &args.slug)?;
     let prepared = prepare_email(dir, &config, issue)?;
-    let source = |r: &store::Recipient| prepared.message(&email_recipient(r));
+    // A real send dates each message when it is handed to SMTP; a dry run, like the outbox,
+    // shows the issue's date.
+    let source = |r: &store::Recipient| match &r.date {
+        Some(date) => prepared.message_at(&email_recipient(r), date),
+        None => prepared.message(&email_recipient(r)),
+    };
     if args.dry_run {
         let out = dir.join("outbox").join(&issue.slug).join("dry-run");
         let n = send::dry_run(dir, &issue.id, &out, &source)?;
         if json {
-            println!("{}", serde_json::json!({ "dry_run": n, "dir": out }));
+            say!("{}", serde_json::json!({ "dry_run": n, "dir": out }));
         } else if !quiet {
             eprintln!(
                 "dry run: wrote {n} message(s) to {}; nothing was sent or recorded",
@@ -437,7 +511,48 @@ fn cmd_send(dir: &Path, args: &SendArgs, quiet: bool, json: bool) -> anyhow::Res
     }
     let lock = store::RunLock::take(dir)?;
     let db = store::Store::open(dir)?;
+    let body_sha256 = hex_sha256(&issue.body);
+    if !args.force {
+        refuse_resend(&db, issue, &body_sha256)?;
+    }
     let count = db.count_recipients(&issue.id, args.retry_unknown)?;
+    if count == 0 {
+        // Nothing to do: say why, rather than "0 sent".
+        let counts = db.counts(&issue.id)?;
+        if json {
+            say!(
+                "{}",
+                serde_json::json!({ "issue": issue.slug, "sent": 0, "already": counts })
+            );
+        } else if !quiet {
+            let delivered = counts.sent;
+            let total = delivered + counts.failed + counts.bounced + counts.unknown;
+            if delivered > 0 && total == delivered {
+                eprintln!(
+                    "`{}` was already delivered to all {delivered} subscriber(s); nothing to send",
+                    issue.slug
+                );
+            } else if total > 0 {
+                eprintln!(
+                    "nothing to send: `{}` went out to {delivered} subscriber(s); {} failed, {} bounced, {} unknown (`gazette status {}` lists them{})",
+                    issue.slug,
+                    counts.failed,
+                    counts.bounced,
+                    counts.unknown,
+                    issue.slug,
+                    if counts.unknown > 0 {
+                        "; --retry-unknown sends those again"
+                    } else {
+                        ""
+                    }
+                );
+            } else {
+                eprintln!("nothing to send: there are no active subscribers");
+            }
+        }
+        return Ok(());
+    }
+    db.record_sent_issue(&issue.id, &issue.slug, &issue.title, &body_sha256)?;
     drop(db);
     if !args.yes {
         if !std::io::stdin().is_terminal() {
@@ -485,7 +600,7 @@ fn cmd_send(dir: &Path, args: &SendArgs, quiet: bool, json: bool) -> anyhow::Res
     )?;
     drop(lock);
     if json {
-        println!("{}", serde_json::to_string(&report)?);
+        say!("{}", serde_json::to_string(&report)?);
     } else if !quiet {
         eprintln!("{report}");
     }
@@ -545,7 +660,7 @@ fn send_test_copies(
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();
     for (to, result) in &results {
         if json {
-            println!(
+            say!(
                 "{}",
                 serde_json::json!({ "to": to, "ok": result.is_ok(), "reply": match result { Ok(r) | Err(r) => r } })
             );
@@ -558,6 +673,41 @@ fn send_test_copies(
     }
     if failed > 0 {
         return Err(Reported(format!("{failed} test cop(y/ies) not sent")).into());
+    }
+    Ok(())
+}
+
+/// `gazette status` without a slug: one line per issue, newest first.
+fn cmd_status_all(dir: &Path, json: bool) -> anyhow::Result<()> {
+    let (_, issues) = load(dir, true)?;
+    let Some(db) = store::Store::open_existing(dir)? else {
+        anyhow::bail!("no subscriber database yet: import subscribers first");
+    };
+    let mut all = Vec::new();
+    for issue in issues.iter().rev() {
+        all.push((issue, db.counts(&issue.id)?));
+    }
+    if json {
+        let rows: Vec<_> = all
+            .iter()
+            .map(|(i, c)| serde_json::json!({ "issue": i.slug, "id": i.id, "counts": c }))
+            .collect();
+        say!("{}", serde_json::Value::Array(rows));
+        return Ok(());
+    }
+    let width = all.iter().map(|(i, _)| i.slug.len()).max().unwrap_or(0);
+    for (issue, c) in &all {
+        let sent_any = c.sent + c.failed + c.bounced + c.deferred + c.unknown + c.sending > 0;
+        let line = if !sent_any {
+            let state = if issue.draft { "draft" } else { "not sent" };
+            format!("{state} ({} subscribers waiting)", c.pending)
+        } else {
+            format!(
+                "{} sent, {} failed, {} bounced, {} deferred, {} pending, {} unknown",
+                c.sent, c.failed, c.bounced, c.deferred, c.pending, c.unknown
+            )
+        };
+        say!("{:width$}  {line}", issue.slug);
     }
     Ok(())
 }
@@ -584,13 +734,13 @@ fn cmd_status(dir: &Path, slug: &str, json: bool) -> anyhow::Result<()> {
         ],
     )?;
     if json {
-        println!(
+        say!(
             "{}",
             serde_json::json!({ "issue": slug, "id": issue.id, "counts": counts, "problems": rows })
         );
         return Ok(());
     }
-    println!(
+    say!(
         "{slug}: {} sent, {} failed, {} bounced, {} deferred, {} pending, {} unknown{}",
         counts.sent,
         counts.failed,
@@ -608,7 +758,7 @@ fn cmd_status(dir: &Path, slug: &str, json: bool) -> anyhow::Result<()> {
         }
     );
     for r in &rows {
-        println!(
+        say!(
             "{}\t{}\t{}\t{}",
             r.state,
             r.email,

@@ -8,6 +8,8 @@ fn main() -> ExitCode {
     let cli = gazette::cli::Cli::parse();
     match gazette::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that stopped reading (`gazette subscribers list | head`) is not an error.
+        Err(err) if gazette::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             if !err.is::<gazette::Reported>() {
                 eprint!("error: {err}");

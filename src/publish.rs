@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::assets;
 use crate::config::Config;
 use crate::diagnostic::Diagnostic;
 use crate::email::{self, Prepared, Recipient, Templates};
@@ -29,6 +30,8 @@ pub const OUTBOX_DIR: &str = "outbox";
 pub const SUMMARY_CHARS: usize = 200;
 /// The stylesheet used when the newsletter has no `templates/site.css`.
 pub const DEFAULT_SITE_CSS: &str = include_str!("../templates/site.css");
+/// The largest file under `issues/` publish copies: beyond it, link the file from elsewhere.
+pub const MAX_ASSET_BYTES: u64 = 256 * 1024 * 1024;
 
 #[derive(Clone, Debug, Default)]
 pub struct Options {
@@ -46,7 +49,9 @@ pub struct Report {
     pub scheduled: usize,
     pub written: usize,
     pub unchanged: usize,
-    /// Pages of issues no longer published (back to draft, or rescheduled) that were removed.
+    /// Files publish wrote earlier that nothing produces any more, removed: pages of issues
+    /// back to draft, rescheduled or deleted, assets no issue links to, outboxes of deleted
+    /// issues.
     pub removed: usize,
 }
 
@@ -66,7 +71,7 @@ impl fmt::Display for Report {
             match self.removed {
                 0 => String::new(),
                 n => format!(
-                    ", {n} unpublished page{} removed",
+                    ", {n} file{} no longer published removed",
                     if n == 1 { "" } else { "s" }
                 ),
             }
@@ -119,16 +124,16 @@ pub fn publish(
         }
     }
 
-    // Files under issues/ are copied as they are: none may land on a file publish writes.
-    let assets = assets(&dir.join("issues"))?;
-    if let Some((source, target)) = assets
-        .iter()
-        .find(|(_, target)| overwrites_output(target, issues))
-    {
+    // Files under issues/ that the issues link to are copied as they are: none may land on a
+    // file publish writes, and none may be a link out of issues/.
+    let issues_dir = dir.join("issues");
+    let scan = assets::scan(&issues_dir)?;
+    let assets = assets::to_copy(&issues_dir, &scan, &published)?;
+    if let Some(asset) = assets.iter().find(|a| overwrites_output(&a.rel, issues)) {
         bail!(
             "{} would be copied over feeds/{}, which publish writes; rename or move it",
-            crate::diagnostic::shown_path(source).display(),
-            target.display()
+            crate::diagnostic::shown_path(&asset.source).display(),
+            asset.rel.display()
         );
     }
 
@@ -138,8 +143,16 @@ pub fn publish(
     let secret = email::sample_secret(dir);
     let written = AtomicUsize::new(0);
     let unchanged = AtomicUsize::new(0);
+    // Every file under feeds/ this run produces, for the manifest of what publish wrote.
+    let produced = std::sync::Mutex::new(Vec::new());
     let write = |path: PathBuf, bytes: &[u8]| -> anyhow::Result<()> {
-        if files::write_if_changed(&path, bytes)? {
+        if let Ok(rel) = path.strip_prefix(&out) {
+            produced
+                .lock()
+                .expect("no writer panics")
+                .push(rel.to_path_buf());
+        }
+        if files::write_output(dir, &path, bytes)? {
             written.fetch_add(1, Ordering::Relaxed);
         } else {
             unchanged.fetch_add(1, Ordering::Relaxed);
@@ -149,8 +162,9 @@ pub fn publish(
 
     let bar = if options.progress && published.len() >= 100 {
         ProgressBar::new(published.len() as u64).with_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} issues {per_sec} eta {eta}")
-                .expect("a constant template parses"),
+            ProgressStyle::with_template("{bar:40} {pos}/{len} issues {rate} eta {eta}")
+                .expect("a constant template parses")
+                .with_key("rate", crate::rounded_rate),
         )
     } else {
         ProgressBar::hidden()
@@ -256,17 +270,24 @@ pub fn publish(
     };
     write(out.join(site::STYLESHEET), css.as_bytes())?;
 
-    for (source, target) in assets {
-        let bytes = std::fs::read(&source)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", source.display()))?;
-        write(out.join(target), &bytes)?;
+    for asset in assets {
+        let bytes = files::read_bytes(&asset.source, MAX_ASSET_BYTES)?;
+        write(out.join(&asset.rel), &bytes)?;
     }
 
-    for issue in issues.iter().filter(|i| !i.is_published(now)) {
-        if remove_page(&out, &issue.slug)? {
-            report.removed += 1;
-        }
+    // What publish wrote before and no issue produces any more goes offline: the pages of
+    // issues unpublished or deleted, assets no issue links to, outboxes of deleted issues.
+    let mut produced = produced.into_inner().expect("no writer panics");
+    for issue in &published {
+        // Pages not rewritten this run (`publish SLUG`) are still produced.
+        produced.push(PathBuf::from(&issue.slug).join("index.html"));
     }
+    let live: std::collections::BTreeSet<&str> =
+        published.iter().map(|i| i.slug.as_str()).collect();
+    report.removed += remove_pages(dir, &out, &live)?;
+    report.removed += remove_unproduced(dir, &out, produced)?;
+    let known: std::collections::BTreeSet<&str> = issues.iter().map(|i| i.slug.as_str()).collect();
+    report.removed += remove_orphan_outboxes(dir, &outbox, &known)?;
 
     report.written = written.into_inner();
     report.unchanged = unchanged.into_inner();
@@ -285,26 +306,21 @@ fn relative_to_page(html: &str, base_url: &url::Url) -> String {
     out
 }
 
-/// Markdown anywhere under `issues/`, and editors' backups of it (`x.md~`, `x.md.bak`): never
-/// copied to `feeds/`, or a draft's text would go online.
-fn is_issue_source(name: &str) -> bool {
-    name.ends_with(".md") || name.ends_with('~') || name.contains(".md.")
-}
-
 /// Files under `issues/` that publish would copy over one of its own outputs, as errors.
 pub fn asset_problems(issues_dir: &Path, issues: &[Issue]) -> Vec<Diagnostic> {
-    let Ok(assets) = assets(issues_dir) else {
+    let Ok(scan) = assets::scan(issues_dir) else {
         return Vec::new();
     };
-    assets
-        .into_iter()
-        .filter(|(_, target)| overwrites_output(target, issues))
-        .map(|(source, target)| {
+    let wanted = assets::referenced(issues);
+    scan.files
+        .iter()
+        .filter(|a| wanted.contains(&a.rel) && overwrites_output(&a.rel, issues))
+        .map(|a| {
             Diagnostic::error(
-                &source,
+                &a.source,
                 format!(
                     "publish would copy this file over feeds/{}, which it writes itself",
-                    target.display()
+                    a.rel.display()
                 ),
             )
             .with_hint(
@@ -325,20 +341,138 @@ pub fn overwrites_output(target: &Path, issues: &[Issue]) -> bool {
     }
 }
 
-/// Removes `feeds/<slug>/index.html` of an issue that is not published, when gazette wrote
-/// it; the directory goes too if nothing else is in it. Returns whether a page was removed.
-fn remove_page(out: &Path, slug: &str) -> anyhow::Result<bool> {
-    let page = out.join(slug).join("index.html");
-    let Ok(text) = std::fs::read_to_string(&page) else {
-        return Ok(false);
+/// Where publish lists the files it wrote under `feeds/`, so that it later removes only those.
+pub fn manifest_path(dir: &Path) -> PathBuf {
+    dir.join(".gazette").join("published")
+}
+
+/// Removes the files the last publish wrote under `out` that this one did not produce, then
+/// records what this one produced. Returns how many files went.
+fn remove_unproduced(dir: &Path, out: &Path, mut produced: Vec<PathBuf>) -> anyhow::Result<usize> {
+    produced.sort();
+    produced.dedup();
+    let manifest = manifest_path(dir);
+    let before = match std::fs::read_to_string(&manifest) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", manifest.display())),
     };
-    if !text.contains(r#"<meta name="generator" content="gazette">"#) {
-        return Ok(false);
+    let mut removed = 0;
+    for line in before.lines() {
+        let rel = Path::new(line);
+        let plain = rel
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !plain || produced.binary_search(&rel.to_path_buf()).is_ok() {
+            continue;
+        }
+        if remove_file_and_empty_dirs(dir, out, rel)? {
+            removed += 1;
+        }
     }
-    std::fs::remove_file(&page).with_context(|| format!("cannot remove {}", page.display()))?;
-    // Fails, harmlessly, when the editor keeps other files there.
-    let _ = std::fs::remove_dir(out.join(slug));
+    let mut text = String::new();
+    for rel in &produced {
+        if let Some(line) = rel.to_str().filter(|l| !l.contains('\n')) {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    if text != before {
+        files::write_output(dir, &manifest, text.as_bytes())?;
+    }
+    Ok(removed)
+}
+
+/// Removes `root/rel` when it is a file (never through a link), then its parent directories
+/// up to `root` while they are empty. Returns whether the file was there.
+fn remove_file_and_empty_dirs(dir: &Path, root: &Path, rel: &Path) -> anyhow::Result<bool> {
+    let path = root.join(rel);
+    files::refuse_links(dir, &path)?;
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.is_file() => {}
+        _ => return Ok(false),
+    }
+    std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+    let mut parent = path.parent();
+    while let Some(p) = parent.filter(|p| *p != root && p.starts_with(root)) {
+        // Fails, harmlessly, when the editor keeps other files there.
+        if std::fs::remove_dir(p).is_err() {
+            break;
+        }
+        parent = p.parent();
+    }
     Ok(true)
+}
+
+/// Removes `feeds/<slug>/index.html` pages that gazette wrote (they say so in a meta tag) for
+/// slugs not in `live`: issues back to draft, rescheduled, or whose file was deleted. The
+/// directory goes too if nothing else is in it. Returns how many pages went.
+fn remove_pages(
+    dir: &Path,
+    out: &Path,
+    live: &std::collections::BTreeSet<&str>,
+) -> anyhow::Result<usize> {
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(slug) = name.to_str() else { continue };
+        if live.contains(slug) || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let page = out.join(slug).join("index.html");
+        let Ok(text) = files::read_bytes(&page, 64 * 1024 * 1024) else {
+            continue;
+        };
+        if !String::from_utf8_lossy(&text).contains(r#"<meta name="generator" content="gazette">"#)
+        {
+            continue;
+        }
+        if remove_file_and_empty_dirs(dir, out, &Path::new(slug).join("index.html"))? {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Removes the outbox of issues whose file is gone (deleted or renamed): the files gazette
+/// names (`email.html`, `email.txt`, `message.eml`, `dry-run/*.eml`), then the folders if
+/// empty. Dry-run messages carry working unsubscribe links: they must not outlive their issue.
+fn remove_orphan_outboxes(
+    dir: &Path,
+    outbox: &Path,
+    known: &std::collections::BTreeSet<&str>,
+) -> anyhow::Result<usize> {
+    let Ok(entries) = std::fs::read_dir(outbox) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(slug) = name.to_str() else { continue };
+        if known.contains(slug) || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let mut ours: Vec<PathBuf> = [email::HTML_FILE, email::TEXT_FILE, email::MESSAGE_FILE]
+            .iter()
+            .map(|f| Path::new(slug).join(f))
+            .collect();
+        if let Ok(dry) = std::fs::read_dir(outbox.join(slug).join("dry-run")) {
+            for e in dry.flatten() {
+                if e.file_name().to_string_lossy().ends_with(".eml") {
+                    ours.push(Path::new(slug).join("dry-run").join(e.file_name()));
+                }
+            }
+        }
+        for rel in ours {
+            if remove_file_and_empty_dirs(dir, outbox, &rel)? {
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// `email.sample_recipient` as a [`Recipient`].
@@ -363,7 +497,7 @@ pub fn write_email(
         .with_context(|| format!("the email of {}", issue.path.display()))?;
     let mut written = 0;
     for (name, bytes) in email::files(&prepared, &sample_recipient(config))? {
-        if files::write_if_changed(&out.join(name), &bytes)? {
+        if files::write_output(dir, &out.join(name), &bytes)? {
             written += 1;
         }
     }
@@ -376,38 +510,4 @@ pub fn neighbour<'a>(issue: &'a Issue) -> Neighbour<'a> {
         slug: &issue.slug,
         title: &issue.title,
     }
-}
-
-/// Files other than issues under `issues/` (images, attachments): `(source, path under feeds/)`,
-/// in sorted order. Hidden files, Markdown and editor backups are skipped.
-pub fn assets(issues_dir: &Path) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
-    let mut found = Vec::new();
-    let mut stack = vec![PathBuf::new()];
-    // Each real directory once: a symbolic link back up (`images/up -> ..`) is not a loop.
-    let mut seen = std::collections::HashSet::new();
-    while let Some(rel) = stack.pop() {
-        let here = issues_dir.join(&rel);
-        if !seen.insert(here.canonicalize().unwrap_or_else(|_| here.clone())) {
-            continue;
-        }
-        let entries = std::fs::read_dir(&here)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", here.display()))?;
-        for entry in entries {
-            let entry =
-                entry.map_err(|e| anyhow::anyhow!("cannot read {}: {e}", here.display()))?;
-            let name = entry.file_name();
-            if name.to_string_lossy().starts_with('.') {
-                continue;
-            }
-            let rel_path = rel.join(&name);
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(rel_path);
-            } else if !is_issue_source(&name.to_string_lossy()) {
-                found.push((path, rel_path));
-            }
-        }
-    }
-    found.sort();
-    Ok(found)
 }

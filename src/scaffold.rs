@@ -115,9 +115,12 @@ pub fn init(dir: &Path, quiet: bool) -> anyhow::Result<()> {
     }
     ensure_ignored(&dir.join(".gitignore"))?;
     crate::token::Secret::create(dir)?;
-    let today = crate::now()?.format("%Y-%m-%d");
+    let today = crate::now()?.date_naive();
+    // Written down, the id stays when the editor fixes the date, renames the file or changes
+    // id_authority: the issue is the same one, and `send` will not mail it again.
+    let id = issue::derived_id(PLACEHOLDER_HOST, today, "welcome");
     let welcome = format!(
-        "+++\ntitle = \"Welcome\"\ndate = {today}\nnumber = 1\nsummary = \"The first issue.\"\n+++\n\n\
+        "+++\ntitle = \"Welcome\"\ndate = {today}\nid = \"{id}\"\nnumber = 1\nsummary = \"The first issue.\"\n+++\n\n\
          This is the first issue. Edit `issues/welcome.md`, run `gazette check`, then `gazette publish`.\n"
     );
     files::write_new(&dir.join("issues").join("welcome.md"), welcome.as_bytes())?;

@@ -854,9 +854,10 @@ pub fn run(
         let bar = ProgressBar::new(total);
         bar.set_style(
             ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} ETA {eta}",
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {rate} ETA {eta}",
             )
-            .expect("a valid template"),
+            .expect("a valid template")
+            .with_key("rate", crate::rounded_rate),
         );
         bar
     } else {
@@ -1025,6 +1026,15 @@ impl Worker<'_> {
 
     /// Sends to one recipient; returns when to try again, if ever.
     fn one(&self, conn: &mut Option<SmtpConnection>, held: &mut Held) -> Option<Instant> {
+        // The message's Date is the moment it is first handed to SMTP; the ledger keeps it, so
+        // a message sent again (deferred, or --retry-unknown) has the same bytes.
+        let date = held
+            .recipient
+            .date
+            .get_or_insert_with(|| {
+                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            })
+            .clone();
         let r = &held.recipient;
         let (id, email) = (r.id, r.email.clone());
         let write = |state, message_id: &str, attempt, reply: Option<String>| LedgerWrite {
@@ -1034,6 +1044,7 @@ impl Worker<'_> {
             message_id: message_id.to_string(),
             attempt,
             reply,
+            date: Some(date.clone()),
         };
         // An address no message can go to fails on its own; any other error making the
         // message (a template, the DKIM key) would fail every recipient alike: stop the run.
@@ -1178,6 +1189,7 @@ pub fn send_test(
 /// `--dry-run`: every message as an `.eml` file under `out`, nothing sent or recorded.
 pub fn dry_run(dir: &Path, issue_id: &str, out: &Path, source: Source<'_>) -> anyhow::Result<u64> {
     let store = Store::open(dir)?;
+    crate::files::refuse_links(dir, out)?;
     if out.exists() {
         std::fs::remove_dir_all(out).with_context(|| format!("cannot clear {}", out.display()))?;
     }

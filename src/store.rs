@@ -41,6 +41,17 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (issue_id, subscriber_id)
     ) WITHOUT ROWID;
     CREATE INDEX deliveries_state ON deliveries (issue_id, state);",
+    // 2: the moment each message was handed to SMTP (its `Date`, reused when it is sent
+    // again), and what each sent issue was, so that an issue whose id changed is not sent twice.
+    "ALTER TABLE deliveries ADD COLUMN date TEXT;
+    CREATE TABLE sent_issues (
+        issue_id     TEXT PRIMARY KEY,
+        slug         TEXT NOT NULL,
+        title        TEXT NOT NULL,
+        body_sha256  TEXT NOT NULL,
+        first_sent   TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX sent_issues_slug ON sent_issues (slug);",
 ];
 
 /// The schema version this gazette writes.
@@ -210,6 +221,19 @@ pub struct LedgerWrite {
     /// Whether this write starts an attempt (counts it).
     pub attempt: bool,
     pub reply: Option<String>,
+    /// The message's `Date` (RFC 3339), written with the first attempt and kept after it.
+    pub date: Option<String>,
+}
+
+/// An issue already sent under another id: what `send` refuses to mail again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentIssue {
+    pub issue_id: String,
+    pub slug: String,
+    pub title: String,
+    pub first_sent: String,
+    /// Ledger rows under that id.
+    pub deliveries: u64,
 }
 
 /// The ledger of one issue, counted by state.
@@ -245,6 +269,8 @@ pub struct Recipient {
     pub email: String,
     pub name: Option<String>,
     pub attempts: i64,
+    /// The `Date` of an earlier attempt (RFC 3339): sent again, the message keeps it.
+    pub date: Option<String>,
 }
 
 /// An open database.
@@ -548,7 +574,7 @@ impl Store {
         retry_unknown: bool,
     ) -> anyhow::Result<Vec<Recipient>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT s.id, s.email, s.name, COALESCE(d.attempts, 0)
+            "SELECT s.id, s.email, s.name, COALESCE(d.attempts, 0), d.date
              FROM subscribers s
              LEFT JOIN deliveries d ON d.issue_id = ?1 AND d.subscriber_id = s.id
              WHERE s.id > ?2 AND s.status = 'active'
@@ -561,6 +587,7 @@ impl Store {
                 email: r.get(1)?,
                 name: r.get(2)?,
                 attempts: r.get(3)?,
+                date: r.get(4)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -586,13 +613,14 @@ impl Store {
         {
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO deliveries
-                   (issue_id, subscriber_id, email, state, message_id, attempts, last_reply, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+                   (issue_id, subscriber_id, email, state, message_id, attempts, last_reply, created_at, updated_at, date)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)
                  ON CONFLICT (issue_id, subscriber_id) DO UPDATE SET
                    state = excluded.state, message_id = excluded.message_id,
                    attempts = attempts + excluded.attempts,
                    last_reply = COALESCE(excluded.last_reply, last_reply),
-                   updated_at = excluded.updated_at",
+                   updated_at = excluded.updated_at,
+                   date = COALESCE(date, excluded.date)",
             )?;
             let mut bounce = tx.prepare_cached(
                 "UPDATE subscribers SET status = 'bounced', updated_at = ?2 WHERE id = ?1",
@@ -606,7 +634,8 @@ impl Store {
                     w.message_id,
                     i64::from(w.attempt),
                     w.reply,
-                    now
+                    now,
+                    w.date
                 ])?;
                 if w.state == State::Bounced {
                     bounce.execute(params![w.subscriber_id, now])?;
@@ -616,6 +645,68 @@ impl Store {
         tx.commit()
             .with_context(|| format!("cannot write the ledger in {}", self.path.display()))?;
         Ok(())
+    }
+
+    /// Records that an issue is being sent: its id, slug, title and a hash of its body. The
+    /// first record of an id stays.
+    pub fn record_sent_issue(
+        &self,
+        issue_id: &str,
+        slug: &str,
+        title: &str,
+        body_sha256: &str,
+    ) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT INTO sent_issues (issue_id, slug, title, body_sha256, first_sent)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (issue_id) DO NOTHING",
+            params![issue_id, slug, title, body_sha256, timestamp()],
+        )?;
+        Ok(())
+    }
+
+    /// An issue with ledger rows under an id other than `issue_id` that has the same slug, or
+    /// the same title and body: the same issue, whose id changed since it was sent.
+    pub fn sent_under_another_id(
+        &self,
+        issue_id: &str,
+        slug: &str,
+        title: &str,
+        body_sha256: &str,
+    ) -> anyhow::Result<Option<SentIssue>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT s.issue_id, s.slug, s.title, s.first_sent,
+                        (SELECT COUNT(*) FROM deliveries d WHERE d.issue_id = s.issue_id) AS n
+                 FROM sent_issues s
+                 WHERE s.issue_id != ?1
+                   AND (s.slug = ?2 OR (s.title = ?3 AND s.body_sha256 = ?4))
+                   AND n > 0
+                 ORDER BY s.first_sent LIMIT 1",
+                params![issue_id, slug, title, body_sha256],
+                |r| {
+                    Ok(SentIssue {
+                        issue_id: r.get(0)?,
+                        slug: r.get(1)?,
+                        title: r.get(2)?,
+                        first_sent: r.get(3)?,
+                        deliveries: r.get::<_, i64>(4)? as u64,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Whether an issue has been sent to anyone: ledger rows under its id, or under another id
+    /// recorded for its slug.
+    pub fn was_sent(&self, issue_id: &str, slug: &str) -> anyhow::Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM deliveries WHERE issue_id = ?1)
+                 OR EXISTS (SELECT 1 FROM sent_issues s JOIN deliveries d ON d.issue_id = s.issue_id
+                            WHERE s.slug = ?2)",
+            params![issue_id, slug],
+            |r| r.get(0),
+        )?)
     }
 
     /// The ledger of one issue, counted by state, plus active subscribers not yet in it.

@@ -42,14 +42,16 @@ impl Secret {
             return Ok(Secret(v.trim().as_bytes().to_vec()));
         }
         let path = secret_path(dir);
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "no key to sign unsubscribe links: set {SECRET_ENV} or create {} \
+        let text = crate::files::read_bytes(&path, 4096)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .with_context(|| {
+                format!(
+                    "no key to sign unsubscribe links: set {SECRET_ENV} or create {} \
                  (`gazette init` makes one; e.g. `head -c 32 /dev/urandom | base64 > {}`)",
-                path.display(),
-                path.display()
-            )
-        })?;
+                    path.display(),
+                    path.display()
+                )
+            })?;
         if text.trim().len() < 16 {
             bail!("{} must hold at least 16 characters", path.display());
         }

@@ -12,11 +12,19 @@ struct Case {
     /// Path relative to the newsletter.
     file: &'static str,
     bytes: Vec<u8>,
+    /// Other files the scenario needs, written first: `(path, bytes)`.
+    also: Vec<(&'static str, Vec<u8>)>,
     /// `(first line of the diagnostic, hint)`; the hint is matched as a prefix.
     says: Vec<(&'static str, Option<&'static str>)>,
 }
 
 impl Case {
+    /// The scenario with one more file.
+    fn with_file(mut self, path: &'static str, bytes: &[u8]) -> Case {
+        self.also.push((path, bytes.to_vec()));
+        self
+    }
+
     fn errors(&self) -> bool {
         self.says.iter().any(|(line, _)| line.contains(": error: "))
     }
@@ -32,6 +40,7 @@ fn issue(
         name,
         file,
         bytes: text.to_vec(),
+        also: Vec::new(),
         says,
     }
 }
@@ -49,6 +58,7 @@ fn settings(
         name,
         file: "gazette.toml",
         bytes: text.replacen(from, to, 1).into_bytes(),
+        also: Vec::new(),
         says,
     }
 }
@@ -285,6 +295,11 @@ fn cases() -> Vec<Case> {
                 "issues/atom.xml: error: publish would copy this file over feeds/atom.xml, which it writes itself",
                 Some("rename or move the file"),
             )],
+        )
+        // Only linked files are copied: unlinked, it would be left out (with a warning).
+        .with_file(
+            "issues/linker.md",
+            b"+++\ntitle = \"L\"\ndate = 2023-09-01\n+++\n[the feed](atom.xml)\n",
         ),
         issue(
             "a file under issues/ that would be copied over an issue's page",
@@ -294,6 +309,10 @@ fn cases() -> Vec<Case> {
                 "issues/2023-04-papers/index.html: error: publish would copy this file over feeds/2023-04-papers/index.html, which it writes itself",
                 None,
             )],
+        )
+        .with_file(
+            "issues/linker.md",
+            b"+++\ntitle = \"L\"\ndate = 2023-09-01\n+++\n[old](2023-04-papers/index.html)\n",
         ),
         // Warnings only: check passes, publish works.
         issue(
@@ -478,6 +497,9 @@ fn run_case(case: &Case) {
     let n = Newsletter::sample();
     n.gazette_here(&["publish"]).ok();
     let before = n.snapshot("feeds");
+    for (path, bytes) in &case.also {
+        n.write(path, bytes);
+    }
     n.write(case.file, &case.bytes);
 
     let check = n.gazette_here(&["check"]);

@@ -152,7 +152,9 @@ fn unpublishing_an_issue_removes_its_page() {
         .replace("number = 6\n", "number = 6\ndraft = true\n");
     n.write("issues/2023-06-one-figure.md", text);
     let run = n.gazette(&["publish", "--json"]).ok();
-    assert!(run.stdout.contains("\"removed\":1"), "{}", run.stdout);
+    // Its page, and the image only it showed.
+    assert!(run.stdout.contains("\"removed\":2"), "{}", run.stdout);
+    assert!(!n.exists("feeds/images/consistency-sampling.png"));
     assert!(
         !n.exists("feeds/2023-06-one-figure"),
         "the draft's page is still online"

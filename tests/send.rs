@@ -278,7 +278,13 @@ fn sink_receives_one_parsable_copy_per_active_subscriber() {
 
     // A second run finds nothing to do and sends nothing.
     let again = send(&n, &sink, &[]).ok();
-    assert!(again.stderr.contains("0 sent"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains(&format!(
+            "`{SLUG}` was already delivered to all 1000 subscriber(s); nothing to send"
+        )),
+        "{}",
+        again.stderr
+    );
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(std::fs::read_dir(&sink.out).unwrap().count(), 1000);
 }
@@ -409,13 +415,25 @@ fn a_421_after_the_final_dot_is_unknown_until_retry_unknown_resends_the_same_mes
     for a in users("late", 3) {
         assert_eq!(server.accepted()[&a].len(), 1);
     }
-    // --retry-unknown does, with the same Message-ID, so the receiver can drop the copy.
+    // --retry-unknown does, with the same Message-ID, so the receiver can drop the copy; and
+    // with the same bytes, Date included (the ledger keeps the moment of the first attempt).
+    std::thread::sleep(Duration::from_millis(1100));
     send(&n, &server, &["--retry-unknown"]).ok();
     let accepted = server.accepted();
     for a in users("late", 3) {
         let ids = &accepted[&a];
         assert_eq!(ids.len(), 2, "{a}");
         assert_eq!(ids[0], ids[1]);
+        let copies: Vec<Value> = server
+            .log()
+            .into_iter()
+            .filter(|e| e["rcpt"].as_str() == Some(a.as_str()))
+            .collect();
+        assert_eq!(copies[0]["date"], copies[1]["date"], "{a}");
+        assert_eq!(
+            copies[0]["sha256"], copies[1]["sha256"],
+            "{a}: resent bytes differ"
+        );
     }
     for a in users("ok", 20) {
         assert_eq!(accepted[&a].len(), 1, "{a}");
@@ -794,4 +812,121 @@ fn attempts_from_earlier_runs_do_not_use_up_this_runs_retries() {
     for a in &all {
         assert_eq!(accepted.get(a).map(Vec::len), Some(1), "{a}");
     }
+}
+
+/// A `Date:` header value as seconds since the epoch.
+fn epoch(date: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc2822(date)
+        .unwrap_or_else(|e| panic!("Date `{date}`: {e}"))
+        .timestamp()
+}
+
+#[test]
+fn a_sent_message_is_dated_when_handed_to_smtp_and_the_outbox_keeps_the_issue_date() {
+    let server = Server::python("ok");
+    let n = newsletter(&users("reader", 5), "");
+    let before = chrono::Utc::now().timestamp();
+    send(&n, &server, &[]).ok();
+    let after = chrono::Utc::now().timestamp();
+    let log = server.log();
+    let dates: Vec<&str> = log.iter().filter_map(|e| e["date"].as_str()).collect();
+    assert_eq!(dates.len(), 5, "{log:?}");
+    for date in dates {
+        let t = epoch(date);
+        assert!(
+            (before - 1..=after + 1).contains(&t),
+            "Date {date} is not the moment of sending ({before}..{after})"
+        );
+    }
+    // The outbox (and a dry run) show the issue as written, dated as the issue.
+    n.gazette(&["publish"]).ok();
+    let eml = n.read(&format!("outbox/{SLUG}/message.eml"));
+    let line = eml.lines().find(|l| l.starts_with("Date: ")).unwrap();
+    assert_eq!(
+        epoch(&line["Date: ".len()..]),
+        chrono::DateTime::parse_from_rfc3339("2023-03-31T09:00:00+08:00")
+            .unwrap()
+            .timestamp()
+    );
+}
+
+/// A copy of the sample with `n` subscribers and no written id in `slug`'s front matter.
+fn without_written_id(n: &Newsletter, slug: &str) {
+    let path = format!("issues/{slug}.md");
+    let text: String = n
+        .read(&path)
+        .lines()
+        .filter(|l| !l.starts_with("id = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    n.write(&path, text);
+}
+
+#[test]
+fn hardening_3_an_issue_whose_id_changed_is_not_sent_to_everyone_again() {
+    let sink = Server::sink();
+    let n = newsletter(&users("reader", 10), "");
+    without_written_id(&n, SLUG);
+    send(&n, &sink, &[]).ok();
+    let delivered = || std::fs::read_dir(&sink.out).unwrap().count();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(delivered(), 10);
+
+    // check now says the id should be written down, and what to write.
+    let check = n.gazette_here(&["check"]);
+    assert!(
+        check.stderr.contains(&format!(
+            "issues/{SLUG}.md: warning: this issue has been sent but its id is not written down"
+        )) && check
+            .stderr
+            .contains("add `id = \"tag:digest.example.org,2023-03-31:2023-03-papers\"`"),
+        "{}",
+        check.stderr
+    );
+
+    // Changing id_authority, as check suggests for the placeholder, changes the derived id:
+    // same slug, so send refuses.
+    let toml = n.read("gazette.toml").replace(
+        "id_authority = \"digest.example.org\"",
+        "id_authority = \"example.net\"",
+    );
+    n.write("gazette.toml", toml);
+    let refused = send(&n, &sink, &[]).code(1);
+    assert!(
+        refused
+            .stderr
+            .contains("was already sent under another id: 10 message(s)")
+            && refused
+                .stderr
+                .contains("id = \"tag:digest.example.org,2023-03-31:2023-03-papers\"")
+            && refused.stderr.contains("--force"),
+        "{}",
+        refused.stderr
+    );
+
+    // Renaming the file too: a new slug, but the same title and body.
+    std::fs::rename(
+        n.path().join(format!("issues/{SLUG}.md")),
+        n.path().join("issues/2023-03-digest.md"),
+    )
+    .unwrap();
+    let mut c = n.command(&["send", "2023-03-digest", "--yes"]);
+    c.env("GAZETTE_SMTP_URL", sink.url());
+    let refused = run_with_timeout(c, Duration::from_secs(60)).code(1);
+    assert!(
+        refused
+            .stderr
+            .contains("with the same title and body (as `2023-03-papers`)"),
+        "{}",
+        refused.stderr
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(delivered(), 10, "nobody got a second copy");
+
+    // --force is the deliberate case: everyone gets it again.
+    let mut c = n.command(&["send", "2023-03-digest", "--yes", "--force"]);
+    c.env("GAZETTE_SMTP_URL", sink.url());
+    run_with_timeout(c, Duration::from_secs(60)).ok();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(delivered(), 20);
 }

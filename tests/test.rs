@@ -7,6 +7,7 @@ mod bad_input;
 mod determinism;
 mod email;
 mod feeds;
+mod hardening;
 mod lifecycle;
 mod pages;
 mod publish;

@@ -29,6 +29,7 @@ import subprocess
 import tempfile
 import email
 import email.policy
+import hashlib
 import json
 import random
 import sys
@@ -105,6 +106,8 @@ class Handler:
         entry = {
             "rcpt": rcpt,
             "message_id": msg["Message-ID"],
+            "date": msg["Date"],
+            "sha256": hashlib.sha256(envelope.content).hexdigest(),
             "to": msg["To"],
             "subject": msg["Subject"],
             "size": len(envelope.content),
