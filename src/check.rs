@@ -113,6 +113,49 @@ pub fn check(dir: &Path, _now: DateTime<FixedOffset>) -> Vec<Diagnostic> {
 /// Inside a git work tree, `.gazette/` (the key that signs unsubscribe links, the subscriber
 /// list) must be ignored, or one `git add -A` publishes them.
 fn secrets_problems(dir: &Path) -> Vec<Diagnostic> {
+    let mut found = readable_secret_problems(dir);
+    found.extend(ignored_secret_problems(dir));
+    found
+}
+
+/// The unsubscribe key and the subscriber list must not be readable
+/// by other users of the machine.
+fn readable_secret_problems(dir: &Path) -> Vec<Diagnostic> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut found = Vec::new();
+        for path in [crate::token::secret_path(dir), crate::store::db_path(dir)] {
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                found.push(
+                    Diagnostic::warning(
+                        &path,
+                        format!(
+                            "readable by other users of this machine (mode {:o})",
+                            mode & 0o777
+                        ),
+                    )
+                    .with_hint(format!(
+                        "chmod 600 {}",
+                        crate::diagnostic::shown_path(&path).display()
+                    )),
+                );
+            }
+        }
+        found
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Vec::new()
+    }
+}
+
+fn ignored_secret_problems(dir: &Path) -> Vec<Diagnostic> {
     let git = |args: &[&str]| {
         std::process::Command::new("git")
             .arg("-C")

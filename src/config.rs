@@ -405,6 +405,19 @@ impl Config {
             );
         }
         let unsubscribe_mailto = match &e.unsubscribe_mailto {
+            Some(m)
+                if m.get_ref()
+                    .chars()
+                    .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>')) =>
+            {
+                // It goes into the List-Unsubscribe header between `<` and `>`.
+                bad(
+                    m.span(),
+                    "email.unsubscribe_mailto holds a space, a line break, `<` or `>`, which would break the List-Unsubscribe header".to_string(),
+                    "percent-encode them: a space is %20, e.g. \"mailto:unsubscribe@example.org?subject=unsubscribe%20me\"",
+                );
+                String::new()
+            }
             Some(m) if m.get_ref().starts_with("mailto:") => m.get_ref().clone(),
             Some(m) => {
                 bad(

@@ -241,9 +241,9 @@ impl Dkim {
                     `openssl genpkey -algorithm ed25519` or `openssl genrsa 2048`";
         let pem = pem.trim();
         let rsa_key = |key: rsa::RsaPrivateKey| -> anyhow::Result<(DkimSigningKey, &'static str)> {
-            if key.size() * 8 < 1024 {
+            if key.size() * 8 < 2048 {
                 bail!(
-                    "the RSA key has {} bits; DKIM verifiers need at least 1024 (use 2048)",
+                    "the RSA key has {} bits; RFC 8301 and Gmail need at least 2048 (`openssl genrsa 2048`, or Ed25519)",
                     key.size() * 8
                 );
             }

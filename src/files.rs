@@ -149,11 +149,47 @@ pub fn write_if_changed(path: &Path, contents: &[u8]) -> anyhow::Result<bool> {
     }
     // Write a sibling and rename it over, so a reader never sees half a feed.
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".gazette-tmp");
+    tmp.push(TEMP_SUFFIX);
     let tmp = std::path::PathBuf::from(tmp);
-    fs::write(&tmp, contents).with_context(|| format!("cannot write {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    // A failed write (disk full) or rename leaves no temporary file behind.
+    if let Err(e) = fs::write(&tmp, contents) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write {}", tmp.display()));
+    }
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
     Ok(true)
+}
+
+/// The suffix of the temporary sibling [`write_if_changed`] writes before renaming it.
+pub const TEMP_SUFFIX: &str = ".gazette-tmp";
+
+/// Removes `*.gazette-tmp` files under `root` that a killed run left behind (never following
+/// links). Returns how many.
+pub fn remove_stale_temporaries(root: &Path) -> usize {
+    let mut removed = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(here) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&here) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file()
+                && entry.file_name().to_string_lossy().ends_with(TEMP_SUFFIX)
+                && fs::remove_file(entry.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+    }
+    removed
 }
 
 /// Creates a directory and its parents.

@@ -369,7 +369,20 @@ fn import_csv(
     Ok(())
 }
 
+/// The token of an unsubscribe link pasted whole (`https://…/unsubscribe?token=…`), or the
+/// argument as it is.
+fn token_from_link(arg: &str) -> &str {
+    let arg = arg.trim();
+    match arg.split_once("token=") {
+        Some((before, after)) if before.contains('?') || before.contains('&') => {
+            after.split(['&', '#']).next().unwrap_or(after)
+        }
+        _ => arg,
+    }
+}
+
 fn cmd_unsubscribe(dir: &Path, token_or_address: &str, quiet: bool) -> anyhow::Result<()> {
+    let token_or_address = token_from_link(token_or_address);
     let address = if token_or_address.contains('@') {
         token_or_address.to_string()
     } else {

@@ -139,6 +139,12 @@ pub fn publish(
 
     let out = dir.join(FEEDS_DIR);
     let outbox = dir.join(OUTBOX_DIR);
+    // What a killed or failed earlier run left half-written never lingers.
+    for root in [&out, &outbox] {
+        if files::refuse_links(dir, root).is_ok() {
+            files::remove_stale_temporaries(root);
+        }
+    }
     let templates = Templates::load(dir)?;
     let secret = email::sample_secret(dir);
     let written = AtomicUsize::new(0);

@@ -135,26 +135,55 @@ pub fn init(dir: &Path, quiet: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The slug for a new issue: the title's Latin words, or else the date.
+/// The slug for a new issue: the title's Latin words (at most 60 bytes), or else the date
+/// and a short hash of the title.
 pub fn slugify(title: &str, date: &str) -> String {
+    // A title mostly in Chinese (or any other script without ASCII words) has no slug in its
+    // own words: the date and a short hash of the title keep it readable and distinct.
+    let ascii = title.chars().filter(char::is_ascii_alphanumeric).count();
+    let other = title
+        .chars()
+        .filter(|c| !c.is_ascii() && c.is_alphanumeric())
+        .count();
+    if other > ascii {
+        return format!("{date}-{}", &short_hash(title));
+    }
     let mut slug = String::new();
     for word in title
         .split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|w| !w.is_empty())
     {
+        let word = word.to_ascii_lowercase();
+        if slug.len() + 1 + word.len() > MAX_SLUG_FROM_TITLE {
+            if slug.is_empty() {
+                // One very long word: its start (ASCII, so any byte is a boundary).
+                slug.push_str(&word[..MAX_SLUG_FROM_TITLE]);
+            }
+            break;
+        }
         if !slug.is_empty() {
             slug.push('-');
         }
-        slug.push_str(&word.to_ascii_lowercase());
-        if slug.len() > 60 {
-            break;
-        }
+        slug.push_str(&word);
     }
     if slug.is_empty() {
-        date.to_string()
+        format!("{date}-{}", &short_hash(title))
     } else {
         slug
     }
+}
+
+/// The longest slug made from a title, in bytes: file names stay far below the file system's
+/// 255-byte limit, and URLs stay readable.
+const MAX_SLUG_FROM_TITLE: usize = 60;
+
+/// Six hex digits of the title's SHA-256: the same title gives the same slug.
+fn short_hash(title: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(title.trim().as_bytes())[..3]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Writes `issues/<slug>.md` as a draft with today's date and a minted id.
@@ -172,11 +201,13 @@ pub fn new_issue(
         None => slugify(title, &day),
     };
     let issues = dir.join("issues");
-    let mut slug = base.clone();
-    let mut n = 2;
-    while issues.join(format!("{slug}.md")).exists() {
-        slug = format!("{base}-{n}");
-        n += 1;
+    let slug = base;
+    let taken = issues.join(format!("{slug}.md"));
+    if taken.exists() {
+        anyhow::bail!(
+            "{} already exists: an issue has the slug `{slug}`; give this one its own with --slug NAME (e.g. --slug {slug}-2)",
+            crate::diagnostic::shown_path(&taken).display()
+        );
     }
     let id = issue::derived_id(&config.id_authority, local.date_naive(), &slug);
     let title_toml = toml::Value::String(issue::one_line(title)).to_string();
@@ -218,11 +249,15 @@ mod tests {
             slugify("March: 10 Papers!", "2023-03-31"),
             "march-10-papers"
         );
-        assert_eq!(
-            slugify("三月份值得一读的十篇论文", "2023-03-31"),
-            "2023-03-31"
-        );
+        let chinese = slugify("三月份值得一读的十篇论文", "2023-03-31");
+        assert_eq!(chinese.len(), "2023-03-31-".len() + 6, "{chinese}");
+        assert!(chinese.starts_with("2023-03-31-"), "{chinese}");
+        assert_ne!(chinese, slugify("四月份值得一读的十篇论文", "2023-03-31"));
+        assert_eq!(chinese, slugify("三月份值得一读的十篇论文", "2023-03-31"));
         assert_eq!(slugify("三月 LLaMA 论文", "2023-03-31"), "llama");
+        let long = slugify(&"word ".repeat(60), "2023-03-31");
+        assert!(long.len() <= 60 && !long.ends_with('-'), "{long}");
+        assert_eq!(slugify(&"x".repeat(300), "2023-03-31").len(), 60);
     }
 
     // Regression: `init` in a directory named `.tmpXYZ` wrote `from = ".tmpXYZ <...>"`,

@@ -323,6 +323,19 @@ impl Store {
     pub fn open(dir: &Path) -> anyhow::Result<Store> {
         let path = db_path(dir);
         crate::files::create_dir_all(path.parent().expect("the path has a parent"))?;
+        // The list is personal data: readable by its owner only, from the moment it exists
+        // (SQLite gives the -wal and -shm files the database's mode).
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(&path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot create {}", path.display()));
+            }
+        }
         Store::open_path(&path, true)
     }
 

@@ -90,6 +90,33 @@ pub fn parse_csv(path: &Path, data: &[u8]) -> Parsed {
         );
         return out;
     };
+    for wanted in ["email", "name"] {
+        let at: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| *c == wanted)
+            .map(|(i, _)| (i + 1).to_string())
+            .collect();
+        if at.len() > 1 {
+            // Which one holds the address is a guess gazette will not make.
+            out.problems.push(
+                located(
+                    path,
+                    data,
+                    1,
+                    format!(
+                        "the header row has {} `{wanted}` columns (columns {})",
+                        at.len(),
+                        at.join(", ")
+                    ),
+                )
+                .with_hint(format!(
+                    "keep one `{wanted}` column, or rename the others (e.g. `{wanted}2`)"
+                )),
+            );
+            return out;
+        }
+    }
     let name_col = columns.iter().position(|c| c == "name");
 
     // Lines are counted from byte offsets: the csv crate's own line count drifts on CRLF.

@@ -14,6 +14,12 @@ fn sample_with_secret() -> Newsletter {
         ".gazette/secret",
         "a-secret-key-that-signs-unsubscribe-links\n",
     );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        n.path().join(".gazette/secret"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
     n
 }
 
@@ -425,4 +431,159 @@ fn hardening_10_a_closed_pipe_ends_the_command_quietly_with_exit_0() {
         assert_eq!(out.status.code(), Some(0), "{command}: {stderr}");
         assert!(stderr.is_empty(), "{command}: {stderr}");
     }
+}
+
+#[test]
+fn hardening_11_a_second_email_column_is_an_error_not_a_guess() {
+    let n = sample_with_secret();
+    n.write(
+        "two.csv",
+        "email,name,Email\na@example.org,A,b@example.org\n",
+    );
+    let list = n.path().join("two.csv");
+    let run = n
+        .gazette(&["subscribers", "import", list.to_str().unwrap()])
+        .code(1);
+    assert!(
+        run.stderr
+            .contains("two.csv:1:1: error: the header row has 2 `email` columns (columns 1, 3)"),
+        "{}",
+        run.stderr
+    );
+    let count = n.gazette(&["subscribers", "count"]).ok();
+    assert_eq!(count.stdout.trim(), "0");
+}
+
+#[test]
+fn hardening_11_temporary_files_of_a_failed_publish_do_not_survive() {
+    let n = sample_with_secret();
+    n.gazette(&["publish"]).ok();
+    n.write("feeds/rss.xml.gazette-tmp", "half a feed");
+    n.write("feeds/2023-03-papers/index.html.gazette-tmp", "half a page");
+    n.write(
+        "outbox/2023-03-papers/message.eml.gazette-tmp",
+        "half a message",
+    );
+    n.gazette(&["publish"]).ok();
+    let left: Vec<_> = n
+        .snapshot("feeds")
+        .into_iter()
+        .chain(n.snapshot("outbox"))
+        .filter(|(p, _)| p.to_string_lossy().ends_with(".gazette-tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn hardening_11_a_line_break_in_unsubscribe_mailto_is_a_located_error() {
+    let n = sample_with_secret();
+    let toml = n.read("gazette.toml").replace(
+        "unsubscribe_mailto = \"mailto:unsubscribe@digest.example.org?subject=unsubscribe\"",
+        "unsubscribe_mailto = \"mailto:u@example.org\\r\\nBcc: x@example.org\"",
+    );
+    n.write("gazette.toml", toml);
+    let check = n.gazette_here(&["check"]).code(1);
+    assert!(
+        check.stderr.contains("gazette.toml:")
+            && check.stderr.contains(
+                "error: email.unsubscribe_mailto holds a space, a line break, `<` or `>`"
+            ),
+        "{}",
+        check.stderr
+    );
+}
+
+#[test]
+fn hardening_11_the_database_is_private_and_a_readable_secret_is_flagged() {
+    use std::os::unix::fs::PermissionsExt;
+    let n = sample_with_secret();
+    n.gazette(&["subscribers", "add", "reader@example.org"])
+        .ok();
+    let mode = |rel: &str| {
+        std::fs::metadata(n.path().join(rel))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(".gazette/gazette.db"), 0o600);
+    std::fs::set_permissions(
+        n.path().join(".gazette/secret"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let check = n.gazette_here(&["check"]);
+    assert!(
+        check.stderr.contains(
+            ".gazette/secret: warning: readable by other users of this machine (mode 644)"
+        ) && check.stderr.contains("chmod 600 .gazette/secret"),
+        "{}",
+        check.stderr
+    );
+}
+
+#[test]
+fn hardening_11_an_rsa_key_under_2048_bits_is_refused_for_dkim() {
+    let n = sample_with_secret();
+    let pem = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:1024",
+        ])
+        .output()
+        .unwrap()
+        .stdout;
+    n.write(".gazette/dkim.pem", &pem);
+    let settings = n.read("gazette.toml")
+        + "\n[dkim]\ndomain = \"digest.example.org\"\nselector = \"s1\"\nprivate_key_file = \".gazette/dkim.pem\"\n";
+    n.write("gazette.toml", settings);
+    let check = n.gazette_here(&["check"]).code(1);
+    assert!(
+        check
+            .stderr
+            .contains("the RSA key has 1024 bits; RFC 8301 and Gmail need at least 2048"),
+        "{}",
+        check.stderr
+    );
+}
+
+#[test]
+fn hardening_11_unsubscribe_takes_the_token_from_a_whole_link() {
+    let n = sample_with_secret();
+    n.gazette(&["subscribers", "add", "reader@example.org"])
+        .ok();
+    let secret = gazette::token::Secret::new("test-secret-not-for-production");
+    let token = secret.token("papers.digest.example.org", "reader@example.org");
+    let link = format!("https://digest.example.org/unsubscribe?token={token}&utm_source=x");
+    n.gazette(&["unsubscribe", &link]).ok();
+    let count = n.gazette(&["subscribers", "count"]).ok();
+    assert_eq!(count.stdout.trim(), "0");
+}
+
+#[test]
+fn status_without_a_slug_lists_every_issue_newest_first() {
+    let n = sample_with_secret();
+    n.gazette(&["subscribers", "add", "reader@example.org"])
+        .ok();
+    let run = n.gazette(&["status"]).ok();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{}", run.stdout);
+    assert!(lines[0].starts_with("2023-07-draft "), "{}", run.stdout);
+    assert!(
+        lines[0].ends_with("draft (1 subscribers waiting)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        lines[4].starts_with("2023-03-papers ")
+            && lines[4].ends_with("not sent (1 subscribers waiting)"),
+        "{}",
+        run.stdout
+    );
+    let json = n.gazette(&["status", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 5);
 }

@@ -61,8 +61,22 @@ fn new_writes_a_draft_that_parses_and_is_not_published() {
     assert!(!n.exists("feeds/april-quotes/index.html"));
     assert!(!n.read("feeds/atom.xml").contains("april-quotes"));
 
-    // A second `new` with the same title does not overwrite the first.
-    n.gazette(&["new", "April: \"Quotes\" & 中文"]).ok();
+    // A second `new` with the same title does not overwrite the first, nor silently pick
+    // another slug: it says how to choose one.
+    let again = n.gazette(&["new", "April: \"Quotes\" & 中文"]).code(1);
+    assert!(
+        again.stderr.contains("april-quotes.md already exists")
+            && again.stderr.contains("--slug april-quotes-2"),
+        "{}",
+        again.stderr
+    );
+    n.gazette(&[
+        "new",
+        "April: \"Quotes\" & 中文",
+        "--slug",
+        "april-quotes-2",
+    ])
+    .ok();
     assert!(n.exists("issues/april-quotes-2.md"));
 
     // Taken out of draft, it is published with the title as typed.
@@ -74,11 +88,37 @@ fn new_writes_a_draft_that_parses_and_is_not_published() {
 }
 
 #[test]
-fn new_with_a_chinese_title_uses_the_date_as_slug() {
+fn new_with_a_chinese_title_uses_the_date_and_a_short_hash_as_slug() {
     let n = Newsletter::sample();
-    n.gazette(&["new", "八月论文"]).ok();
-    assert!(n.exists("issues/2026-01-01.md"));
+    let run = n.gazette(&["new", "八月论文"]).ok();
+    let made: Vec<String> = std::fs::read_dir(n.path().join("issues"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.starts_with("2026-01-01-"))
+        .collect();
+    assert_eq!(made.len(), 1, "{made:?} {}", run.stderr);
+    assert_eq!(
+        made[0].len(),
+        "2026-01-01-".len() + 6 + ".md".len(),
+        "{made:?}"
+    );
+    // A second Chinese title the same day gets a slug of its own.
+    n.gazette(&["new", "九月论文"]).ok();
     n.gazette_here(&["check"]).ok();
+}
+
+#[test]
+fn new_with_a_300_character_title_makes_a_short_slug() {
+    let n = Newsletter::sample();
+    let title = "Notes ".repeat(50);
+    n.gazette(&["new", &title]).ok();
+    let made: Vec<String> = std::fs::read_dir(n.path().join("issues"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.starts_with("notes-"))
+        .collect();
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert!(made[0].len() <= 63, "{made:?}");
 }
 
 #[test]
