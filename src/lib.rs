@@ -304,13 +304,20 @@ fn import_csv(
     quiet: bool,
     json: bool,
 ) -> anyhow::Result<()> {
+    // A FIFO or device would block or never end: only regular files, opened after the check.
     let meta =
         std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
+    if !meta.is_file() {
+        anyhow::bail!(
+            "{} is not a regular file (a FIFO, device or directory); save the list to a file and import that",
+            file.display()
+        );
+    }
     if meta.len() > subscribers::MAX_CSV {
         anyhow::bail!("{} is larger than 1 GiB; split it", file.display());
     }
-    let data = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let mut parsed = subscribers::parse_csv(file, &data);
+    let source =
+        std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
     #[derive(Default, serde::Serialize)]
     struct Report {
         added: u64,
@@ -319,32 +326,97 @@ fn import_csv(
         suppressed: u64,
         invalid: usize,
     }
-    let mut r = Report {
-        invalid: parsed.problems.len(),
-        ..Report::default()
-    };
-    db.transaction(|db| {
-        for row in &parsed.rows {
-            match db.add(&row.address, row.name.as_deref(), reactivate)? {
-                store::Added::New => r.added += 1,
-                store::Added::AlreadyActive => r.already += 1,
-                store::Added::Reactivated => r.reactivated += 1,
+    /// Rows go into the database as they are read; problems are printed as they are found.
+    struct Import<'a> {
+        db: &'a store::Store,
+        file: &'a Path,
+        reactivate: bool,
+        quiet: bool,
+        now: String,
+        /// Ids above this were added by this import.
+        added_after: i64,
+        /// `(first id, its line)` where the lines of added rows stop following their ids
+        /// one for one: the line of any added row, in memory that grows only with the
+        /// file's irregular rows, not with its length.
+        runs: Vec<(i64, usize)>,
+        report: Report,
+    }
+    impl Import<'_> {
+        fn line_of(&self, id: i64) -> usize {
+            let i = self.runs.partition_point(|&(first, _)| first <= id) - 1;
+            let (first, line) = self.runs[i];
+            line + (id - first) as usize
+        }
+    }
+    impl subscribers::Rows for Import<'_> {
+        fn row(&mut self, row: subscribers::Row) -> anyhow::Result<Option<usize>> {
+            let done = self.db.import_row(
+                &row.address,
+                row.name.as_deref(),
+                self.reactivate,
+                &self.now,
+                self.added_after,
+            )?;
+            let added = match done {
+                store::Imported::New(id) => {
+                    let follows = self
+                        .runs
+                        .last()
+                        .is_some_and(|&(first, line)| line + (id - first) as usize == row.line);
+                    if !follows {
+                        self.runs.push((id, row.line));
+                    }
+                    self.report.added += 1;
+                    return Ok(None);
+                }
+                store::Imported::Repeat(id) => return Ok(Some(self.line_of(id))),
+                store::Imported::Existing(added) => added,
+            };
+            match added {
+                store::Added::New => self.report.added += 1,
+                store::Added::AlreadyActive => self.report.already += 1,
+                store::Added::Reactivated => self.report.reactivated += 1,
                 store::Added::Suppressed(status) => {
-                    r.suppressed += 1;
+                    self.report.suppressed += 1;
                     let mut d = Diagnostic::warning(
-                        file,
+                        self.file,
                         format!("{} is {status}: not re-activated", row.address.email),
                     )
                     .with_hint("pass --reactivate only if they asked to be added again");
                     d.line = row.line;
                     d.column = 1;
-                    parsed.problems.push(d);
+                    if !self.quiet {
+                        eprintln!("{d}\n");
+                    }
                 }
             }
+            Ok(None)
         }
-        Ok(())
+        fn problem(&mut self, problem: Diagnostic) {
+            if problem.is_error() {
+                self.report.invalid += 1;
+            }
+            if problem.is_error() || !self.quiet {
+                eprintln!("{problem}\n");
+            }
+        }
+    }
+    // One transaction: an import that fails half-way adds nobody.
+    db.tune_for_import()?;
+    let r = db.transaction(|db| {
+        let mut import = Import {
+            db,
+            file,
+            reactivate,
+            quiet,
+            now: store::timestamp(),
+            added_after: db.last_subscriber_id()?,
+            runs: Vec::new(),
+            report: Report::default(),
+        };
+        subscribers::read_csv(file, &source, &mut import)?;
+        Ok(import.report)
     })?;
-    print_diagnostics(&mut parsed.problems, quiet);
     if json {
         say!("{}", serde_json::to_string(&r)?);
     } else if !quiet {

@@ -262,6 +262,17 @@ pub struct Delivery {
     pub updated_at: String,
 }
 
+/// What an import did with one row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Imported {
+    /// Added, with this id.
+    New(i64),
+    /// Added earlier in the same import (this id): a repeated row.
+    Repeat(i64),
+    /// On the list before the import.
+    Existing(Added),
+}
+
 /// A recipient to send to, with the attempts already made.
 #[derive(Clone, Debug)]
 pub struct Recipient {
@@ -311,7 +322,8 @@ impl RunLock {
     }
 }
 
-fn timestamp() -> String {
+/// Now, as the database writes times.
+pub fn timestamp() -> String {
     crate::now()
         .unwrap_or_else(|_| chrono::Utc::now().fixed_offset())
         .to_utc()
@@ -458,20 +470,18 @@ impl Store {
         let now = timestamp();
         let existing: Option<(i64, String)> = self
             .conn
-            .query_row(
-                "SELECT id, status FROM subscribers WHERE email_key = ?1",
-                [&address.key],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .prepare_cached("SELECT id, status FROM subscribers WHERE email_key = ?1")?
+            .query_row([&address.key], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let name = name.map(str::trim).filter(|n| !n.is_empty());
         Ok(match existing {
             None => {
-                self.conn.execute(
-                    "INSERT INTO subscribers (email, email_key, name, status, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, 'active', ?4, ?4)",
-                    params![address.email, address.key, name, now],
-                )?;
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO subscribers (email, email_key, name, status, created_at, updated_at)
+                         VALUES (?1, ?2, ?3, 'active', ?4, ?4)",
+                    )?
+                    .execute(params![address.email, address.key, name, now])?;
                 Added::New
             }
             Some((id, status)) => {
@@ -479,11 +489,12 @@ impl Store {
                 if status != Status::Active && !reactivate {
                     return Ok(Added::Suppressed(status));
                 }
-                self.conn.execute(
-                    "UPDATE subscribers SET status = 'active', name = COALESCE(?2, name),
-                     updated_at = ?3 WHERE id = ?1",
-                    params![id, name, now],
-                )?;
+                self.conn
+                    .prepare_cached(
+                        "UPDATE subscribers SET status = 'active', name = COALESCE(?2, name),
+                         updated_at = ?3 WHERE id = ?1",
+                    )?
+                    .execute(params![id, name, now])?;
                 if status == Status::Active {
                     Added::AlreadyActive
                 } else {
@@ -491,6 +502,70 @@ impl Store {
                 }
             }
         })
+    }
+
+    /// Settings for a bulk import: statement journals in memory (each row's statement would
+    /// otherwise open and close one) and a 32 MiB page cache, so pages are not spilled
+    /// mid-transaction. Memory stays bounded by the cache size.
+    pub fn tune_for_import(&self) -> anyhow::Result<()> {
+        self.conn
+            .execute_batch("PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32768;")?;
+        Ok(())
+    }
+
+    /// The highest subscriber id so far: rows an import adds get higher ones.
+    pub fn last_subscriber_id(&self) -> anyhow::Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM subscribers", [], |r| {
+                r.get(0)
+            })?)
+    }
+
+    /// One row of an import, in one statement when the address is new (imports are millions
+    /// of rows). An address already added by this import (`id > added_after`) is a repeat
+    /// and is left as the first row made it.
+    pub fn import_row(
+        &self,
+        address: &Address,
+        name: Option<&str>,
+        reactivate: bool,
+        now: &str,
+        added_after: i64,
+    ) -> anyhow::Result<Imported> {
+        let name = name.map(str::trim).filter(|n| !n.is_empty());
+        let inserted = self
+            .conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO subscribers (email, email_key, name, status, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, 'active', ?4, ?4)",
+            )?
+            .execute(params![address.email, address.key, name, now])?;
+        if inserted == 1 {
+            return Ok(Imported::New(self.conn.last_insert_rowid()));
+        }
+        let (id, status): (i64, String) = self
+            .conn
+            .prepare_cached("SELECT id, status FROM subscribers WHERE email_key = ?1")?
+            .query_row([&address.key], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if id > added_after {
+            return Ok(Imported::Repeat(id));
+        }
+        let status = Status::parse(&status)?;
+        if status != Status::Active && !reactivate {
+            return Ok(Imported::Existing(Added::Suppressed(status)));
+        }
+        self.conn
+            .prepare_cached(
+                "UPDATE subscribers SET status = 'active', name = COALESCE(?2, name),
+                 updated_at = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, name, now])?;
+        Ok(Imported::Existing(if status == Status::Active {
+            Added::AlreadyActive
+        } else {
+            Added::Reactivated
+        }))
     }
 
     /// Runs `f` inside one transaction (imports are thousands of rows).
