@@ -52,6 +52,28 @@ const MIGRATIONS: &[&str] = &[
         first_sent   TEXT NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX sent_issues_slug ON sent_issues (slug);",
+    // 3: two more statuses, `pending` (signed up, not yet confirmed: never counted, never
+    // sent to) and `complained` (a spam complaint: suppressed for good), and why and when a
+    // subscriber's status last changed. SQLite cannot alter a CHECK, so the table is rebuilt
+    // (foreign keys are off during migrations; see `migrate`).
+    "CREATE TABLE subscribers_v3 (
+        id          INTEGER PRIMARY KEY,
+        email       TEXT NOT NULL,
+        email_key   TEXT NOT NULL UNIQUE,
+        name        TEXT,
+        status      TEXT NOT NULL
+                    CHECK (status IN ('pending', 'active', 'unsubscribed', 'bounced', 'complained')),
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL,
+        reason      TEXT,
+        status_at   TEXT
+    );
+    INSERT INTO subscribers_v3 (id, email, email_key, name, status, created_at, updated_at, status_at)
+        SELECT id, email, email_key, name, status, created_at, updated_at,
+               CASE WHEN status = 'active' THEN NULL ELSE updated_at END
+        FROM subscribers;
+    DROP TABLE subscribers;
+    ALTER TABLE subscribers_v3 RENAME TO subscribers;",
 ];
 
 /// The schema version this gazette writes.
@@ -61,28 +83,36 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// Signed up and not yet confirmed: not counted, not exported as active, never sent to.
+    Pending,
     Active,
     /// Asked to stop; kept as a suppression so no import re-adds them by accident.
     Unsubscribed,
     /// The relay said the address does not exist (5.1.x).
     Bounced,
+    /// Reported the newsletter as spam; suppressed for good (never re-activated by an import).
+    Complained,
 }
 
 impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
+            Status::Pending => "pending",
             Status::Active => "active",
             Status::Unsubscribed => "unsubscribed",
             Status::Bounced => "bounced",
+            Status::Complained => "complained",
         }
     }
 
     /// Fails closed: a status this gazette does not know is never taken for `active`.
     fn parse(s: &str) -> anyhow::Result<Status> {
         match s {
+            "pending" => Ok(Status::Pending),
             "active" => Ok(Status::Active),
             "unsubscribed" => Ok(Status::Unsubscribed),
             "bounced" => Ok(Status::Bounced),
+            "complained" => Ok(Status::Complained),
             other => bail!(
                 "the database holds an unknown subscriber status `{}`; is it from a newer gazette?",
                 other.escape_debug()
@@ -415,12 +445,19 @@ impl Store {
             .with_context(|| format!("cannot read {}", self.path.display()))
     }
 
+    /// Foreign keys are switched off while migrations run (a table rebuild drops and renames
+    /// a referenced table, as SQLite's ALTER TABLE documentation prescribes) and checked
+    /// before each migration commits.
     fn migrate(&self, from: i64) -> anyhow::Result<()> {
+        if from as usize >= MIGRATIONS.len() {
+            return Ok(());
+        }
+        self.conn.execute_batch("PRAGMA foreign_keys = OFF;")?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
             let to = i + 1;
             self.conn
                 .execute_batch(&format!(
-                    "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {to}; COMMIT;"
+                    "BEGIN IMMEDIATE; {sql}; PRAGMA foreign_key_check; PRAGMA user_version = {to}; COMMIT;"
                 ))
                 .with_context(|| {
                     format!(
@@ -429,6 +466,7 @@ impl Store {
                     )
                 })?;
         }
+        self.conn.execute_batch("PRAGMA foreign_keys = ON;")?;
         Ok(())
     }
 

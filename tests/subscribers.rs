@@ -201,3 +201,63 @@ fn a_name_given_to_add_is_one_line() {
     let list = n.gazette(&["subscribers", "list"]).ok().stdout;
     assert_eq!(list, "ann@example.org\tactive\tAnn Lee Bcc: x\n");
 }
+
+/// A database written by a gazette of schema version 2 (before `pending` and `complained`)
+/// is upgraded in place: every subscriber and ledger row survives, statuses unchanged.
+#[test]
+fn a_version_2_database_is_upgraded_without_losing_a_subscriber_or_ledger_row() {
+    let n = Newsletter::sample();
+    std::fs::create_dir_all(n.path().join(".gazette")).unwrap();
+    let db = n.path().join(".gazette/gazette.db");
+    let v2 = "
+    CREATE TABLE subscribers (
+        id INTEGER PRIMARY KEY, email TEXT NOT NULL, email_key TEXT NOT NULL UNIQUE, name TEXT,
+        status TEXT NOT NULL CHECK (status IN ('active', 'unsubscribed', 'bounced')),
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+    CREATE TABLE deliveries (
+        issue_id TEXT NOT NULL, subscriber_id INTEGER NOT NULL REFERENCES subscribers(id),
+        email TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('sending', 'sent', 'deferred', 'failed', 'bounced', 'unknown')),
+        message_id TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_reply TEXT,
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        PRIMARY KEY (issue_id, subscriber_id)) WITHOUT ROWID;
+    CREATE INDEX deliveries_state ON deliveries (issue_id, state);
+    ALTER TABLE deliveries ADD COLUMN date TEXT;
+    CREATE TABLE sent_issues (issue_id TEXT PRIMARY KEY, slug TEXT NOT NULL, title TEXT NOT NULL,
+        body_sha256 TEXT NOT NULL, first_sent TEXT NOT NULL) WITHOUT ROWID;
+    CREATE INDEX sent_issues_slug ON sent_issues (slug);
+    INSERT INTO subscribers VALUES
+        (1, 'a@example.org', 'a@example.org', 'A', 'active', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z'),
+        (2, 'b@example.org', 'b@example.org', NULL, 'unsubscribed', '2026-01-01T00:00:00Z', '2026-02-01T00:00:00Z'),
+        (3, 'c@example.org', 'c@example.org', NULL, 'bounced', '2026-01-01T00:00:00Z', '2026-03-01T00:00:00Z');
+    INSERT INTO deliveries VALUES
+        ('urn:x', 1, 'a@example.org', 'sent', '<m1@x>', 1, '250 ok', '2026-01-02T00:00:00Z',
+         '2026-01-02T00:00:00Z', '2026-01-02T00:00:00Z'),
+        ('urn:x', 3, 'c@example.org', 'bounced', '<m3@x>', 1, '550 5.1.1', '2026-01-02T00:00:00Z',
+         '2026-01-02T00:00:00Z', '2026-01-02T00:00:00Z');
+    PRAGMA user_version = 2;";
+    tool("sqlite3", &[db.to_str().unwrap(), v2]).ok();
+    assert_eq!(count(&n), "1");
+    let list = n.gazette(&["subscribers", "list"]).ok().stdout;
+    for (email, status) in [
+        ("a@example.org", "active"),
+        ("b@example.org", "unsubscribed"),
+        ("c@example.org", "bounced"),
+    ] {
+        let line = list
+            .lines()
+            .find(|l| l.contains(email))
+            .unwrap_or_else(|| panic!("{email} lost in the upgrade:\n{list}"));
+        assert!(line.contains(status), "{line}");
+    }
+    let rows = tool(
+        "sqlite3",
+        &[
+            db.to_str().unwrap(),
+            "PRAGMA user_version; SELECT count(*) FROM deliveries; PRAGMA foreign_key_check;",
+        ],
+    )
+    .ok()
+    .stdout;
+    assert_eq!(rows.trim(), "3\n2", "{rows}");
+}
