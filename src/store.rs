@@ -95,6 +95,12 @@ pub enum Status {
 }
 
 impl Status {
+    /// Whether `--reactivate` may make this subscriber active again. A spam complaint is
+    /// never undone by the editor's list: only the reader's own confirmed sign-up can.
+    pub fn reactivatable(self) -> bool {
+        self != Status::Complained
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Pending => "pending",
@@ -524,7 +530,7 @@ impl Store {
             }
             Some((id, status)) => {
                 let status = Status::parse(&status)?;
-                if status != Status::Active && !reactivate {
+                if status != Status::Active && !(reactivate && status.reactivatable()) {
                     return Ok(Added::Suppressed(status));
                 }
                 self.conn
@@ -590,7 +596,7 @@ impl Store {
             return Ok(Imported::Repeat(id));
         }
         let status = Status::parse(&status)?;
-        if status != Status::Active && !reactivate {
+        if status != Status::Active && !(reactivate && status.reactivatable()) {
             return Ok(Imported::Existing(Added::Suppressed(status)));
         }
         self.conn
@@ -636,7 +642,9 @@ impl Store {
             .optional()?;
         if old.is_some() {
             self.conn.execute(
-                "UPDATE subscribers SET status = ?2, updated_at = ?3 WHERE email_key = ?1",
+                "UPDATE subscribers SET status = ?2, updated_at = ?3,
+                 status_at = CASE WHEN status = ?2 THEN status_at ELSE ?3 END
+                 WHERE email_key = ?1",
                 params![address.key, status.as_str(), timestamp()],
             )?;
         }
@@ -974,5 +982,22 @@ mod tests {
         assert_eq!(s.count_active().unwrap(), 0);
         assert_eq!(s.add(&upper, None, true).unwrap(), Added::Reactivated);
         assert_eq!(s.count_active().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_complaint_is_not_undone_by_reactivate_and_pending_is_not_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let a = Address::parse("c@example.org").unwrap();
+        assert_eq!(s.add(&a, None, false).unwrap(), Added::New);
+        s.set_status(&a, Status::Complained).unwrap();
+        assert_eq!(
+            s.add(&a, None, true).unwrap(),
+            Added::Suppressed(Status::Complained)
+        );
+        let p = Address::parse("p@example.org").unwrap();
+        assert_eq!(s.add(&p, None, false).unwrap(), Added::New);
+        s.set_status(&p, Status::Pending).unwrap();
+        assert_eq!(s.count_active().unwrap(), 0);
     }
 }
