@@ -130,7 +130,8 @@ pub struct SendArgs {
     #[arg(short, long)]
     pub yes: bool,
     /// Send even though this issue was already sent under another id (same slug, or same
-    /// title and body): everyone receives it again.
+    /// title and body: everyone receives it again), or `check` finds errors in it (a
+    /// missing image).
     #[arg(long)]
     pub force: bool,
 }

@@ -139,8 +139,28 @@ fn load(dir: &Path, quiet: bool) -> anyhow::Result<(Config, Vec<Issue>)> {
     Ok((config, issues))
 }
 
+/// Prints `check`'s per-issue lints for `these` (a broken link, a missing image; errors
+/// even when `quiet`), and returns how many are errors.
+fn lint(dir: &Path, all: &[Issue], these: &[&Issue], quiet: bool) -> usize {
+    let mut problems = check::issue_problems(dir, all, these);
+    let errors = problems.iter().filter(|d| d.is_error()).count();
+    print_diagnostics(&mut problems, quiet);
+    errors
+}
+
 fn cmd_publish(dir: &Path, slugs: &[String], quiet: bool, json: bool) -> anyhow::Result<()> {
     let (config, issues) = load(dir, true)?;
+    // Everything `check` would say about the issues; an error (a missing image, a script
+    // link) stops the run before anything is written, as `check` fails on it.
+    let all: Vec<&Issue> = issues.iter().collect();
+    let errors = lint(dir, &issues, &all, quiet || json);
+    if errors > 0 {
+        return Err(Reported(format!(
+            "{errors} error{} in the issues; nothing was written (run `gazette check` for every problem)",
+            if errors == 1 { "" } else { "s" }
+        ))
+        .into());
+    }
     let progress = !quiet && std::io::stderr().is_terminal();
     let report = publish::publish(
         dir,
@@ -166,6 +186,7 @@ fn cmd_preview(dir: &Path, slug: &str, out: Option<&Path>, quiet: bool) -> anyho
         .iter()
         .find(|i| i.slug == slug)
         .ok_or_else(|| anyhow::anyhow!("no issue `{slug}`: there is no issues/{slug}.md"))?;
+    lint(dir, &issues, &[issue], quiet);
     let out = match out {
         Some(o) => o.to_path_buf(),
         None => dir.join(publish::OUTBOX_DIR).join(slug),
@@ -570,6 +591,16 @@ fn cmd_send(dir: &Path, args: &SendArgs, quiet: bool, json: bool) -> anyhow::Res
     use std::sync::atomic::{AtomicBool, Ordering};
     let (config, issues) = load(dir, true)?;
     let issue = sendable(&issues, &args.slug)?;
+    let errors = lint(dir, &issues, &[issue], quiet);
+    if errors > 0 && !args.force && !args.dry_run {
+        return Err(Reported(format!(
+            "{errors} error{} in {}: fix {} before sending, or pass --force to send it as it is",
+            if errors == 1 { "" } else { "s" },
+            diagnostic::shown_path(&issue.path).display(),
+            if errors == 1 { "it" } else { "them" },
+        ))
+        .into());
+    }
     let prepared = prepare_email(dir, &config, issue)?;
     // A real send dates each message when it is handed to SMTP; a dry run, like the outbox,
     // shows the issue's date.

@@ -58,6 +58,29 @@ pub fn absolute_url(dest: &str, place: Place<'_>) -> Option<String> {
     Some(u.to_string())
 }
 
+/// The scheme of a URL as written (`https` of `https://…`), if it has one.
+pub fn scheme(dest: &str) -> Option<&str> {
+    let dest = dest.trim();
+    has_scheme(dest).then(|| dest.split_once(':').map_or("", |(s, _)| s))
+}
+
+/// Whether a link or image may use this URL: not empty, and with no scheme (a path relative
+/// to `issues/`, a `#fragment`) or a scheme a reader's software knows that runs no script.
+/// `check` reports the others, located.
+pub fn usable_url(dest: &str) -> bool {
+    const SCHEMES: [&str; 14] = [
+        "http", "https", "mailto", "tel", "sms", "ftp", "ftps", "sftp", "news", "irc", "ircs",
+        "xmpp", "geo", "webcal",
+    ];
+    if dest.trim().is_empty() {
+        return false;
+    }
+    match scheme(dest) {
+        None => true,
+        Some(s) => SCHEMES.iter().any(|k| k.eq_ignore_ascii_case(s)),
+    }
+}
+
 fn has_scheme(dest: &str) -> bool {
     match dest.split_once(':') {
         Some((scheme, _)) => {
@@ -95,6 +118,9 @@ fn events<'s>(
         f
     };
     let mut in_link = 0usize;
+    // For each open link and image, whether it is written (false: only its text is).
+    let mut links_kept: Vec<bool> = Vec::new();
+    let mut images_kept: Vec<bool> = Vec::new();
     let mut in_code = 0usize;
     let mut footnotes: HashMap<String, usize> = HashMap::new();
     let mut heading_ids: HashSet<String> = HashSet::new();
@@ -126,6 +152,12 @@ fn events<'s>(
                 id,
             }) => {
                 in_link += 1;
+                // A URL gazette cannot use (empty, `hhttps:`, `javascript:`) leaves its text
+                // unlinked rather than a broken or dangerous link; `check` says where.
+                links_kept.push(usable_url(&dest_url));
+                if !usable_url(&dest_url) {
+                    continue;
+                }
                 let dest = absolute_url(&dest_url, place).map_or(dest_url, CowStr::from);
                 out.push(Event::Start(Tag::Link {
                     link_type,
@@ -136,7 +168,18 @@ fn events<'s>(
             }
             Event::End(TagEnd::Link) => {
                 in_link = in_link.saturating_sub(1);
-                out.push(Event::End(TagEnd::Link));
+                if links_kept.pop() != Some(false) {
+                    out.push(Event::End(TagEnd::Link));
+                }
+            }
+            Event::Start(Tag::Image { dest_url, .. }) if !usable_url(&dest_url) => {
+                // The alt text stands in for an image gazette cannot show.
+                images_kept.push(false);
+            }
+            Event::End(TagEnd::Image) => {
+                if images_kept.pop() != Some(false) {
+                    out.push(Event::End(TagEnd::Image));
+                }
             }
             Event::Start(Tag::Image {
                 link_type,
@@ -144,6 +187,7 @@ fn events<'s>(
                 title,
                 id,
             }) => {
+                images_kept.push(true);
                 let dest = absolute_url(&dest_url, place).map_or(dest_url, CowStr::from);
                 out.push(Event::Start(Tag::Image {
                     link_type,

@@ -353,12 +353,39 @@ fn cases() -> Vec<Case> {
                     Some("describe the image between the brackets"),
                 ),
                 (
-                    "issues/rel.md:6:1: warning: image `img/none.png` points at nothing gazette publishes",
+                    "issues/rel.md:6:1: error: image `img/none.png` points at nothing gazette publishes",
                     None,
                 ),
                 (
                     "issues/rel.md:6:23: warning: link `gone.md` points at nothing gazette publishes",
                     None,
+                ),
+            ],
+        ),
+        issue(
+            "links whose URL gazette cannot use (issue 11, item 4)",
+            "issues/urls.md",
+            b"+++\ntitle = \"T\"\ndate = 2023-09-01\n+++\n[a](hhttps://example.org/a) and [b]() and [c][r].\n\n[r]: ttps://example.org/c\n\nSee [d](2023-03-paper.md) and [e](javascript:alert(1)).\n",
+            vec![
+                (
+                    "issues/urls.md:5:1: warning: link `hhttps://example.org/a` has an unknown scheme `hhttps:`",
+                    Some("did you mean `https`?"),
+                ),
+                (
+                    "issues/urls.md:5:33: warning: link `` has an empty URL",
+                    Some("put the address between the parentheses"),
+                ),
+                (
+                    "issues/urls.md:5:43: warning: link `ttps://example.org/c` has an unknown scheme `ttps:`",
+                    Some("did you mean `https`?"),
+                ),
+                (
+                    "issues/urls.md:9:5: warning: link `2023-03-paper.md` points at nothing gazette publishes",
+                    Some("did you mean `2023-03-papers`?"),
+                ),
+                (
+                    "issues/urls.md:9:31: error: link `javascript:alert(1)` would run script; it is removed",
+                    Some("a link cannot run script"),
                 ),
             ],
         ),

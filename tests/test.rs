@@ -9,6 +9,7 @@ mod email;
 mod feeds;
 mod hardening;
 mod lifecycle;
+mod links;
 mod pages;
 mod publish;
 mod robustness;
