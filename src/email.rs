@@ -1111,10 +1111,6 @@ fn meta_line(issue: &Issue) -> String {
     }
 }
 
-/// Invisible characters after the preheader, so clients do not fill the preview with the
-/// start of the body.
-const PREHEADER_FILLER: &str = "\u{034f}\u{a0}";
-
 /// The HTML document before CSS inlining. The issue's and the footer's rendered Markdown are
 /// the only markup that enters unescaped (and the editor's CSS, inside `<style>`).
 fn html_document(
@@ -1140,10 +1136,10 @@ fn html_document(
                 style { (PreEscaped(css)) }
             }
             body.body {
-                div.preheader {
-                    (summary)
-                    @for _ in 0..60 { (PREHEADER_FILLER) }
-                }
+                // The preview line: hidden by `display: none` (and `mso-hide` for Outlook), no
+                // filler characters and no text coloured like its background, which spam
+                // filters read as hidden text (HTML_FONT_LOW_CONTRAST, HTML_OBFUSCATE_*).
+                div.preheader { (summary) }
                 table.wrapper role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" {
                     tr {
                         td.outer align="center" {
