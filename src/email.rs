@@ -176,9 +176,12 @@ impl Templates {
     }
 
     /// An issue's rendered body with the CSS inlined, as it sits in the frame's `.content`.
-    fn inline_body(&self, fragment: &str) -> anyhow::Result<String> {
-        // In a wrapper like the frame's, so that `.content p` rules apply; then unwrapped.
-        let wrapped = format!("<div class=\"content\">{fragment}</div>");
+    fn inline_body(&self, fragment: &str, language: &str) -> anyhow::Result<String> {
+        // In a wrapper like the frame's, so that `.content p` and `:lang()` rules apply; then
+        // unwrapped.
+        let mut lang = String::new();
+        escape_into(&mut lang, language);
+        let wrapped = format!("<div class=\"content\" lang=\"{lang}\">{fragment}</div>");
         let inlined = css_inline::CSSInliner::options()
             .load_remote_stylesheets(false)
             .build()
@@ -524,7 +527,7 @@ impl Prepared {
         let title = one_line(&issue.title);
         let footer = footer_markdown(&templates.footer, config, &title, page_url.as_str());
 
-        let body = templates.inline_body(fragment)?;
+        let body = templates.inline_body(fragment, &config.language)?;
         let escaped = |s: &str| {
             let mut out = String::with_capacity(s.len());
             escape_into(&mut out, s);
@@ -535,7 +538,7 @@ impl Prepared {
             &frame,
             &[
                 (FRAME_TITLE, &escaped(&title)),
-                (FRAME_META, &escaped(&meta_line(issue))),
+                (FRAME_META, &escaped(&meta_line(config, issue))),
                 (FRAME_SUMMARY, &escaped(&summary)),
                 (FRAME_WEB_URL, &escaped(page_url.as_str())),
                 (FRAME_BODY, &body),
@@ -1037,6 +1040,7 @@ fn footer_markdown(template: &str, config: &Config, title: &str, page_url: &str)
             .find(|(s, _)| *s == slot)
             .map_or("", |(_, m)| *m)
     };
+    let template = crate::i18n::strings(&config.language).footer(template);
     let mut template = template.trim_end().to_string();
     for (placeholder, line) in FOOTER_REQUIRED {
         if !template.contains(placeholder) {
@@ -1100,14 +1104,13 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
-fn date_label(issue: &Issue) -> String {
-    issue.date.format("%Y-%m-%d").to_string()
-}
-
-fn meta_line(issue: &Issue) -> String {
+/// `No. 3 · 2023-03-31`, or `第 3 期 · 2023年3月31日`, in the newsletter's language.
+fn meta_line(config: &Config, issue: &Issue) -> String {
+    let words = crate::i18n::strings(&config.language);
+    let date = words.date(issue.date);
     match issue.number {
-        Some(n) => format!("No. {n} · {}", date_label(issue)),
-        None => date_label(issue),
+        Some(n) => format!("{} · {date}", words.issue_number(n)),
+        None => date,
     }
 }
 
@@ -1165,7 +1168,7 @@ fn html_document(
 /// The text part: a header, the body, its links, then the footer and its links.
 fn plain_text(config: &Config, issue: &Issue, body: &str, footer: &str) -> String {
     let mut out = String::new();
-    let head = format!("{} · {}", config.title, meta_line(issue));
+    let head = format!("{} · {}", config.title, meta_line(config, issue));
     for line in markdown::wrap(&head, TEXT_WIDTH, "", "") {
         out.push_str(&line);
         out.push('\n');
