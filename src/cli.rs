@@ -36,6 +36,10 @@ pub enum Command {
     Init {
         /// Where to create it (default: the -C directory).
         dir: Option<PathBuf>,
+        /// The newsletter's language (BCP 47): gazette's own words in the email and pages
+        /// follow it; `en` and `zh-CN` have their own, others get English.
+        #[arg(long, default_value = "en")]
+        language: String,
     },
     /// Write a new draft issue with a minted id and today's date.
     New {

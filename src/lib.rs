@@ -9,6 +9,7 @@ pub mod diagnostic;
 pub mod email;
 pub mod feed;
 pub mod files;
+pub mod i18n;
 pub mod issue;
 pub mod markdown;
 pub mod publish;
@@ -76,9 +77,10 @@ impl std::error::Error for Reported {}
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let dir = cli.dir.as_path();
     match cli.command {
-        Command::Init { dir: target } => {
-            scaffold::init(target.as_deref().unwrap_or(dir), cli.quiet)
-        }
+        Command::Init {
+            dir: target,
+            language,
+        } => scaffold::init_in(target.as_deref().unwrap_or(dir), &language, cli.quiet),
         Command::New { title, slug } => cmd_new(dir, &title, slug.as_deref(), cli.quiet),
         Command::Check => cmd_check(dir, cli.quiet),
         Command::Publish { slugs } => cmd_publish(dir, &slugs, cli.quiet, cli.json),

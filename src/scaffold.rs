@@ -19,7 +19,7 @@ pub const FOOTER_MD: &str = include_str!("../templates/footer.md");
 
 const GITIGNORE: &str = "outbox/\n.gazette/\n";
 
-fn settings(title: &str) -> String {
+fn settings(title: &str, language: &str) -> String {
     // The title comes from the directory's name: any characters at all. Write it as TOML
     // strings, and quote the display name so `.drafts` or `a, b` still make an address.
     let mut name = issue::one_line(title).replace(['"', '\\'], "");
@@ -36,7 +36,7 @@ title = {title}
 description = "What this newsletter is about, in one line."
 # CHANGE ME: the public URL where the feeds/ directory is served.
 base_url = "https://{PLACEHOLDER_HOST}/"
-language = "en"
+language = "{language}"
 timezone = "UTC"
 # CHANGE ME: a domain you own. It goes into every issue's permanent id: never change it later.
 id_authority = "{PLACEHOLDER_HOST}"
@@ -86,8 +86,27 @@ fn ensure_ignored(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates a newsletter in `dir` that publishes as it is.
+/// Creates a newsletter in `dir` that publishes as it is, in English.
 pub fn init(dir: &Path, quiet: bool) -> anyhow::Result<()> {
+    init_in(dir, "en", quiet)
+}
+
+/// Creates a newsletter in `dir` in `language` (a BCP 47 tag such as `zh-CN`): its settings
+/// name the language, and the footer and the first issue are written in it where gazette
+/// has the words (see [`crate::i18n`]).
+pub fn init_in(dir: &Path, language: &str, quiet: bool) -> anyhow::Result<()> {
+    let valid = !language.is_empty()
+        && language.len() <= 35
+        && language
+            .split('-')
+            .all(|s| !s.is_empty() && s.len() <= 8 && s.chars().all(|c| c.is_ascii_alphanumeric()));
+    if !valid {
+        anyhow::bail!(
+            "`{language}` is not a language tag: give one like `en` or `zh-CN` (gazette has its own words for {})",
+            crate::i18n::LANGUAGES.join(", ")
+        );
+    }
+    let words = crate::i18n::strings(language);
     let settings_path = dir.join(config::FILE_NAME);
     if settings_path.exists() {
         anyhow::bail!(
@@ -102,11 +121,11 @@ pub fn init(dir: &Path, quiet: bool) -> anyhow::Result<()> {
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "My Newsletter".to_string());
-    files::write_new(&settings_path, settings(&title).as_bytes())?;
+    files::write_new(&settings_path, settings(&title, language).as_bytes())?;
     for (name, text) in [
         ("site.css", SITE_CSS),
         ("email.css", EMAIL_CSS),
-        ("footer.md", FOOTER_MD),
+        ("footer.md", words.footer),
     ] {
         let path = dir.join("templates").join(name);
         if !path.exists() {
@@ -119,10 +138,17 @@ pub fn init(dir: &Path, quiet: bool) -> anyhow::Result<()> {
     // Written down, the id stays when the editor fixes the date, renames the file or changes
     // id_authority: the issue is the same one, and `send` will not mail it again.
     let id = issue::derived_id(PLACEHOLDER_HOST, today, "welcome");
-    let welcome = format!(
-        "+++\ntitle = \"Welcome\"\ndate = {today}\nid = \"{id}\"\nnumber = 1\nsummary = \"The first issue.\"\n+++\n\n\
-         This is the first issue. Edit `issues/welcome.md`, run `gazette check`, then `gazette publish`.\n"
-    );
+    let welcome = if words.tag == "zh" {
+        format!(
+            "+++\ntitle = \"欢迎\"\ndate = {today}\nid = \"{id}\"\nnumber = 1\nsummary = \"第一期。\"\n+++\n\n\
+             这是第一期。编辑 `issues/welcome.md`，运行 `gazette check`，然后运行 `gazette publish`。\n"
+        )
+    } else {
+        format!(
+            "+++\ntitle = \"Welcome\"\ndate = {today}\nid = \"{id}\"\nnumber = 1\nsummary = \"The first issue.\"\n+++\n\n\
+             This is the first issue. Edit `issues/welcome.md`, run `gazette check`, then `gazette publish`.\n"
+        )
+    };
     files::write_new(&dir.join("issues").join("welcome.md"), welcome.as_bytes())?;
     if !quiet {
         eprintln!(
@@ -271,7 +297,7 @@ mod tests {
             "中文\nline",
             "",
         ] {
-            let text = settings(title);
+            let text = settings(title, "en");
             let parsed = Config::parse(Path::new("gazette.toml"), &text, Path::new("."));
             assert!(parsed.is_ok(), "{title:?}: {:?}\n{text}", parsed.err());
         }

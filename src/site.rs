@@ -18,8 +18,17 @@ pub struct Neighbour<'a> {
     pub title: &'a str,
 }
 
-fn date_label(date: DateTime<FixedOffset>) -> String {
-    date.format("%Y-%m-%d").to_string()
+/// A date in the newsletter's language: `2023-03-31`, `2023年3月31日`.
+fn date_label(config: &Config, date: DateTime<FixedOffset>) -> String {
+    crate::i18n::strings(&config.language).date(date)
+}
+
+/// `No. 3 · ` or `第 3 期 · `.
+fn number_label(config: &Config, n: impl std::fmt::Display) -> String {
+    format!(
+        "{} · ",
+        crate::i18n::strings(&config.language).issue_number(n)
+    )
 }
 
 /// What a page is, for its `<head>`: link previews (Open Graph) need the kind and the title
@@ -109,14 +118,14 @@ pub fn issue_page(
                         header {
                             h1 { (issue.title) }
                             p.meta {
-                                @if let Some(n) = issue.number { "No. " (n) " · " }
-                                time datetime=(issue.date.to_rfc3339()) { (date_label(issue.date)) }
+                                @if let Some(n) = issue.number { (number_label(config, n)) }
+                                time datetime=(issue.date.to_rfc3339()) { (date_label(config, issue.date)) }
                                 @if !issue.authors.is_empty() {
                                     " · " span.authors { (issue.authors.join(", ")) }
                                 }
                                 @if let Some(updated) = issue.updated {
-                                    " · updated "
-                                    time datetime=(updated.to_rfc3339()) { (date_label(updated)) }
+                                    (crate::i18n::strings(&config.language).updated)
+                                    time datetime=(updated.to_rfc3339()) { (date_label(config, updated)) }
                                 }
                                 @for tag in &issue.tags { " " span.tag { (tag) } }
                             }
@@ -159,10 +168,10 @@ pub fn index_page(config: &Config, issues: &[(&Issue, String)]) -> String {
                     ol.archive reversed {
                         @for (issue, summary) in issues {
                             li {
-                                time datetime=(issue.date.to_rfc3339()) { (date_label(issue.date)) }
+                                time datetime=(issue.date.to_rfc3339()) { (date_label(config, issue.date)) }
                                 " "
                                 a href={ (issue.slug) "/" } {
-                                    @if let Some(n) = issue.number { "No. " (n) " · " }
+                                    @if let Some(n) = issue.number { (number_label(config, n)) }
                                     (issue.title)
                                 }
                                 @if !summary.is_empty() { p { (summary) } }

@@ -277,6 +277,24 @@ fn keypair(dir: &Path, name: &str, args: &[&str]) -> (PathBuf, PathBuf) {
     (private, public)
 }
 
+/// The message with one character of its first part's body changed (a letter or digit, so the
+/// part still decodes).
+fn tamper_body(text: &str) -> String {
+    let header_end = text.find("\r\n\r\n").unwrap() + 4;
+    let part = header_end
+        + text[header_end..]
+            .find("Content-Transfer-Encoding")
+            .unwrap();
+    let body = part + text[part..].find("\r\n\r\n").unwrap() + 4;
+    let at = body
+        + text[body..]
+            .find(|c: char| c.is_ascii_alphanumeric())
+            .unwrap();
+    let c = text.as_bytes()[at];
+    let swapped = if c == b'A' { 'B' } else { 'A' };
+    format!("{}{swapped}{}", &text[..at], &text[at + 1..])
+}
+
 #[test]
 fn dkim_signatures_verify_with_dkimpy_for_rsa_and_ed25519() {
     let (config, issue) = sample_issue(MARCH);
@@ -354,7 +372,8 @@ fn dkim_signatures_verify_with_dkimpy_for_rsa_and_ed25519() {
                 run.stdout, run.stderr
             );
             // A changed byte in the body breaks the signature: the check can fail.
-            let tampered = text.replacen("LLaMA", "LLaMB", 1);
+            let tampered = tamper_body(&text);
+            assert_ne!(tampered, text);
             std::fs::write(&path, tampered).unwrap();
             let run = python(
                 "dkim_verify.py",
@@ -472,11 +491,12 @@ fn html_has_what_a_newsletter_email_needs() {
     assert!(html.starts_with("<!DOCTYPE html><html lang=\"zh-CN\""));
     for needle in [
         "LLaMA、Consistency Models、PaLM-E、Prismer、Lion 等十篇论文",
-        "No. 3 · 2023-03-31",
+        // The sample is zh-CN: gazette's own words and dates are Chinese (issue 11.6).
+        "第 3 期 · 2023年3月31日",
         "max-width: 600px",
-        ">Unsubscribe</a>",
+        ">退订</a>",
         "href=\"https://digest.example.org/2023-03-papers/\"",
-        ">View in browser</a>",
+        ">在浏览器中查看</a>",
         "上海市徐汇区示例路 100 号",
         "prefers-color-scheme: dark",
     ] {
@@ -511,7 +531,9 @@ fn email_drops_raw_scripts_and_forms_from_the_body() {
 fn check_warns_when_the_html_part_is_near_gmails_clipping_size() {
     let n = Newsletter::sample();
     let mut body = String::from("+++\ntitle = \"Long\"\ndate = 2023-08-01\n+++\n\n");
-    for i in 0..400 {
+    // About 100 KB of HTML: over 90 KB encoded even in base64 (it was 400 paragraphs when
+    // every part was quoted-printable).
+    for i in 0..700 {
         body.push_str(&format!(
             "第 {i} 段：这是一段很长的中文内容，用来让邮件的 HTML 部分超过九十千字节。\n\n"
         ));
@@ -576,4 +598,304 @@ fn an_overlong_subject_is_an_error_not_a_broken_message() {
             Err(e) => assert!(format!("{e:#}").contains("longer than 998 octets"), "{e:#}"),
         }
     }
+}
+
+/// `(wire bytes, decoded bytes)` of the text and HTML parts, as Python reads them.
+fn part(parsed: &serde_json::Value, i: usize) -> &serde_json::Value {
+    &parsed["encodings"][i]
+}
+
+const ENGLISH_ISSUE: &str = "+++\ntitle = \"Notes on reading papers\"\ndate = 2023-08-01\n+++\n\n\
+A short English issue. We read three papers this month and liked two of them. The first \
+one explains how small language models can be trained on a single machine, with a careful \
+account of what went wrong along the way; the second is about [evaluation](https://example.org/eval) \
+and why most benchmarks measure less than they claim.\n\n\
+## What we liked\n\n\
+- Honest error bars, and the code to reproduce every figure.\n\
+- A section on failure cases that is longer than the one on successes.\n\
+- Plain words: no paper needs \"paradigm\" three times on a page.\n\n\
+That is all for August. Thanks for reading, and write back if you disagree.\n";
+
+#[test]
+fn each_part_takes_the_shorter_of_quoted_printable_and_base64() {
+    let n = published();
+    n.write("issues/2023-08-english.md", ENGLISH_ISSUE);
+    n.gazette(&["publish"]).ok();
+    let march = n.path().join("outbox").join(MARCH).join("message.eml");
+    let english = n
+        .path()
+        .join("outbox")
+        .join("2023-08-english")
+        .join("message.eml");
+    let parsed = check_eml(&[&march, &english]);
+    for r in &parsed {
+        for i in 0..2 {
+            let p = part(r, i);
+            let (qp, b64) = (
+                p["qp_bytes"].as_u64().unwrap(),
+                p["base64_bytes"].as_u64().unwrap(),
+            );
+            let wire = p["wire_bytes"].as_u64().unwrap();
+            eprintln!("{}: {p}", r["path"]);
+            // The chosen encoding is within a few bytes of the better of Python's encoders.
+            assert!(
+                wire <= qp.min(b64) + qp.min(b64) / 50 + 16,
+                "{}: part {i} takes {wire} bytes, qp {qp}, base64 {b64}",
+                r["path"]
+            );
+        }
+    }
+    // March, Chinese: both parts base64 (lines in CRLF, the canonical form). Quoted-printable
+    // took 44,020 bytes for 23,775 of HTML and text (1.85 times); base64 is at best 1.368
+    // times plus about 1 KB of headers and boundaries: 1.41 times here. The 1.4 of issue 11
+    // needs 8bit, not done.
+    let m = &parsed[0];
+    assert_eq!(part(m, 0)["cte"], "base64");
+    assert_eq!(part(m, 1)["cte"], "base64");
+    let decoded: u64 = (0..2)
+        .map(|i| part(m, i)["decoded_bytes"].as_u64().unwrap())
+        .sum();
+    assert!(
+        decoded > 23_000,
+        "the March issue's HTML and text shrank: {decoded}"
+    );
+    let size = m["size"].as_u64().unwrap();
+    assert!(
+        size * 100 <= decoded * 142,
+        "the March message is {size} bytes for {decoded} of HTML and text"
+    );
+    // English: quoted-printable stays, as it is shorter there.
+    let e = &parsed[1];
+    assert_eq!(part(e, 0)["cte"], "quoted-printable");
+    assert_eq!(part(e, 1)["cte"], "quoted-printable");
+    // The decoded parts are exactly the files written next to the message.
+    assert_eq!(
+        m["text"].as_str().unwrap().replace("\r\n", "\n"),
+        n.read(&format!("outbox/{MARCH}/email.txt"))
+    );
+    assert_eq!(
+        m["html"].as_str().unwrap().replace("\r\n", "\n"),
+        n.read(&format!("outbox/{MARCH}/email.html"))
+    );
+}
+
+#[test]
+fn every_recipient_of_a_base64_message_gets_their_own_link() {
+    let (config, issue) = sample_issue(MARCH);
+    let prepared = Prepared::new(&config, &issue, &Templates::builtin(), &secret(), None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Addresses and names of every length modulo 3, and values that need escaping.
+    let recipients: Vec<(String, Option<&str>)> = vec![
+        ("a@example.net".into(), None),
+        ("ab@example.net".into(), Some("张三")),
+        ("abc@example.net".into(), Some("Zoë & <Co>")),
+        ("a.b+c@example.net".into(), Some("李四四")),
+        (format!("{}@example.net", "x".repeat(60)), Some("N")),
+    ];
+    let mut paths = Vec::new();
+    for (i, (email, name)) in recipients.iter().enumerate() {
+        let out = prepared.message(&Recipient { email, name: *name }).unwrap();
+        let path = dir.path().join(format!("{i}.eml"));
+        std::fs::write(&path, &out.bytes).unwrap();
+        paths.push(path);
+    }
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let parsed = check_eml(&refs);
+    for (r, (email, name)) in parsed.iter().zip(&recipients) {
+        assert_eq!(part(r, 0)["cte"], "base64");
+        let unsubscribe = r["list_unsubscribe"].as_str().unwrap();
+        let url = unsubscribe
+            .split(['<', '>'])
+            .find(|s| s.starts_with("https://"))
+            .unwrap();
+        let token = url.split("token=").nth(1).unwrap();
+        assert_eq!(
+            secret()
+                .verify("papers.digest.example.org", token)
+                .as_deref(),
+            Some(email.as_str())
+        );
+        let text = r["text"].as_str().unwrap();
+        let html = r["html"].as_str().unwrap();
+        assert!(text.contains(url), "{email}: {text}");
+        assert!(html.contains(&format!("href=\"{url}\"")), "{email}");
+        assert!(text.contains(email.as_str()), "{email}");
+        // The decoded parts equal the ones rendered for this recipient.
+        let to = Recipient { email, name: *name };
+        assert_eq!(text.replace("\r\n", "\n"), prepared.text(&to));
+        assert_eq!(html.replace("\r\n", "\n"), prepared.html(&to));
+    }
+}
+
+/// SpamAssassin's verdict on a message, local rules only: `(score, [(points, rule)])`.
+fn spamassassin(path: &Path) -> (f64, Vec<(f64, String)>) {
+    let run = tool("spamassassin", &["-L", "-t", path.to_str().unwrap()]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let score = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Spam-Status: "))
+        .and_then(|l| l.split("score=").nth(1))
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no score in:\n{:.2000}", run.stdout));
+    let rules = run
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let points = words.next()?.parse::<f64>().ok()?;
+            let rule = words.next()?;
+            let is_rule = rule.len() > 2
+                && rule.chars().any(|c| c.is_ascii_uppercase())
+                && rule
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            is_rule.then(|| (points, rule.to_string()))
+        })
+        .collect();
+    (score, rules)
+}
+
+#[test]
+fn spamassassin_reads_no_hidden_text_in_any_sample_issue() {
+    let n = published();
+    // The preheader is hidden by display:none alone: no filler characters, no text coloured
+    // like its background.
+    let html = n.read(&format!("outbox/{MARCH}/email.html"));
+    let preheader = html
+        .split("class=\"preheader\"")
+        .nth(1)
+        .and_then(|s| s.split("</div>").next())
+        .unwrap();
+    assert!(preheader.contains("display: none"), "{preheader}");
+    for forbidden in [
+        "\u{034f}",
+        "\u{a0}",
+        "&nbsp;",
+        "transparent",
+        "opacity",
+        "font-size",
+    ] {
+        assert!(!preheader.contains(forbidden), "{forbidden} in {preheader}");
+    }
+    for slug in [
+        MARCH,
+        "2023-04-papers",
+        "2023-05-reading-notes",
+        "2023-06-one-figure",
+    ] {
+        let path = n.path().join("outbox").join(slug).join("message.eml");
+        let (score, rules) = spamassassin(&path);
+        eprintln!("{slug}: {score} {rules:?}");
+        let names: Vec<&str> = rules.iter().map(|(_, r)| r.as_str()).collect();
+        assert!(names.contains(&"HTML_MESSAGE"), "{slug}: {names:?}");
+        for (points, rule) in &rules {
+            // Known and not fixed: HTML_OBFUSCATE_* counts every inline tag between two
+            // letters, and Chinese prose has no spaces around its links and emphasis (the
+            // March and April issues). Everything else must score nothing.
+            if rule.starts_with("HTML_OBFUSCATE_") {
+                continue;
+            }
+            assert!(*points <= 0.0, "{slug}: {rule} scores {points}: {rules:?}");
+        }
+        let other: f64 = rules
+            .iter()
+            .filter(|(_, r)| !r.starts_with("HTML_OBFUSCATE_"))
+            .map(|(p, _)| p)
+            .sum();
+        assert!(other <= 0.0, "{slug}: {rules:?}");
+        if !names.iter().any(|r| r.starts_with("HTML_OBFUSCATE_")) {
+            assert!(score <= 0.0, "{slug} scores {score}: {rules:?}");
+        }
+    }
+}
+
+/// A newsletter made by `gazette init --language LANGUAGE` with one issue of its own, published.
+fn initialised(language: &str) -> Newsletter {
+    let n = Newsletter::empty();
+    n.gazette(&["init", "--language", language]).ok();
+    n.write(
+        "issues/second.md",
+        "+++\ntitle = \"Second\"\ndate = 2023-03-31\nnumber = 2\ntags = [\"machine learning\"]\n+++\n\nText with *emphasis*.\n",
+    );
+    n.gazette(&["publish"]).ok();
+    n
+}
+
+#[test]
+fn gazettes_own_words_and_dates_follow_the_newsletters_language() {
+    let zh = initialised("zh-CN");
+    assert!(zh.read("gazette.toml").contains("language = \"zh-CN\""));
+    let html = zh.read("outbox/second/email.html");
+    let text = zh.read("outbox/second/email.txt");
+    let page = zh.read("feeds/second/index.html");
+    let index = zh.read("feeds/index.html");
+    for needle in [
+        "你收到这封邮件是因为你以",
+        ">退订</a>",
+        ">在浏览器中查看</a>",
+        "第 2 期 · 2023年3月31日",
+    ] {
+        assert!(html.contains(needle), "email HTML lacks {needle}:\n{html}");
+    }
+    for needle in [
+        "你收到这封邮件是因为你以",
+        "退订[",
+        "在浏览器中查看[",
+        "第 2 期 · 2023年3月31日",
+    ] {
+        assert!(text.contains(needle), "text part lacks {needle}:\n{text}");
+    }
+    for (name, doc) in [("page", &page), ("archive", &index)] {
+        assert!(doc.contains(">2023年3月31日</time>"), "{name}:\n{doc}");
+        assert!(doc.contains("第 2 期 · "), "{name}:\n{doc}");
+        assert!(!doc.contains("2023-03-31<"), "{name}: an ISO date shown");
+    }
+    for doc in [&html, &text] {
+        for english in [
+            "You are receiving",
+            "Unsubscribe",
+            "View in browser",
+            "No. 2",
+        ] {
+            assert!(!doc.contains(english), "{english} in a zh-CN email");
+        }
+    }
+    // Chinese emphasis is upright, in the email (inlined) and on the pages (stylesheet).
+    assert!(
+        html.contains("<em style=\"font-style: normal;font-weight: bold;\">emphasis</em>"),
+        "{html}"
+    );
+    let css = zh.read("feeds/style.css");
+    assert!(css.contains("em:lang(zh) { font-style: normal;"), "{css}");
+    assert!(page.contains("<html lang=\"zh-CN\""));
+    // Tag pills never break inside, and dark mode redraws the email's rules and borders.
+    assert!(css.contains("white-space: nowrap"), "{css}");
+    assert!(html.contains(".content blockquote, .content th, .content td { border-color"));
+
+    let en = initialised("en");
+    let html = en.read("outbox/second/email.html");
+    let text = en.read("outbox/second/email.txt");
+    let page = en.read("feeds/second/index.html");
+    assert!(html.contains(">Unsubscribe</a>") && html.contains(">View in browser</a>"));
+    assert!(html.contains("No. 2 · 2023-03-31"), "{html}");
+    assert!(text.contains("You are receiving") && text.contains("No. 2 · 2023-03-31"));
+    assert!(page.contains(">2023-03-31</time>") && page.contains("No. 2 · "));
+    assert!(
+        html.contains("<em>emphasis</em>"),
+        "English emphasis stays italic"
+    );
+    for doc in [&html, &text, &page] {
+        assert!(!doc.contains("退订") && !doc.contains("年3月"));
+    }
+    // An unknown language tag gets English; a malformed one is refused.
+    let run = Newsletter::empty()
+        .gazette(&["init", "--language", "not a tag"])
+        .code(1);
+    assert!(
+        run.stderr.contains("is not a language tag"),
+        "{}",
+        run.stderr
+    );
 }

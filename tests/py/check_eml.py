@@ -5,8 +5,10 @@ with text/plain then text/html, a missing list or identity header, a non-ASCII b
 header section, a line over 998 octets. Prints one JSON object per message with the decoded
 headers and parts, for the Rust test to assert on."""
 
+import base64
 import email
 import email.policy
+import quopri
 import json
 import sys
 
@@ -53,11 +55,29 @@ def check(path):
     unsub = str(msg["List-Unsubscribe"] or "")
     if "<https://" not in unsub or "<mailto:" not in unsub:
         problems.append(f"List-Unsubscribe lacks https or mailto: {unsub}")
+    encodings = []
+    for p in parts:
+        cte = str(p.get("Content-Transfer-Encoding", "")).lower()
+        wire = p.get_payload(decode=False)
+        decoded = p.get_payload(decode=True) or b""
+        if cte == "base64" and any(len(l) > 76 for l in wire.splitlines()):
+            problems.append(f"{p.get_content_type()}: a base64 line over 76 characters")
+        encodings.append({
+            "type": p.get_content_type(),
+            "cte": cte,
+            "wire_bytes": len(wire.encode("ascii", "replace")),
+            "decoded_bytes": len(decoded),
+            # What each encoding would take, by Python's encoders.
+            "qp_bytes": len(quopri.encodestring(decoded).replace(b"\n", b"\r\n")),
+            "base64_bytes": len(base64.encodebytes(decoded).replace(b"\n", b"\r\n")),
+        })
     to = msg["To"]
     frm = msg["From"]
     return {
         "path": path,
         "problems": problems,
+        "size": len(raw),
+        "encodings": encodings,
         "headers": [k for k, _ in msg.items()],
         "subject": str(msg["Subject"]),
         "to_name": to.addresses[0].display_name if to and to.addresses else None,
