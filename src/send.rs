@@ -41,6 +41,9 @@ pub const PASSWORD_ENV: &str = "GAZETTE_SMTP_PASSWORD";
 pub const MAX_ATTEMPTS: u32 = 8;
 /// Consecutive failed connection attempts before a run gives up on the relay.
 const MAX_CONNECT_ATTEMPTS: u32 = 6;
+/// Unknown outcomes in a row tolerated beyond `concurrency` (one network fault can cut every
+/// connection at once); the next one stops the run.
+pub const UNKNOWN_MARGIN: usize = 2;
 /// Recipients read from the database at a time: memory stays flat in the list's size.
 const PAGE: usize = 1000;
 /// Deferred recipients held for a retry within the run; beyond this (a relay refusing
@@ -776,6 +779,38 @@ impl Net {
     }
 }
 
+/// Unknown outcomes in a row: a relay that answers 421 to every final dot, or never answers
+/// it, would otherwise leave every message of the run unknown. More than `limit` in a row
+/// stops the run; any definite outcome resets the count. A run so stopped has at most
+/// `limit + concurrency` unknown rows (the other connections finish the message in hand).
+struct Streak {
+    limit: usize,
+    slug: String,
+    count: Mutex<usize>,
+}
+
+impl Streak {
+    /// Notes an outcome; returns why the run must stop, if it must.
+    fn observe(&self, outcome: &Outcome) -> Option<String> {
+        let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        let Outcome::Unknown(words) = outcome else {
+            *count = 0;
+            return None;
+        };
+        *count += 1;
+        (*count == self.limit + 1).then(|| {
+            format!(
+                "{} messages in a row have an unknown outcome (the last: {words}); the \
+                 relay may be storing them or losing them, so no more are sent; check the \
+                 relay, then `gazette status {slug}` lists them and `gazette send {slug} \
+                 --retry-unknown` sends them again with the same Message-ID",
+                *count,
+                slug = self.slug
+            )
+        })
+    }
+}
+
 /// A reply with the addresses in it left out, so that replies to different recipients compare.
 fn without_addresses(words: &str) -> String {
     words
@@ -866,6 +901,11 @@ pub fn run(
     let counters = Counters::default();
     let stop = Stop::default();
     let net = Net::default();
+    let streak = Streak {
+        limit: options.concurrency + UNKNOWN_MARGIN,
+        slug: slug.to_string(),
+        count: Mutex::new(0),
+    };
     let pace = Pace {
         interval: (options.rate > 0.0).then(|| pace_interval(options.rate)),
         next: Mutex::new(Instant::now()),
@@ -890,6 +930,7 @@ pub fn run(
                     bar: &bar,
                     backoff: options.backoff,
                     net: &net,
+                    streak: &streak,
                 };
                 let stop = &stop;
                 scope.spawn(move || {
@@ -958,6 +999,7 @@ struct Worker<'a> {
     bar: &'a ProgressBar,
     backoff: Duration,
     net: &'a Net,
+    streak: &'a Streak,
 }
 
 impl Worker<'_> {
@@ -1104,6 +1146,9 @@ impl Worker<'_> {
             *conn = None;
         }
         if let Some(why) = self.net.observe(&outcome) {
+            self.stop.fatal(why);
+        }
+        if let Some(why) = self.streak.observe(&outcome) {
             self.stop.fatal(why);
         }
         held.tries = held.tries.saturating_add(1);

@@ -930,3 +930,58 @@ fn hardening_3_an_issue_whose_id_changed_is_not_sent_to_everyone_again() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(delivered(), 20);
 }
+
+/// A relay that loses every message stops the run after a few unknown outcomes in a row
+/// (`concurrency` + 2 tolerated), exits non-zero saying what the relay did, and leaves rows
+/// that `--retry-unknown` delivers exactly once, with the Message-ID of the first attempt.
+fn a_relay_losing_every_message_stops_the_run(mode: &str, smtp_extra: &str, said: &str) {
+    let server = Server::python(mode);
+    let prefix = if mode == "421" { "late" } else { "stall" };
+    let all = users(prefix, 40);
+    let n = newsletter(&all, smtp_extra);
+    let start = Instant::now();
+    let out = send(&n, &server, &[]).code(1);
+    assert!(start.elapsed() < Duration::from_secs(60));
+    assert!(
+        out.stderr.contains("in a row have an unknown outcome"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains(said), "{}", out.stderr);
+    assert!(out.stderr.contains("--retry-unknown"), "{}", out.stderr);
+    let s = status(&n);
+    let unknown = count(&s, "unknown");
+    // 4 connections: the 7th unknown in a row stops it; the 3 others finish theirs.
+    assert!((7..=10).contains(&unknown), "{unknown} unknown: {s}");
+    assert_eq!((count(&s, "sent"), count(&s, "sending")), (0, 0), "{s}");
+    // A plain rerun against a working relay sends to everyone not yet tried, once.
+    let good = Server::python("ok");
+    send(&n, &good, &[]).ok();
+    let s = status(&n);
+    assert_eq!(
+        (count(&s, "sent"), count(&s, "unknown")),
+        (40 - unknown, unknown),
+        "{s}"
+    );
+    send(&n, &good, &["--retry-unknown"]).ok();
+    assert_eq!(count(&status(&n), "sent"), 40);
+    let first = server.accepted();
+    let accepted = good.accepted();
+    for a in &all {
+        let ids = &accepted[a];
+        assert_eq!(ids.len(), 1, "{a}");
+        if let Some(earlier) = first.get(a) {
+            assert_eq!(earlier, ids, "{a}: a different Message-ID");
+        }
+    }
+}
+
+#[test]
+fn hardening_4_a_relay_answering_421_to_every_final_dot_stops_the_run() {
+    a_relay_losing_every_message_stops_the_run("421", "", "421");
+}
+
+#[test]
+fn hardening_4_a_relay_hanging_after_every_final_dot_stops_the_run() {
+    a_relay_losing_every_message_stops_the_run("stall", "timeout_seconds = 1\n", "unknown");
+}
