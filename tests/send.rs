@@ -985,3 +985,74 @@ fn hardening_4_a_relay_answering_421_to_every_final_dot_stops_the_run() {
 fn hardening_4_a_relay_hanging_after_every_final_dot_stops_the_run() {
     a_relay_losing_every_message_stops_the_run("stall", "timeout_seconds = 1\n", "unknown");
 }
+
+/// SIGTERM (systemd, `docker stop`, `timeout`) stops a send like Ctrl-C: the messages in
+/// flight finish and are recorded sent, nothing is left `sending`, and a rerun delivers the
+/// rest exactly once.
+#[test]
+fn hardening_9_sigterm_finishes_the_messages_in_flight_like_ctrl_c() {
+    let server = Server::python("slow");
+    let all = users("r", 40);
+    let n = newsletter(&all, "");
+    let mut c = n.command(&["send", SLUG, "--yes"]);
+    c.env("GAZETTE_SMTP_URL", server.url())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    // Every reply to a final dot takes 0.5 s: 4 messages are in flight most of the time.
+    std::thread::sleep(Duration::from_millis(1200));
+    crate::support::tool("kill", &["-TERM", &child.id().to_string()]).ok();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted; run `gazette"), "{stderr}");
+    let s = status(&n);
+    let sent = count(&s, "sent");
+    assert!(sent > 0 && sent < 40, "{s}");
+    assert_eq!((count(&s, "sending"), count(&s, "unknown")), (0, 0), "{s}");
+    // Each message the relay stored was recorded sent (none was cut off mid-reply).
+    assert_eq!(server.accepted().len() as u64, sent, "{s}");
+    send(&n, &server, &[]).ok();
+    let accepted = server.accepted();
+    for a in &all {
+        assert_eq!(accepted.get(a).map(Vec::len), Some(1), "{a}");
+    }
+    assert_eq!(count(&status(&n), "sent"), 40);
+}
+
+/// A second SIGTERM quits at once, even with every connection waiting for a reply; the rows
+/// in flight (at most one per connection) are reported unknown by the next run.
+#[test]
+fn hardening_9_a_second_sigterm_quits_at_once() {
+    let server = Server::python("stall");
+    let all = users("stall", 20);
+    let n = newsletter(&all, "timeout_seconds = 60\n");
+    let mut c = n.command(&["send", SLUG, "--yes"]);
+    c.env("GAZETTE_SMTP_URL", server.url())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = child.id().to_string();
+    crate::support::tool("kill", &["-TERM", &pid]).ok();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the first SIGTERM waits for the messages in flight"
+    );
+    crate::support::tool("kill", &["-TERM", &pid]).ok();
+    let start = Instant::now();
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "a second SIGTERM did not quit at once"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(130));
+    let sending = count(&status(&n), "sending");
+    assert!((1..=4).contains(&sending), "{sending} rows in flight");
+}

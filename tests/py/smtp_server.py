@@ -16,6 +16,7 @@ Modes:
               for drop*@, the first time: read the message and its final dot, then hang up
   421         for late*@, the first time: store the message, then reply 421 to the final dot
   stall       for stall*@: never reply to the final dot
+  slow        store every message, then wait 0.5 s before the 250 to its final dot
   badsender   553 5.1.8 to every MAIL FROM (the sender's domain "does not exist")
   norelay     554 5.7.1 Relay access denied to every RCPT
   auth        require AUTH and refuse every password
@@ -114,6 +115,8 @@ class Handler:
             "defects": len(msg.defects),
         }
         record(entry)
+        if mode == "slow":
+            await asyncio.sleep(0.5)
         if mode == "421" and local.startswith("late") and first_time("421", rcpt):
             # Stored, but the client is told the service is closing.
             return "421 4.3.2 service shutting down"
