@@ -1056,3 +1056,87 @@ fn hardening_9_a_second_sigterm_quits_at_once() {
     let sending = count(&status(&n), "sending");
     assert!((1..=4).contains(&sending), "{sending} rows in flight");
 }
+
+/// The `reply` the ledger keeps for each address with a problem.
+fn replies(s: &Value) -> HashMap<String, String> {
+    s["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["email"].as_str().unwrap().to_string(), p.to_string()))
+        .collect()
+}
+
+/// A relay that sends its reply to the final dot one byte a second never trips a timeout
+/// applied per read; the command's deadline cuts it, and the message is unknown (it was
+/// stored) rather than holding the run for a minute per message.
+#[test]
+fn hardening_6_a_relay_answering_one_byte_a_second_meets_the_commands_deadline() {
+    let server = Server::python("drip");
+    let mut all = users("ok", 10);
+    all.extend(users("drip", 3));
+    let n = newsletter(&all, "timeout_seconds = 2\n");
+    let start = Instant::now();
+    send(&n, &server, &[]).ok();
+    // Without a deadline: 60 s for each of the three.
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+    let s = status(&n);
+    assert_eq!((count(&s, "sent"), count(&s, "unknown")), (10, 3), "{s}");
+    for (email, p) in replies(&s) {
+        assert!(email.starts_with("drip"), "{p}");
+        assert!(
+            p.contains("the relay did not answer within 2 s after the final dot"),
+            "{p}"
+        );
+    }
+}
+
+/// A reply of 100,000 `250-` continuation lines is cut off at a size bound at once, instead
+/// of taking lettre ~10 s per message to parse; the recipient is deferred and delivered on
+/// the next attempt, exactly once.
+#[test]
+fn hardening_6_an_endless_reply_is_cut_off_at_a_size_bound() {
+    let server = Server::python("long");
+    let mut all = users("ok", 10);
+    all.extend(users("long", 5));
+    let n = newsletter(&all, "");
+    let start = Instant::now();
+    send(&n, &server, &[]).ok();
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        start.elapsed()
+    );
+    let s = status(&n);
+    assert_eq!(count(&s, "sent"), 15, "{s}");
+    let accepted = server.accepted();
+    for a in &all {
+        assert_eq!(accepted.get(a).map(Vec::len), Some(1), "{a}");
+    }
+    for a in users("long", 5) {
+        assert_eq!(server.rcpt_attempts(&a), 2, "{a}");
+    }
+}
+
+/// A timeout is said as such, not as "Resource temporarily unavailable (os error 11)".
+#[test]
+fn hardening_11_a_timeout_reads_the_relay_did_not_answer_within_n_s() {
+    let server = Server::python("stall");
+    let mut all = users("ok", 3);
+    all.extend(users("stall", 1));
+    let n = newsletter(&all, "timeout_seconds = 1\n");
+    let out = send(&n, &server, &[]).ok();
+    assert!(!out.stderr.contains("os error"), "{}", out.stderr);
+    let s = status(&n);
+    let r = replies(&s);
+    let p = &r["stall00000@example.org"];
+    assert!(
+        p.contains("the relay did not answer within 1 s after the final dot"),
+        "{p}"
+    );
+    assert!(!p.contains("os error") && !p.contains("temporarily"), "{p}");
+}
