@@ -1144,3 +1144,66 @@ fn hardening_11_a_timeout_reads_the_relay_did_not_answer_within_n_s() {
     );
     assert!(!p.contains("os error") && !p.contains("temporarily"), "{p}");
 }
+
+/// A relay whose greeting comes one byte a second: the connection's deadline cuts it, and
+/// the run stops saying so, instead of waiting for ever.
+#[test]
+fn hardening_6_a_greeting_sent_one_byte_a_second_meets_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let script = r#"
+import socket, sys, threading, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(16)
+print("ready", flush=True)
+def drip(c):
+    try:
+        for b in b"220 " + b"x" * 300 + b"\r\n":
+            c.send(bytes([b]))
+            time.sleep(1)
+    except OSError:
+        pass
+end = time.time() + 120
+s.settimeout(1)
+while time.time() < end:
+    try:
+        c, _ = s.accept()
+    except socket.timeout:
+        continue
+    threading.Thread(target=drip, args=(c,), daemon=True).start()
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script, &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 runs");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let server = Server {
+        child,
+        port,
+        out: dir.path().join("unused"),
+        _dir: dir,
+    };
+    let n = newsletter(&users("r", 5), "timeout_seconds = 2\n");
+    let start = Instant::now();
+    let out = send(&n, &server, &[]).code(1);
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        out.stderr.contains("the relay did not answer within 2 s"),
+        "{}",
+        out.stderr
+    );
+    let s = status(&n);
+    assert_eq!(count(&s, "sent") + count(&s, "sending"), 0, "{s}");
+}
