@@ -692,10 +692,12 @@ fn cmd_send(dir: &Path, args: &SendArgs, quiet: bool, json: bool) -> anyhow::Res
     static INTERRUPT: AtomicBool = AtomicBool::new(false);
     let _ = ctrlc::set_handler(|| {
         if INTERRUPT.swap(true, Ordering::SeqCst) {
-            // A second Ctrl-C: leave now; the ledger bounds what is unknown.
+            // A second Ctrl-C or SIGTERM: leave now; the ledger bounds what is unknown.
             std::process::exit(130);
         }
-        eprintln!("\nstopping after the messages in flight (Ctrl-C again to quit at once)...");
+        eprintln!(
+            "\nstopping after the messages in flight (Ctrl-C or SIGTERM again to quit at once)..."
+        );
     });
     let options = send::Options {
         concurrency: args

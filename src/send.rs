@@ -41,6 +41,9 @@ pub const PASSWORD_ENV: &str = "GAZETTE_SMTP_PASSWORD";
 pub const MAX_ATTEMPTS: u32 = 8;
 /// Consecutive failed connection attempts before a run gives up on the relay.
 const MAX_CONNECT_ATTEMPTS: u32 = 6;
+/// Unknown outcomes in a row tolerated beyond `concurrency` (one network fault can cut every
+/// connection at once); the next one stops the run.
+pub const UNKNOWN_MARGIN: usize = 2;
 /// Recipients read from the database at a time: memory stays flat in the list's size.
 const PAGE: usize = 1000;
 /// Deferred recipients held for a retry within the run; beyond this (a relay refusing
@@ -125,8 +128,8 @@ impl Server {
         })
     }
 
-    /// Opens one connection: greeting, EHLO, STARTTLS or TLS, AUTH.
-    pub fn connect(&self) -> Result<SmtpConnection, Failure> {
+    /// Opens one connection: greeting, EHLO, STARTTLS or TLS, AUTH, each within the timeout.
+    pub fn connect(&self) -> Result<Conn, Failure> {
         let hello = ClientId::default();
         let addr = (self.host.as_str(), self.port)
             .to_socket_addrs()
@@ -141,31 +144,71 @@ impl Server {
             Tls::Tls => Some(params()?),
             _ => None,
         };
-        let mut conn =
-            SmtpConnection::connect(addr, Some(self.timeout), &hello, implicit.as_ref(), None)
-                .map_err(|e| {
-                    if e.is_tls() {
-                        Failure::Fatal(format!("TLS with {}:{} failed: {e}", self.host, self.port))
-                    } else {
-                        Failure::Transient(format!(
-                            "cannot connect to {}:{}: {}",
-                            self.host,
-                            self.port,
-                            chain(&e)
-                        ))
+        let (guard, local) = Guard::start(addr, self.timeout).map_err(|e| {
+            let why = if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) {
+                no_answer(self.timeout)
+            } else {
+                e.to_string()
+            };
+            Failure::Transient(format!(
+                "cannot connect to {}:{}: {why}",
+                self.host, self.port
+            ))
+        })?;
+        // lettre's own timeout (per read) only backs up the guard's deadline.
+        let backstop = self.timeout * 2 + Duration::from_secs(1);
+        guard.arm(self.timeout, HANDSHAKE_BYTES);
+        let smtp = SmtpConnection::connect(local, Some(backstop), &hello, implicit.as_ref(), None);
+        guard.disarm();
+        let smtp = match smtp {
+            Ok(smtp) => smtp,
+            Err(e) => {
+                let words = match guard.cut() {
+                    Some(Cut::Deadline) => no_answer(self.timeout),
+                    Some(Cut::TooLarge(n)) => {
+                        format!("its greeting and EHLO reply were longer than {n} bytes")
                     }
-                })?;
+                    None if timed_out(&e) => no_answer(self.timeout),
+                    None => chain(&e),
+                };
+                return Err(if e.is_tls() {
+                    Failure::Fatal(format!(
+                        "TLS with {}:{} failed: {words}",
+                        self.host, self.port
+                    ))
+                } else {
+                    Failure::Transient(format!(
+                        "cannot connect to {}:{}: {words}",
+                        self.host, self.port
+                    ))
+                });
+            }
+        };
+        let mut conn = Conn {
+            smtp,
+            guard,
+            timeout: self.timeout,
+        };
         if self.tls == Tls::Starttls {
-            if !conn.can_starttls() {
+            if !conn.smtp.can_starttls() {
                 conn.abort();
                 return Err(Failure::Fatal(format!(
                     "{}:{} does not offer STARTTLS; set smtp.tls = \"none\" only for a relay on this machine",
                     self.host, self.port
                 )));
             }
-            conn.starttls(&params()?, &hello).map_err(|e| {
-                Failure::Fatal(format!("STARTTLS with {} failed: {}", self.host, chain(&e)))
-            })?;
+            let tls = params()?;
+            conn.guarded(HANDSHAKE_BYTES, |s| s.starttls(&tls, &hello))
+                .map_err(|e| {
+                    Failure::Fatal(format!(
+                        "STARTTLS with {} failed: {}",
+                        self.host,
+                        conn.explain(&e)
+                    ))
+                })?;
         }
         // lettre keeps only the extensions it knows: ask again to learn about PIPELINING.
         // (Before AUTH, where a second EHLO is always allowed.)
@@ -178,10 +221,16 @@ impl Server {
         });
         self.pipelining.store(pipelining, Ordering::Relaxed);
         if let Some(credentials) = &self.credentials {
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
-                .map_err(|e| {
-                    Failure::Fatal(format!("{} refused the login: {}", self.host, chain(&e)))
-                })?;
+            conn.guarded(REPLY_BYTES, |s| {
+                s.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
+            })
+            .map_err(|e| {
+                Failure::Fatal(format!(
+                    "{} refused the login: {}",
+                    self.host,
+                    conn.explain(&e)
+                ))
+            })?;
         }
         Ok(conn)
     }
@@ -204,6 +253,295 @@ fn chain(e: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     s
+}
+
+/// The bytes a reply to one command may have on the wire (TLS included): a relay sending an
+/// endless reply is cut off, and lettre, which parses a reply again after each of its lines,
+/// never sees one large enough to take long.
+pub const REPLY_BYTES: usize = 16 * 1024;
+/// The same for the greeting and first EHLO, or a TLS handshake (certificates are large).
+const HANDSHAKE_BYTES: usize = 256 * 1024;
+
+/// Why a guard cut a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cut {
+    Deadline,
+    /// The reply had more than this many bytes.
+    TooLarge(usize),
+}
+
+/// A deadline and a size bound for each command, which lettre cannot give: it applies its
+/// timeout to each read, so a relay sending a byte a second holds it forever. lettre talks to
+/// a loopback socket that a guard thread relays to the relay's socket, which it owns: while a
+/// command is armed it forwards what the relay says, and cuts both sockets when the deadline
+/// passes or the reply outgrows its bound. Between commands nothing is forwarded.
+struct Guard {
+    shared: std::sync::Arc<GuardShared>,
+    /// The relay's socket, to cut it from the worker's side.
+    upstream: std::net::TcpStream,
+}
+
+struct GuardShared {
+    state: Mutex<GuardState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct GuardState {
+    /// The deadline of the command in progress, the bytes its reply may still have, and the
+    /// bound it started with.
+    armed: Option<(Instant, usize, usize)>,
+    cut: Option<Cut>,
+    closed: bool,
+}
+
+impl Guard {
+    /// Connects to `addr` and listens on a loopback port for lettre; returns the port's
+    /// address to give lettre.
+    fn start(
+        addr: std::net::SocketAddr,
+        timeout: Duration,
+    ) -> std::io::Result<(Guard, std::net::SocketAddr)> {
+        let upstream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        upstream.set_nodelay(true)?;
+        let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
+        let local = listener.local_addr()?;
+        listener.set_nonblocking(true)?;
+        let shared = std::sync::Arc::new(GuardShared {
+            state: Mutex::new(GuardState::default()),
+            wake: Condvar::new(),
+        });
+        let guard = Guard {
+            shared: shared.clone(),
+            upstream: upstream.try_clone()?,
+        };
+        std::thread::Builder::new()
+            .name("smtp-guard".into())
+            .spawn(move || {
+                // lettre connects at once; give up (and so fail its connect) after `timeout`.
+                let until = Instant::now() + timeout;
+                let client = loop {
+                    match listener.accept() {
+                        Ok((c, _)) => break c,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            if Instant::now() > until {
+                                return;
+                            }
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        Err(_) => return,
+                    }
+                };
+                drop(listener);
+                let _ = pump(&shared, client, upstream);
+            })?;
+        Ok((guard, local))
+    }
+
+    /// Starts a command: its reply must come within `timeout` and `bytes`.
+    fn arm(&self, timeout: Duration, bytes: usize) {
+        let mut s = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.armed = Some((Instant::now() + timeout, bytes, bytes));
+        drop(s);
+        self.shared.wake.notify_all();
+    }
+
+    fn disarm(&self) {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .armed = None;
+    }
+
+    fn cut(&self) -> Option<Cut> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .cut
+    }
+
+    /// Ends the connection now.
+    fn close(&self) {
+        let mut s = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.closed = true;
+        drop(s);
+        self.shared.wake.notify_all();
+        let _ = self.upstream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Relays between lettre (`client`) and the relay (`upstream`) until either side closes.
+fn pump(
+    shared: &GuardShared,
+    client: std::net::TcpStream,
+    upstream: std::net::TcpStream,
+) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    client.set_nodelay(true)?;
+    // lettre to the relay: everything, as it comes (lettre writes only its commands).
+    let (mut from_client, mut to_upstream) = (client.try_clone()?, upstream.try_clone()?);
+    std::thread::Builder::new()
+        .name("smtp-guard-up".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 16 * 1024];
+            while let Ok(n @ 1..) = from_client.read(&mut buf) {
+                if to_upstream.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = to_upstream.shutdown(std::net::Shutdown::Write);
+        })?;
+    // The relay to lettre: only while a command is armed, within its deadline and bound.
+    let (mut from_upstream, to_client) = (upstream, client);
+    let mut buf = vec![0u8; 8 * 1024];
+    let end = |why: Option<Cut>| {
+        let mut s = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        if s.cut.is_none() {
+            s.cut = why;
+        }
+        drop(s);
+        // lettre's read ends at once.
+        let _ = to_client.shutdown(std::net::Shutdown::Both);
+    };
+    loop {
+        let (deadline, limit) = {
+            let mut s = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if s.closed {
+                    drop(s);
+                    end(None);
+                    return Ok(());
+                }
+                if let Some((deadline, _, limit)) = s.armed {
+                    break (deadline, limit);
+                }
+                s = shared.wake.wait(s).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        let now = Instant::now();
+        if now >= deadline {
+            end(Some(Cut::Deadline));
+            let _ = from_upstream.shutdown(std::net::Shutdown::Both);
+            return Ok(());
+        }
+        let wait = (deadline - now).min(Duration::from_millis(200));
+        from_upstream.set_read_timeout(Some(wait))?;
+        match from_upstream.read(&mut buf) {
+            Ok(0) => {
+                end(None);
+                return Ok(());
+            }
+            Ok(n) => {
+                let mut s = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some((_, left, _)) = s.armed.as_mut() {
+                    if n > *left {
+                        drop(s);
+                        end(Some(Cut::TooLarge(limit)));
+                        let _ = from_upstream.shutdown(std::net::Shutdown::Both);
+                        return Ok(());
+                    }
+                    *left -= n;
+                }
+                drop(s);
+                (&to_client).write_all(&buf[..n])?;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => {
+                end(None);
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// An SMTP connection behind its guard: each command has a deadline and a bounded reply.
+pub struct Conn {
+    smtp: SmtpConnection,
+    guard: Guard,
+    timeout: Duration,
+}
+
+impl Conn {
+    fn guarded<R>(
+        &mut self,
+        bytes: usize,
+        f: impl FnOnce(&mut SmtpConnection) -> Result<R, lettre::transport::smtp::Error>,
+    ) -> Result<R, lettre::transport::smtp::Error> {
+        self.guard.arm(self.timeout, bytes);
+        let r = f(&mut self.smtp);
+        self.guard.disarm();
+        r
+    }
+
+    fn command(
+        &mut self,
+        c: impl fmt::Display,
+    ) -> Result<lettre::transport::smtp::response::Response, lettre::transport::smtp::Error> {
+        self.guarded(REPLY_BYTES, |s| s.command(c))
+    }
+
+    fn read_response(
+        &mut self,
+    ) -> Result<lettre::transport::smtp::response::Response, lettre::transport::smtp::Error> {
+        self.guarded(REPLY_BYTES, |s| s.read_response())
+    }
+
+    fn message(
+        &mut self,
+        bytes: &[u8],
+    ) -> Result<lettre::transport::smtp::response::Response, lettre::transport::smtp::Error> {
+        self.guarded(REPLY_BYTES, |s| s.message(bytes))
+    }
+
+    fn quit(&mut self) {
+        let _ = self.command(lettre::transport::smtp::commands::Quit);
+        self.abort();
+    }
+
+    /// Drops the connection without waiting for anything.
+    fn abort(&mut self) {
+        self.guard.close();
+        self.smtp.abort();
+    }
+
+    /// An error in words, with a deadline or a size bound that cut the reply said plainly
+    /// (not as "Resource temporarily unavailable").
+    fn explain(&self, e: &lettre::transport::smtp::Error) -> String {
+        match self.guard.cut() {
+            Some(Cut::Deadline) => no_answer(self.timeout),
+            Some(Cut::TooLarge(limit)) => {
+                format!("the relay's reply was longer than {limit} bytes (cut off)")
+            }
+            None if timed_out(e) => no_answer(self.timeout),
+            None => chain(e),
+        }
+    }
+}
+
+fn no_answer(timeout: Duration) -> String {
+    format!("the relay did not answer within {} s", timeout.as_secs())
+}
+
+/// Whether an error is a read or write that timed out.
+fn timed_out(e: &lettre::transport::smtp::Error) -> bool {
+    matches!(
+        io_kind(e),
+        Some(std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+    )
 }
 
 /// Why something did not work, and what that means for the run.
@@ -472,7 +810,7 @@ enum Outcome {
 /// waits for the ledger); if it fails nothing more is sent. Returns the outcome and whether
 /// the connection is still usable.
 fn deliver(
-    conn: &mut SmtpConnection,
+    conn: &mut Conn,
     msg: &Outgoing,
     pipelining: bool,
     before_data: impl FnOnce() -> Result<(), Failure>,
@@ -520,7 +858,7 @@ fn deliver(
     };
     match sent {
         Ok(reply) => Ok((Outcome::Sent(reply_text(&reply)), true)),
-        Err(e) => Ok(after_dot(msg, &e)),
+        Err(e) => Ok(after_dot(conn, msg, &e)),
     }
 }
 
@@ -570,12 +908,12 @@ enum Stage {
 
 /// A reply to MAIL, RCPT or DATA: the message was not accepted, whatever happened.
 fn refused_early(
-    conn: &mut SmtpConnection,
+    conn: &mut Conn,
     stage: Stage,
     msg: &Outgoing,
     e: &lettre::transport::smtp::Error,
 ) -> (Outcome, bool) {
-    let words = chain(e);
+    let words = conn.explain(e);
     let code = e.status().map(|c| c.to_string());
     let outcome = if e.is_permanent() {
         permanent(stage, msg, words)
@@ -646,8 +984,17 @@ fn enhanced_code(words: &str) -> Option<String> {
 }
 
 /// A failure after the message and its final dot were written (or while writing them).
-fn after_dot(msg: &Outgoing, e: &lettre::transport::smtp::Error) -> (Outcome, bool) {
-    let words = chain(e);
+fn after_dot(
+    conn: &mut Conn,
+    msg: &Outgoing,
+    e: &lettre::transport::smtp::Error,
+) -> (Outcome, bool) {
+    let cut = conn.guard.cut().is_some() || timed_out(e);
+    let words = if cut {
+        format!("{} after the final dot", conn.explain(e))
+    } else {
+        chain(e)
+    };
     let outcome = match e.status().map(|c| c.to_string()) {
         // 421 to the final dot: the server may have stored the message before closing.
         Some(code) if code == "421" => Outcome::Unknown(words),
@@ -776,6 +1123,38 @@ impl Net {
     }
 }
 
+/// Unknown outcomes in a row: a relay that answers 421 to every final dot, or never answers
+/// it, would otherwise leave every message of the run unknown. More than `limit` in a row
+/// stops the run; any definite outcome resets the count. A run so stopped has at most
+/// `limit + concurrency` unknown rows (the other connections finish the message in hand).
+struct Streak {
+    limit: usize,
+    slug: String,
+    count: Mutex<usize>,
+}
+
+impl Streak {
+    /// Notes an outcome; returns why the run must stop, if it must.
+    fn observe(&self, outcome: &Outcome) -> Option<String> {
+        let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        let Outcome::Unknown(words) = outcome else {
+            *count = 0;
+            return None;
+        };
+        *count += 1;
+        (*count == self.limit + 1).then(|| {
+            format!(
+                "{} messages in a row have an unknown outcome (the last: {words}); the \
+                 relay may be storing them or losing them, so no more are sent; check the \
+                 relay, then `gazette status {slug}` lists them and `gazette send {slug} \
+                 --retry-unknown` sends them again with the same Message-ID",
+                *count,
+                slug = self.slug
+            )
+        })
+    }
+}
+
 /// A reply with the addresses in it left out, so that replies to different recipients compare.
 fn without_addresses(words: &str) -> String {
     words
@@ -866,6 +1245,11 @@ pub fn run(
     let counters = Counters::default();
     let stop = Stop::default();
     let net = Net::default();
+    let streak = Streak {
+        limit: options.concurrency + UNKNOWN_MARGIN,
+        slug: slug.to_string(),
+        count: Mutex::new(0),
+    };
     let pace = Pace {
         interval: (options.rate > 0.0).then(|| pace_interval(options.rate)),
         next: Mutex::new(Instant::now()),
@@ -890,6 +1274,7 @@ pub fn run(
                     bar: &bar,
                     backoff: options.backoff,
                     net: &net,
+                    streak: &streak,
                 };
                 let stop = &stop;
                 scope.spawn(move || {
@@ -958,6 +1343,7 @@ struct Worker<'a> {
     bar: &'a ProgressBar,
     backoff: Duration,
     net: &'a Net,
+    streak: &'a Streak,
 }
 
 impl Worker<'_> {
@@ -966,7 +1352,7 @@ impl Worker<'_> {
     }
 
     /// A connection, reconnecting with backoff; None when the run must stop.
-    fn connection(&self, conn: &mut Option<SmtpConnection>) -> bool {
+    fn connection(&self, conn: &mut Option<Conn>) -> bool {
         let mut tries = 0;
         while conn.is_none() {
             if self.stopping() {
@@ -999,7 +1385,7 @@ impl Worker<'_> {
         }
     }
 
-    fn run(self, mut conn: Option<SmtpConnection>) {
+    fn run(self, mut conn: Option<Conn>) {
         loop {
             if self.stopping() || !self.connection(&mut conn) {
                 break;
@@ -1020,12 +1406,12 @@ impl Worker<'_> {
             }
         }
         if let Some(mut c) = conn {
-            let _ = c.quit();
+            c.quit();
         }
     }
 
     /// Sends to one recipient; returns when to try again, if ever.
-    fn one(&self, conn: &mut Option<SmtpConnection>, held: &mut Held) -> Option<Instant> {
+    fn one(&self, conn: &mut Option<Conn>, held: &mut Held) -> Option<Instant> {
         // The message's Date is the moment it is first handed to SMTP; the ledger keeps it, so
         // a message sent again (deferred, or --retry-unknown) has the same bytes.
         let date = held
@@ -1106,6 +1492,9 @@ impl Worker<'_> {
         if let Some(why) = self.net.observe(&outcome) {
             self.stop.fatal(why);
         }
+        if let Some(why) = self.streak.observe(&outcome) {
+            self.stop.fatal(why);
+        }
         held.tries = held.tries.saturating_add(1);
         let tries = held.tries;
         let (state, reply, retry) = match outcome {
@@ -1182,7 +1571,7 @@ pub fn send_test(
         };
         out.push((m.to.to_string(), result));
     }
-    let _ = conn.quit();
+    conn.quit();
     Ok(out)
 }
 

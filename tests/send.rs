@@ -930,3 +930,280 @@ fn hardening_3_an_issue_whose_id_changed_is_not_sent_to_everyone_again() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(delivered(), 20);
 }
+
+/// A relay that loses every message stops the run after a few unknown outcomes in a row
+/// (`concurrency` + 2 tolerated), exits non-zero saying what the relay did, and leaves rows
+/// that `--retry-unknown` delivers exactly once, with the Message-ID of the first attempt.
+fn a_relay_losing_every_message_stops_the_run(mode: &str, smtp_extra: &str, said: &str) {
+    let server = Server::python(mode);
+    let prefix = if mode == "421" { "late" } else { "stall" };
+    let all = users(prefix, 40);
+    let n = newsletter(&all, smtp_extra);
+    let start = Instant::now();
+    let out = send(&n, &server, &[]).code(1);
+    assert!(start.elapsed() < Duration::from_secs(60));
+    assert!(
+        out.stderr.contains("in a row have an unknown outcome"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains(said), "{}", out.stderr);
+    assert!(out.stderr.contains("--retry-unknown"), "{}", out.stderr);
+    let s = status(&n);
+    let unknown = count(&s, "unknown");
+    // 4 connections: the 7th unknown in a row stops it; the 3 others finish theirs.
+    assert!((7..=10).contains(&unknown), "{unknown} unknown: {s}");
+    assert_eq!((count(&s, "sent"), count(&s, "sending")), (0, 0), "{s}");
+    // A plain rerun against a working relay sends to everyone not yet tried, once.
+    let good = Server::python("ok");
+    send(&n, &good, &[]).ok();
+    let s = status(&n);
+    assert_eq!(
+        (count(&s, "sent"), count(&s, "unknown")),
+        (40 - unknown, unknown),
+        "{s}"
+    );
+    send(&n, &good, &["--retry-unknown"]).ok();
+    assert_eq!(count(&status(&n), "sent"), 40);
+    let first = server.accepted();
+    let accepted = good.accepted();
+    for a in &all {
+        let ids = &accepted[a];
+        assert_eq!(ids.len(), 1, "{a}");
+        if let Some(earlier) = first.get(a) {
+            assert_eq!(earlier, ids, "{a}: a different Message-ID");
+        }
+    }
+}
+
+#[test]
+fn hardening_4_a_relay_answering_421_to_every_final_dot_stops_the_run() {
+    a_relay_losing_every_message_stops_the_run("421", "", "421");
+}
+
+#[test]
+fn hardening_4_a_relay_hanging_after_every_final_dot_stops_the_run() {
+    a_relay_losing_every_message_stops_the_run(
+        "stall",
+        "timeout_seconds = 1\n",
+        "the relay did not answer within 1 s after the final dot",
+    );
+}
+
+/// SIGTERM (systemd, `docker stop`, `timeout`) stops a send like Ctrl-C: the messages in
+/// flight finish and are recorded sent, nothing is left `sending`, and a rerun delivers the
+/// rest exactly once.
+#[test]
+fn hardening_9_sigterm_finishes_the_messages_in_flight_like_ctrl_c() {
+    let server = Server::python("slow");
+    let all = users("r", 40);
+    let n = newsletter(&all, "");
+    let mut c = n.command(&["send", SLUG, "--yes"]);
+    c.env("GAZETTE_SMTP_URL", server.url())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    // Every reply to a final dot takes 0.5 s: 4 messages are in flight most of the time.
+    std::thread::sleep(Duration::from_millis(1500));
+    crate::support::tool("kill", &["-TERM", &child.id().to_string()]).ok();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted; run `gazette"), "{stderr}");
+    let s = status(&n);
+    let sent = count(&s, "sent");
+    assert!(sent > 0 && sent < 40, "{s}");
+    assert_eq!((count(&s, "sending"), count(&s, "unknown")), (0, 0), "{s}");
+    // Each message the relay stored was recorded sent (none was cut off mid-reply).
+    assert_eq!(server.accepted().len() as u64, sent, "{s}");
+    send(&n, &server, &[]).ok();
+    let accepted = server.accepted();
+    for a in &all {
+        assert_eq!(accepted.get(a).map(Vec::len), Some(1), "{a}");
+    }
+    assert_eq!(count(&status(&n), "sent"), 40);
+}
+
+/// A second SIGTERM quits at once, even with every connection waiting for a reply; the rows
+/// in flight (at most one per connection) are reported unknown by the next run.
+#[test]
+fn hardening_9_a_second_sigterm_quits_at_once() {
+    let server = Server::python("stall");
+    let all = users("stall", 20);
+    let n = newsletter(&all, "timeout_seconds = 60\n");
+    let mut c = n.command(&["send", SLUG, "--yes"]);
+    c.env("GAZETTE_SMTP_URL", server.url())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(2000));
+    let pid = child.id().to_string();
+    crate::support::tool("kill", &["-TERM", &pid]).ok();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the first SIGTERM waits for the messages in flight"
+    );
+    crate::support::tool("kill", &["-TERM", &pid]).ok();
+    let start = Instant::now();
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "a second SIGTERM did not quit at once"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(130));
+    let sending = count(&status(&n), "sending");
+    assert!((1..=4).contains(&sending), "{sending} rows in flight");
+}
+
+/// The `reply` the ledger keeps for each address with a problem.
+fn replies(s: &Value) -> HashMap<String, String> {
+    s["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["email"].as_str().unwrap().to_string(), p.to_string()))
+        .collect()
+}
+
+/// A relay that sends its reply to the final dot one byte a second never trips a timeout
+/// applied per read; the command's deadline cuts it, and the message is unknown (it was
+/// stored) rather than holding the run for a minute per message.
+#[test]
+fn hardening_6_a_relay_answering_one_byte_a_second_meets_the_commands_deadline() {
+    let server = Server::python("drip");
+    let mut all = users("ok", 10);
+    all.extend(users("drip", 3));
+    let n = newsletter(&all, "timeout_seconds = 2\n");
+    let start = Instant::now();
+    send(&n, &server, &[]).ok();
+    // Without a deadline: 60 s for each of the three.
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+    let s = status(&n);
+    assert_eq!((count(&s, "sent"), count(&s, "unknown")), (10, 3), "{s}");
+    for (email, p) in replies(&s) {
+        assert!(email.starts_with("drip"), "{p}");
+        assert!(
+            p.contains("the relay did not answer within 2 s after the final dot"),
+            "{p}"
+        );
+    }
+}
+
+/// A reply of 100,000 `250-` continuation lines is cut off at a size bound at once, instead
+/// of taking lettre ~10 s per message to parse; the recipient is deferred and delivered on
+/// the next attempt, exactly once.
+#[test]
+fn hardening_6_an_endless_reply_is_cut_off_at_a_size_bound() {
+    let server = Server::python("long");
+    let mut all = users("ok", 10);
+    all.extend(users("long", 5));
+    let n = newsletter(&all, "");
+    let start = Instant::now();
+    send(&n, &server, &[]).ok();
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        start.elapsed()
+    );
+    let s = status(&n);
+    assert_eq!(count(&s, "sent"), 15, "{s}");
+    let accepted = server.accepted();
+    for a in &all {
+        assert_eq!(accepted.get(a).map(Vec::len), Some(1), "{a}");
+    }
+    for a in users("long", 5) {
+        assert_eq!(server.rcpt_attempts(&a), 2, "{a}");
+    }
+}
+
+/// A timeout is said as such, not as "Resource temporarily unavailable (os error 11)".
+#[test]
+fn hardening_11_a_timeout_reads_the_relay_did_not_answer_within_n_s() {
+    let server = Server::python("stall");
+    let mut all = users("ok", 3);
+    all.extend(users("stall", 1));
+    let n = newsletter(&all, "timeout_seconds = 1\n");
+    let out = send(&n, &server, &[]).ok();
+    assert!(!out.stderr.contains("os error"), "{}", out.stderr);
+    let s = status(&n);
+    let r = replies(&s);
+    let p = &r["stall00000@example.org"];
+    assert!(
+        p.contains("the relay did not answer within 1 s after the final dot"),
+        "{p}"
+    );
+    assert!(!p.contains("os error") && !p.contains("temporarily"), "{p}");
+}
+
+/// A relay whose greeting comes one byte a second: the connection's deadline cuts it, and
+/// the run stops saying so, instead of waiting for ever.
+#[test]
+fn hardening_6_a_greeting_sent_one_byte_a_second_meets_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let script = r#"
+import socket, sys, threading, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(16)
+print("ready", flush=True)
+def drip(c):
+    try:
+        for b in b"220 " + b"x" * 300 + b"\r\n":
+            c.send(bytes([b]))
+            time.sleep(1)
+    except OSError:
+        pass
+end = time.time() + 120
+s.settimeout(1)
+while time.time() < end:
+    try:
+        c, _ = s.accept()
+    except socket.timeout:
+        continue
+    threading.Thread(target=drip, args=(c,), daemon=True).start()
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script, &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 runs");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let server = Server {
+        child,
+        port,
+        out: dir.path().join("unused"),
+        _dir: dir,
+    };
+    let n = newsletter(&users("r", 5), "timeout_seconds = 2\n");
+    let start = Instant::now();
+    let out = send(&n, &server, &[]).code(1);
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        out.stderr.contains("the relay did not answer within 2 s"),
+        "{}",
+        out.stderr
+    );
+    let s = status(&n);
+    assert_eq!(count(&s, "sent") + count(&s, "sending"), 0, "{s}");
+}

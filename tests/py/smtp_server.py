@@ -16,6 +16,10 @@ Modes:
               for drop*@, the first time: read the message and its final dot, then hang up
   421         for late*@, the first time: store the message, then reply 421 to the final dot
   stall       for stall*@: never reply to the final dot
+  drip        for drip*@, the first time: store the message, then send the reply to its final
+              dot one byte per second (a 60-byte line: a minute)
+  long        for long*@, the first time: answer RCPT with 100,000 "250-" continuation lines
+  slow        store every message, then wait 0.5 s before the 250 to its final dot
   badsender   553 5.1.8 to every MAIL FROM (the sender's domain "does not exist")
   norelay     554 5.7.1 Relay access denied to every RCPT
   auth        require AUTH and refuse every password
@@ -88,6 +92,9 @@ class Handler:
         local = address.split("@")[0]
         if mode == "random4xx" and fault(address):
             return "451 4.3.0 try again later"
+        if mode == "long" and local.startswith("long") and first_time("long", address):
+            envelope.rcpt_tos.append(address)
+            return "\r\n".join(["250-still thinking"] * 100000 + ["250 OK"])
         if mode == "reject" and local.startswith("unknown"):
             return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
         envelope.rcpt_tos.append(address)
@@ -114,6 +121,16 @@ class Handler:
             "defects": len(msg.defects),
         }
         record(entry)
+        if mode == "slow":
+            await asyncio.sleep(0.5)
+        if mode == "drip" and local.startswith("drip") and first_time("drip", rcpt):
+            reply = "250 2.0.0 " + "x" * 50
+            for b in reply[:-1]:
+                if server.transport.is_closing():
+                    break
+                server.transport.write(b.encode())
+                await asyncio.sleep(1)
+            return reply[-1]
         if mode == "421" and local.startswith("late") and first_time("421", rcpt):
             # Stored, but the client is told the service is closing.
             return "421 4.3.2 service shutting down"
