@@ -13,5 +13,6 @@ mod pages;
 mod publish;
 mod robustness;
 mod send;
+mod serve;
 mod snapshots;
 mod subscribers;
