@@ -394,3 +394,124 @@ fn serve_refuses_a_bad_listen_address() {
     let r = n.gazette(&["serve", "--listen", "nowhere"]).code(1);
     assert!(r.stderr.contains("IP:PORT"), "{}", r.stderr);
 }
+
+fn token(address: &str) -> String {
+    gazette::token::Secret::new("test-secret-not-for-production")
+        .token("papers.digest.example.org", address)
+}
+
+/// `subscribers list` lines for one address.
+fn listed(n: &Newsletter, address: &str) -> String {
+    let list = n.gazette(&["subscribers", "list"]).ok().stdout;
+    list.lines()
+        .filter(|l| l.split_whitespace().next() == Some(address))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// POSTs `body` as a form; returns (status, body).
+fn post_form(url: &str, body: &str) -> (String, String) {
+    let r = curl(&[
+        "-H",
+        "Content-Type: application/x-www-form-urlencoded",
+        "--data-raw",
+        body,
+        "-w",
+        "\n%{http_code}",
+        url,
+    ]);
+    let (body, code) = r.stdout.rsplit_once('\n').unwrap();
+    (code.to_string(), body.to_string())
+}
+
+#[test]
+fn serve_unsubscribe_get_changes_nothing_and_one_click_post_unsubscribes() {
+    let n = published();
+    n.gazette(&["subscribers", "add", "reader@example.org"])
+        .ok();
+    n.gazette(&["subscribers", "add", "other@example.org"]).ok();
+    let s = Serve::start(&n);
+    let url = format!(
+        "{}unsubscribe?token={}",
+        s.base,
+        token("reader@example.org")
+    );
+
+    // GET (a link scanner, a preview) shows the button and changes nothing.
+    for _ in 0..2 {
+        let page = curl(&["-w", "\n%{http_code}", &url]).stdout;
+        assert!(page.ends_with("\n200"), "{page}");
+        assert!(page.contains("<form method=\"post\""), "{page}");
+        assert!(page.contains("reader@example.org"), "{page}");
+    }
+    let h = headers(&[&url]);
+    assert_eq!(header(&h, "referrer-policy"), Some("no-referrer"));
+    assert!(header(&h, "content-security-policy").is_some());
+    assert!(
+        listed(&n, "reader@example.org").contains("active"),
+        "{}",
+        listed(&n, "reader@example.org")
+    );
+    assert_eq!(n.gazette(&["subscribers", "count"]).ok().stdout.trim(), "2");
+
+    // RFC 8058 one-click; twice is the same as once.
+    for _ in 0..2 {
+        let (code, body) = post_form(&url, "List-Unsubscribe=One-Click");
+        assert_eq!(code, "200", "{body}");
+        assert!(body.contains("unsubscribed"), "{body}");
+    }
+    assert!(
+        listed(&n, "reader@example.org").contains("unsubscribed"),
+        "{}",
+        listed(&n, "reader@example.org")
+    );
+    assert!(listed(&n, "other@example.org").contains("active"));
+    assert_eq!(n.gazette(&["subscribers", "count"]).ok().stdout.trim(), "1");
+
+    // The default unsubscribe_url's spelling (`unsubscribe/?token=`) works too.
+    let slash = format!(
+        "{}unsubscribe/?token={}",
+        s.base,
+        token("other@example.org")
+    );
+    assert_eq!(post_form(&slash, "List-Unsubscribe=One-Click").0, "200");
+    assert_eq!(n.gazette(&["subscribers", "count"]).ok().stdout.trim(), "0");
+}
+
+#[test]
+fn serve_unsubscribe_refuses_forged_and_truncated_tokens() {
+    let n = published();
+    n.gazette(&["subscribers", "add", "reader@example.org"])
+        .ok();
+    let s = Serve::start(&n);
+    let good = token("reader@example.org");
+    let forged = gazette::token::Secret::new("another-key")
+        .token("papers.digest.example.org", "reader@example.org");
+    let other_list = gazette::token::Secret::new("test-secret-not-for-production")
+        .token("other.list", "reader@example.org");
+    for bad in [
+        &good[..good.len() - 3],
+        &good[..good.find('.').unwrap()],
+        forged.as_str(),
+        other_list.as_str(),
+        "",
+        "%00",
+        "not-a-token",
+    ] {
+        let url = format!("{}unsubscribe?token={bad}", s.base);
+        assert_eq!(status(&url), "400", "GET {bad}");
+        assert_eq!(
+            post_form(&url, "List-Unsubscribe=One-Click").0,
+            "400",
+            "POST {bad}"
+        );
+    }
+    assert_eq!(status(&format!("{}unsubscribe", s.base)), "400");
+    assert_eq!(n.gazette(&["subscribers", "count"]).ok().stdout.trim(), "1");
+    // A body over the limit does not get in either.
+    let big = "x".repeat(100_000);
+    let url = format!("{}unsubscribe?token={good}", s.base);
+    let (code, _) = post_form(&url, &big);
+    assert_eq!(code, "413");
+    assert_eq!(n.gazette(&["subscribers", "count"]).ok().stdout.trim(), "1");
+}

@@ -2,6 +2,7 @@
 //! a reverse proxy. Every request reads the file again, so a publish shows without a restart.
 
 mod files;
+mod unsubscribe;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,11 @@ pub(crate) struct App {
     pub(crate) feeds: PathBuf,
     /// base_url's path, always starting and ending with `/`.
     pub(crate) prefix: String,
+    /// The newsletter directory (its database and secret).
+    pub(crate) dir: PathBuf,
+    /// The unsubscribe-token key; None when it cannot be read (unsubscribe answers 503).
+    pub(crate) secret: Option<crate::token::Secret>,
+    pub(crate) list_id: String,
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
@@ -57,7 +63,20 @@ pub fn run(dir: &Path, listen: Option<&str>, quiet: bool) -> anyhow::Result<()> 
         )
     })?;
     let prefix = config.base_url.path().to_string();
-    let app = Arc::new(App { feeds, prefix });
+    let secret = match crate::token::Secret::load(dir) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("gazette serve: unsubscribe links will fail: {e:#}");
+            None
+        }
+    };
+    let app = Arc::new(App {
+        feeds,
+        prefix,
+        dir: dir.to_path_buf(),
+        secret,
+        list_id: config.email.list_id.clone(),
+    });
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -71,7 +90,11 @@ async fn serve(app: Arc<App>, addr: SocketAddr, quiet: bool) -> anyhow::Result<(
         .with_context(|| format!("cannot listen on {addr}: is another server using it?"))?;
     let local = listener.local_addr()?;
     let prefix = app.prefix.clone();
+    // Both spellings: the default unsubscribe_url is `<base>unsubscribe/?token=`.
+    let unsubscribe = axum::routing::any(unsubscribe::handle);
     let router = Router::new()
+        .route(&format!("{prefix}unsubscribe"), unsubscribe.clone())
+        .route(&format!("{prefix}unsubscribe/"), unsubscribe)
         .fallback(files::handle)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(move |req, next| log(req, next, quiet)))
