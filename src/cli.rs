@@ -81,6 +81,12 @@ pub enum Command {
         /// The token from an unsubscribe link, or an email address.
         token_or_address: String,
     },
+    /// Serve feeds/ over HTTP (behind a reverse proxy); Ctrl-C or SIGTERM stops it.
+    Serve {
+        /// The address to listen on (overrides [serve] listen, default 127.0.0.1:8080).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

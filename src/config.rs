@@ -45,6 +45,8 @@ pub struct Config {
     pub email: EmailConfig,
     pub smtp: SmtpConfig,
     pub dkim: Option<DkimConfig>,
+    /// `[serve] listen`: the address `gazette serve` binds (default 127.0.0.1:8080).
+    pub serve_listen: String,
 }
 
 #[derive(Clone, Debug)]
@@ -115,6 +117,28 @@ struct RawConfig {
     #[serde(default)]
     smtp: RawSmtp,
     dkim: Option<RawDkim>,
+    #[serde(default)]
+    serve: RawServe,
+}
+
+/// `[serve]`: where `gazette serve` listens.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServe {
+    #[serde(default = "default_listen")]
+    listen: String,
+}
+
+impl Default for RawServe {
+    fn default() -> Self {
+        RawServe {
+            listen: default_listen(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".to_string()
 }
 
 #[derive(Deserialize)]
@@ -533,6 +557,7 @@ impl Config {
             )
         });
         Ok(Config {
+            serve_listen: raw.serve.listen.clone(),
             // Text that reaches feeds and email headers: one line, only characters XML allows.
             title: one_line(n.title.get_ref()),
             description: one_line(&n.description),

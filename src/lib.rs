@@ -15,6 +15,7 @@ pub mod markdown;
 pub mod publish;
 pub mod scaffold;
 pub mod send;
+pub mod serve;
 pub mod site;
 pub mod store;
 pub mod subscribers;
@@ -91,6 +92,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Unsubscribe { token_or_address } => {
             cmd_unsubscribe(dir, &token_or_address, cli.quiet)
         }
+        Command::Serve { listen } => serve::run(dir, listen.as_deref(), cli.quiet),
         Command::Preview { slug, out } => cmd_preview(dir, &slug, out.as_deref(), cli.quiet),
     }
 }

@@ -14,5 +14,6 @@ mod pages;
 mod publish;
 mod robustness;
 mod send;
+mod serve;
 mod snapshots;
 mod subscribers;

@@ -1,0 +1,158 @@
+//! `gazette serve`: serves `feeds/` over HTTP under base_url's path prefix, meant to sit behind
+//! a reverse proxy. Every request reads the file again, so a publish shows without a restart.
+
+mod files;
+mod unsubscribe;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+
+use crate::config::Config;
+
+/// The Content-Security-Policy of every HTML answer: nothing from elsewhere, no scripts.
+pub(crate) const CSP: &str = "default-src 'none'; img-src 'self' https: data:; \
+    style-src 'self' 'unsafe-inline'; font-src 'self'; form-action 'self'; base-uri 'none'; \
+    frame-ancestors 'none'";
+
+/// The largest request body read (forms are a few hundred bytes).
+pub const BODY_LIMIT: usize = 16 * 1024;
+
+/// What every request handler shares.
+pub(crate) struct App {
+    /// The canonical path of `feeds/`.
+    pub(crate) feeds: PathBuf,
+    /// base_url's path, always starting and ending with `/`.
+    pub(crate) prefix: String,
+    /// The newsletter directory (its database and secret).
+    pub(crate) dir: PathBuf,
+    /// The unsubscribe-token key; None when it cannot be read (unsubscribe answers 503).
+    pub(crate) secret: Option<crate::token::Secret>,
+    pub(crate) list_id: String,
+}
+
+/// Runs the server until Ctrl-C or SIGTERM.
+pub fn run(dir: &Path, listen: Option<&str>, quiet: bool) -> anyhow::Result<()> {
+    let config = match Config::from_dir(dir) {
+        Ok(c) => c,
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}\n");
+            }
+            bail!("{} must be fixed first", crate::config::FILE_NAME);
+        }
+    };
+    let listen = listen.unwrap_or(&config.serve_listen);
+    let addr: SocketAddr = listen.parse().with_context(|| {
+        format!(
+            "`{listen}` is not a listen address: write IP:PORT, e.g. 127.0.0.1:8080 \
+             (--listen or [serve] listen in gazette.toml)"
+        )
+    })?;
+    let feeds_dir = dir.join("feeds");
+    let feeds = feeds_dir.canonicalize().with_context(|| {
+        format!(
+            "cannot open {}: run `gazette publish` first",
+            feeds_dir.display()
+        )
+    })?;
+    let prefix = config.base_url.path().to_string();
+    let secret = match crate::token::Secret::load(dir) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("gazette serve: unsubscribe links will fail: {e:#}");
+            None
+        }
+    };
+    let app = Arc::new(App {
+        feeds,
+        prefix,
+        dir: dir.to_path_buf(),
+        secret,
+        list_id: config.email.list_id.clone(),
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(app, addr, quiet))
+}
+
+async fn serve(app: Arc<App>, addr: SocketAddr, quiet: bool) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}: is another server using it?"))?;
+    let local = listener.local_addr()?;
+    let prefix = app.prefix.clone();
+    // Both spellings: the default unsubscribe_url is `<base>unsubscribe/?token=`.
+    let unsubscribe = axum::routing::any(unsubscribe::handle);
+    let router = Router::new()
+        .route(&format!("{prefix}unsubscribe"), unsubscribe.clone())
+        .route(&format!("{prefix}unsubscribe/"), unsubscribe)
+        .fallback(files::handle)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(move |req, next| log(req, next, quiet)))
+        .with_state(app);
+    println!("gazette serve: listening on http://{local}{prefix}");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown())
+        .await
+        .context("the server stopped")?;
+    if !quiet {
+        eprintln!("gazette serve: stopped");
+    }
+    Ok(())
+}
+
+/// One line per request on standard error: method, path (never the query, which may hold a
+/// token), status, body bytes.
+async fn log(req: Request, next: Next, quiet: bool) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let response = next.run(req).await;
+    if !quiet {
+        let len = response
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        eprintln!(
+            "{method} {} {} {len}",
+            path.escape_debug(),
+            response.status().as_u16()
+        );
+    }
+    response
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Keeps `State` imported for submodules.
+pub(crate) type Shared = State<Arc<App>>;
