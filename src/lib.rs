@@ -9,6 +9,7 @@ pub mod diagnostic;
 pub mod email;
 pub mod feed;
 pub mod files;
+pub mod inbound;
 pub mod issue;
 pub mod markdown;
 pub mod publish;
@@ -89,6 +90,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Unsubscribe { token_or_address } => {
             cmd_unsubscribe(dir, &token_or_address, cli.quiet)
         }
+        Command::Inbound { dry_run, paths } => inbound::run(dir, &paths, dry_run, cli.json),
         Command::Preview { slug, out } => cmd_preview(dir, &slug, out.as_deref(), cli.quiet),
     }
 }
