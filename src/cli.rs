@@ -87,6 +87,15 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
+    /// Read bounces, complaints, auto-replies and unsubscribe mail (standard input, a file,
+    /// an mbox or a Maildir) and update the list.
+    Inbound {
+        /// Classify and print; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Files, mboxes or Maildirs (standard input when none).
+        paths: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,6 +10,7 @@ pub mod email;
 pub mod feed;
 pub mod files;
 pub mod i18n;
+pub mod inbound;
 pub mod issue;
 pub mod markdown;
 pub mod publish;
@@ -93,6 +94,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             cmd_unsubscribe(dir, &token_or_address, cli.quiet)
         }
         Command::Serve { listen } => serve::run(dir, listen.as_deref(), cli.quiet),
+        Command::Inbound { dry_run, paths } => inbound::run(dir, &paths, dry_run, cli.json),
         Command::Preview { slug, out } => cmd_preview(dir, &slug, out.as_deref(), cli.quiet),
     }
 }

@@ -77,6 +77,17 @@ const MIGRATIONS: &[&str] = &[
         FROM subscribers;
     DROP TABLE subscribers;
     ALTER TABLE subscribers_v3 RENAME TO subscribers;",
+    // 4: what `gazette inbound` read: one row per subscriber, kind and source message, so a
+    // message processed twice counts once.
+    "CREATE TABLE events (
+        id             INTEGER PRIMARY KEY,
+        subscriber_id  INTEGER NOT NULL REFERENCES subscribers(id),
+        kind           TEXT NOT NULL,
+        status         TEXT,
+        source         TEXT NOT NULL,
+        created_at     TEXT NOT NULL,
+        UNIQUE (subscriber_id, kind, source)
+    );",
 ];
 
 /// The schema version this gazette writes.
@@ -652,6 +663,33 @@ impl Store {
             )?;
         }
         old.as_deref().map(Status::parse).transpose()
+    }
+
+    /// Records an inbound event for a known subscriber; false if unknown or already recorded.
+    pub fn record_event(
+        &self,
+        address: &Address,
+        kind: &str,
+        status: Option<&str>,
+        source: &str,
+    ) -> anyhow::Result<bool> {
+        let n = self.conn.execute(
+            "INSERT OR IGNORE INTO events (subscriber_id, kind, status, source, created_at)
+             SELECT id, ?2, ?3, ?4, ?5 FROM subscribers WHERE email_key = ?1",
+            params![address.key, kind, status, source, timestamp()],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Suppresses a subscriber with a reason (never lifts a complaint).
+    pub fn suppress(&self, address: &Address, status: Status, reason: &str) -> anyhow::Result<()> {
+        let now = timestamp();
+        self.conn.execute(
+            "UPDATE subscribers SET status = ?2, reason = ?3, status_at = ?4, updated_at = ?4
+             WHERE email_key = ?1 AND status != 'complained' AND status != ?2",
+            params![address.key, status.as_str(), reason, now],
+        )?;
+        Ok(())
     }
 
     /// Calls `f` for every subscriber in the order they were added, without loading the list.

@@ -8,6 +8,7 @@ mod determinism;
 mod email;
 mod feeds;
 mod hardening;
+mod inbound;
 mod lifecycle;
 mod links;
 mod pages;

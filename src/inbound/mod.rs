@@ -1,0 +1,115 @@
+//! `gazette inbound`: bounces, complaints, auto-replies and mailto unsubscribes read back into
+//! the subscriber list. Reading is in [`read`], classification (pure) in [`classify`]; this
+//! module applies the outcome to the database and prints it.
+
+pub mod classify;
+pub mod read;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::store::{Address, Status, Store};
+use classify::{Classified, Kind};
+
+/// What a message changed (or, with --dry-run, would change).
+fn action(c: &Classified) -> (&'static str, Option<Status>) {
+    match c.kind {
+        Kind::Complaint if !c.recipients.is_empty() => ("complained", Some(Status::Complained)),
+        Kind::Unsubscribe if !c.recipients.is_empty() => {
+            ("unsubscribed", Some(Status::Unsubscribed))
+        }
+        Kind::Bounce if c.recipients.iter().any(|r| r.hard) => ("bounced", Some(Status::Bounced)),
+        Kind::Bounce if c.recipients.iter().any(|r| r.policy) => ("policy, not suppressed", None),
+        Kind::Bounce if !c.recipients.is_empty() => ("soft bounce counted", None),
+        _ => ("none", None),
+    }
+}
+
+/// Reads every message under `paths` (standard input when empty), classifies and applies it.
+pub fn run(dir: &Path, paths: &[PathBuf], dry_run: bool, json: bool) -> anyhow::Result<()> {
+    let unsubscribe = crate::config::Config::from_dir(dir)
+        .ok()
+        .map(|c| c.email.unsubscribe_mailto)
+        .and_then(|m| {
+            let m = m.strip_prefix("mailto:")?.split('?').next()?.to_lowercase();
+            Some(m)
+        });
+    let db = if dry_run {
+        Store::open_existing(dir)?
+    } else {
+        Some(Store::open(dir)?)
+    };
+    let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut out = std::io::stdout().lock();
+    let mut handle = |msg: read::Message| -> anyhow::Result<()> {
+        let c = match &msg.bytes {
+            Some(b) => classify::classify(b, unsubscribe.as_deref()),
+            None => Classified::other(),
+        };
+        let (act, status) = action(&c);
+        if !dry_run && let Some(db) = &db {
+            for r in &c.recipients {
+                let Ok(addr) = Address::parse(&r.address) else {
+                    continue;
+                };
+                let kind = if r.policy { "policy" } else { c.kind.as_str() };
+                let source = c.message_id.clone().unwrap_or_else(|| msg.name.clone());
+                let first = db.record_event(&addr, kind, r.status.as_deref(), &source)?;
+                if first && let Some(s) = status {
+                    let suppress = match s {
+                        Status::Bounced => r.hard,
+                        _ => true,
+                    };
+                    if suppress {
+                        db.suppress(
+                            &addr,
+                            s,
+                            &format!("{}: {}", kind, r.status.as_deref().unwrap_or("-")),
+                        )?;
+                    }
+                }
+            }
+        }
+        *counts.entry(c.kind.as_str().to_string()).or_default() += 1;
+        if json {
+            let recipients: Vec<_> = c
+                .recipients
+                .iter()
+                .map(|r| serde_json::json!({"address": r.address, "status": r.status, "hard": r.hard}))
+                .collect();
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({"source": msg.name, "kind": c.kind.as_str(),
+                    "recipients": recipients, "action": act})
+            )?;
+        }
+        if !dry_run {
+            msg.done()?;
+        }
+        Ok(())
+    };
+    if paths.is_empty() {
+        read::stdin(&mut handle)?;
+    } else {
+        for p in paths {
+            read::path(p, &mut handle)?;
+        }
+    }
+    if !json {
+        let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        let total: u64 = counts.values().sum();
+        writeln!(
+            std::io::stdout(),
+            "{total} message(s){}{}{}",
+            if parts.is_empty() { "" } else { ": " },
+            parts.join(", "),
+            if dry_run {
+                " (dry run: nothing changed)"
+            } else {
+                ""
+            }
+        )?;
+    }
+    Ok(())
+}
