@@ -11,6 +11,7 @@ mod hardening;
 mod lifecycle;
 mod pages;
 mod publish;
+mod render;
 mod robustness;
 mod send;
 mod snapshots;
