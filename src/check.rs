@@ -396,6 +396,13 @@ fn body_problems(issue: &Issue, issues_dir: &Path, slugs: &HashSet<&str>) -> Vec
     for (message, range) in markdown::heading_number_problems(&issue.body) {
         found.push(at(range.start, message));
     }
+    for (message, range) in markdown::nesting_problems(&issue.body) {
+        found.push(
+            at(range.start, message).with_hint(
+                "lists and quotes this deep cannot be read anyway: restructure this part",
+            ),
+        );
+    }
     let base = url::Url::parse("https://gazette.invalid/").expect("a constant URL parses");
     let page = base
         .join(&format!("{}/", issue.slug))

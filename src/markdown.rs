@@ -93,6 +93,106 @@ fn has_scheme(dest: &str) -> bool {
     }
 }
 
+/// How deep blocks and spans may nest (a quote in a list item in a quote... counts each).
+/// Deeper levels are flattened into the level above: their text is kept, their structure is
+/// not. Renderers downstream (the CSS inliner, HTML parsers in mail clients) recurse once per
+/// level; a 10 KB body of `- - - …` would otherwise overflow their stacks.
+pub const MAX_NESTING: usize = 32;
+
+/// The parser's events with their byte ranges, nesting beyond [`MAX_NESTING`] flattened: the
+/// start and end of a deeper tag are dropped (the end of a block becomes a soft break, so
+/// words of flattened items stay apart), everything inside is kept. A table is kept or
+/// dropped whole, since its parts only make sense together.
+struct Flattened<'s> {
+    parser: pulldown_cmark::OffsetIter<'s, pulldown_cmark::DefaultBrokenLinkCallback>,
+    /// For each open tag, whether it was kept.
+    open: Vec<bool>,
+    /// Open tags that were kept.
+    depth: usize,
+    /// Where each run of flattened tags starts.
+    flattened: Vec<Range<usize>>,
+}
+
+impl<'s> Flattened<'s> {
+    fn new(body: &'s str) -> Flattened<'s> {
+        Flattened {
+            parser: Parser::new_ext(body, options()).into_offset_iter(),
+            open: Vec::new(),
+            depth: 0,
+            flattened: Vec::new(),
+        }
+    }
+}
+
+impl<'s> Iterator for Flattened<'s> {
+    type Item = (Event<'s>, Range<usize>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let (event, range) = self.parser.next()?;
+            match &event {
+                Event::Start(tag) => {
+                    let levels = if matches!(tag, Tag::Table(_)) { 3 } else { 1 };
+                    let parent_kept = self.open.last().copied().unwrap_or(true);
+                    let keep = parent_kept && self.depth + levels <= MAX_NESTING;
+                    self.open.push(keep);
+                    if keep {
+                        self.depth += 1;
+                        return Some((event, range));
+                    }
+                    if parent_kept {
+                        self.flattened.push(range);
+                    }
+                }
+                Event::End(end) => {
+                    if self.open.pop().unwrap_or(true) {
+                        self.depth = self.depth.saturating_sub(1);
+                        return Some((event, range));
+                    }
+                    if is_block(*end) {
+                        return Some((Event::SoftBreak, range));
+                    }
+                }
+                _ => return Some((event, range)),
+            }
+        }
+    }
+}
+
+fn is_block(end: TagEnd) -> bool {
+    !matches!(
+        end,
+        TagEnd::Emphasis
+            | TagEnd::Strong
+            | TagEnd::Strikethrough
+            | TagEnd::Superscript
+            | TagEnd::Subscript
+            | TagEnd::Link
+            | TagEnd::Image
+    )
+}
+
+/// The parser's events, nesting bounded by [`MAX_NESTING`].
+fn parse(body: &str) -> impl Iterator<Item = Event<'_>> {
+    Flattened::new(body).map(|(event, _)| event)
+}
+
+/// Where nesting deeper than [`MAX_NESTING`] levels is flattened: `(message, byte range)`.
+pub fn nesting_problems(body: &str) -> Vec<(String, Range<usize>)> {
+    let mut events = Flattened::new(body);
+    events.by_ref().for_each(drop);
+    events
+        .flattened
+        .into_iter()
+        .map(|range| {
+            (
+                format!("nested more than {MAX_NESTING} levels deep: the deeper levels are flattened into one"),
+                range,
+            )
+        })
+        .collect()
+}
+
 /// Who reads the events: the HTML writer, or the plain-text renderer, which shows footnotes
 /// and task-list boxes in its own way.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -132,7 +232,7 @@ fn events<'s>(
     let mut block_html = String::new();
     // The events one parser event becomes; reused, since nearly every event becomes one.
     let mut out: Vec<Event<'s>> = Vec::new();
-    for event in Parser::new_ext(body, options()) {
+    for event in parse(body) {
         if let Some(first) = first.as_deref_mut() {
             first.see(&event);
         }
@@ -415,7 +515,7 @@ pub fn to_html(body: &str, place: Place<'_>) -> String {
 /// when the front matter gives none.
 pub fn first_paragraph_text(body: &str, max_chars: usize) -> String {
     let mut first = FirstParagraph::default();
-    for event in Parser::new_ext(body, options()) {
+    for event in parse(body) {
         first.see(&event);
         if first.done {
             break;
@@ -489,7 +589,7 @@ pub struct LinkRef {
 pub fn links(body: &str) -> Vec<LinkRef> {
     let mut found: Vec<LinkRef> = Vec::new();
     let mut open_image: Option<usize> = None;
-    for (event, range) in Parser::new_ext(body, options()).into_offset_iter() {
+    for (event, range) in Flattened::new(body) {
         match event {
             Event::Start(Tag::Link { dest_url, .. }) => found.push(LinkRef {
                 dest: dest_url.to_string(),
@@ -525,7 +625,7 @@ pub fn unsafe_html(body: &str) -> Vec<(String, Range<usize>)> {
         "script", "form", "iframe", "svg", "object", "embed", "input",
     ];
     let mut found = Vec::new();
-    for (event, range) in Parser::new_ext(body, options()).into_offset_iter() {
+    for (event, range) in Flattened::new(body) {
         if let Event::Html(h) | Event::InlineHtml(h) = event {
             let lower = h.to_ascii_lowercase();
             for tag in TAGS {
@@ -544,7 +644,7 @@ pub fn heading_number_problems(body: &str) -> Vec<(String, Range<usize>)> {
     let mut problems = Vec::new();
     let mut last: [Option<u64>; 6] = [None; 6];
     let mut current: Option<(HeadingLevel, Range<usize>, String)> = None;
-    for (event, range) in Parser::new_ext(body, options()).into_offset_iter() {
+    for (event, range) in Flattened::new(body) {
         match event {
             Event::Start(Tag::Heading { level, .. }) => {
                 current = Some((level, range, String::new()))
@@ -832,17 +932,19 @@ impl TextWriter {
         let raw = std::mem::take(&mut self.inline);
         let chars: Vec<char> = raw.chars().collect();
         let mut text = String::with_capacity(raw.len());
+        // The last character before a run of soft breaks (looking back for it each time made
+        // a run of many breaks quadratic).
+        let mut before: Option<char> = None;
         for (i, &c) in chars.iter().enumerate() {
             if c == SOFT_BREAK {
-                let before = chars[..i].iter().rev().find(|c| **c != SOFT_BREAK);
                 let after = chars.get(i + 1);
-                let joins_cjk =
-                    before.is_some_and(|c| is_wide(*c)) || after.is_some_and(|c| is_wide(*c));
+                let joins_cjk = before.is_some_and(is_wide) || after.is_some_and(|c| is_wide(*c));
                 if !joins_cjk {
                     text.push(' ');
                 }
             } else {
                 text.push(c);
+                before = Some(c);
             }
         }
         text

@@ -13,6 +13,7 @@ mod lifecycle;
 mod links;
 mod pages;
 mod publish;
+mod render;
 mod robustness;
 mod send;
 mod serve;
