@@ -480,13 +480,13 @@ fn body_problems(issue: &Issue, issues_dir: &Path, slugs: &HashSet<&str>) -> Vec
             }
         }
     }
-    for (tag, range) in markdown::unsafe_html(&issue.body) {
+    for (what, range) in markdown::unsafe_html(&issue.body) {
         found.push(
             at(
                 range.start,
-                format!("raw <{tag}> in the body: email clients strip it and feed readers may too"),
+                format!("raw HTML with {what}: gazette removes it from the page, the feeds and the email"),
             )
-            .with_hint("link to the content instead"),
+            .with_hint("nothing in an issue may run script or redirect the reader; link to the content instead"),
         );
     }
     found

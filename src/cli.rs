@@ -83,7 +83,7 @@ pub enum Command {
     },
     /// Serve feeds/ over HTTP (behind a reverse proxy); Ctrl-C or SIGTERM stops it.
     Serve {
-        /// The address to listen on (overrides [serve] listen, default 127.0.0.1:8080).
+        /// The address to listen on (overrides `[serve] listen`, default 127.0.0.1:8080).
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },

@@ -501,14 +501,73 @@ fn heading_id(text: &str, used: &mut HashSet<String>) -> String {
     unique
 }
 
-/// The body as an HTML fragment with absolute URLs.
+/// The body as an HTML fragment with absolute URLs; raw HTML in it is sanitised.
 pub fn to_html(body: &str, place: Place<'_>) -> String {
-    let mut out = String::with_capacity(body.len() * 3 / 2);
-    html::push_html(
-        &mut out,
-        events(body, place, Target::Html, None).into_iter(),
-    );
-    out
+    write_html(events(body, place, Target::Html, None))
+}
+
+/// Writes events as HTML. When the body carried raw HTML, the result goes through the HTML
+/// sanitiser (ammonia) with a generous allow-list: tables, figures, details, images, audio
+/// and video stay; scripts, event handlers, `javascript:` URLs (however encoded), `<meta>`,
+/// `<base>`, forms and frames go. Bodies of plain Markdown, which cannot carry any of that,
+/// are written as they are.
+fn write_html(events: Vec<Event<'_>>) -> String {
+    let raw = events
+        .iter()
+        .any(|e| matches!(e, Event::Html(_) | Event::InlineHtml(_)));
+    let mut out = String::new();
+    html::push_html(&mut out, events.into_iter());
+    if raw { sanitise(&out) } else { out }
+}
+
+/// An HTML fragment with everything that could run script or leave the page removed.
+pub fn sanitise(html: &str) -> String {
+    use std::sync::LazyLock;
+    static CLEANER: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
+        let mut b = ammonia::Builder::default();
+        b.add_tags(["video", "audio", "source", "track", "picture", "section"])
+            .add_generic_attributes(["class", "id", "align", "dir"])
+            .add_tag_attributes("img", ["width", "height", "loading", "srcset", "sizes"])
+            .add_tag_attributes(
+                "video",
+                [
+                    "src", "poster", "controls", "width", "height", "loop", "muted",
+                ],
+            )
+            .add_tag_attributes("audio", ["src", "controls", "loop"])
+            .add_tag_attributes("source", ["src", "srcset", "type", "media"])
+            .add_tag_attributes("track", ["src", "kind", "srclang", "label"])
+            .add_tag_attributes("th", ["style"])
+            .add_tag_attributes("td", ["style"])
+            .add_tag_attributes("ol", ["start"])
+            .filter_style_properties(["text-align"].into_iter().collect())
+            .url_schemes(
+                [
+                    "http", "https", "mailto", "tel", "sms", "ftp", "ftps", "sftp", "news", "irc",
+                    "ircs", "xmpp", "geo", "webcal",
+                ]
+                .into_iter()
+                .collect(),
+            )
+            .link_rel(None)
+            // Browsers drop tabs and newlines inside a URL, so `jav&#x09;ascript:` is a script
+            // URL that no scheme check sees: a URL that reads as one without them goes.
+            .attribute_filter(|_, attribute, value| {
+                let url = matches!(attribute, "href" | "src" | "poster" | "srcset" | "cite");
+                let squeezed: String = value
+                    .chars()
+                    .filter(|c| !c.is_whitespace() && !c.is_control())
+                    .flat_map(char::to_lowercase)
+                    .collect();
+                if url && (squeezed.contains("javascript:") || squeezed.contains("vbscript:")) {
+                    None
+                } else {
+                    Some(value.into())
+                }
+            });
+        b
+    });
+    CLEANER.clean(html).to_string()
 }
 
 /// Plain text of the first paragraph, cut to about `max_chars` characters: the summary used
@@ -532,10 +591,8 @@ pub fn to_html_and_first_paragraph(
     max_chars: usize,
 ) -> (String, String) {
     let mut first = FirstParagraph::default();
-    let mut out = String::with_capacity(body.len() * 3 / 2);
     let events = events(body, place, Target::Html, Some(&mut first));
-    html::push_html(&mut out, events.into_iter());
-    (out, first.into_summary(max_chars))
+    (write_html(events), first.into_summary(max_chars))
 }
 
 /// The text of the first paragraph with any text in it, gathered from a body's events.
@@ -621,17 +678,48 @@ pub fn links(body: &str) -> Vec<LinkRef> {
 /// Raw HTML elements in the body that email clients strip or that do not belong in a
 /// newsletter: `(tag name, byte range)`.
 pub fn unsafe_html(body: &str) -> Vec<(String, Range<usize>)> {
-    const TAGS: [&str; 7] = [
-        "script", "form", "iframe", "svg", "object", "embed", "input",
+    const TAGS: [&str; 12] = [
+        "script", "form", "iframe", "svg", "object", "embed", "input", "meta", "base", "style",
+        "link", "frame",
     ];
     let mut found = Vec::new();
     for (event, range) in Flattened::new(body) {
         if let Event::Html(h) | Event::InlineHtml(h) = event {
             let lower = h.to_ascii_lowercase();
             for tag in TAGS {
-                if lower.contains(&format!("<{tag}")) {
-                    found.push((tag.to_string(), range.clone()));
+                let open = format!("<{tag}");
+                let at_tag = lower.match_indices(&open).any(|(i, _)| {
+                    lower[i + open.len()..]
+                        .chars()
+                        .next()
+                        .is_none_or(|c| c.is_whitespace() || c == '>' || c == '/')
+                });
+                if at_tag {
+                    found.push((format!("<{tag}>"), range.clone()));
                 }
+            }
+            // What the sanitiser removes from tags it keeps: event handlers and script URLs,
+            // with the tabs, newlines and entities browsers ignore inside a scheme.
+            let squeezed: String = lower
+                .replace("&#x09;", "")
+                .replace("&#9;", "")
+                .replace("&#x0a;", "")
+                .replace("&#10;", "")
+                .replace("&tab;", "")
+                .replace("&newline;", "")
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect();
+            if squeezed.contains("javascript:") || squeezed.contains("vbscript:") {
+                found.push(("a `javascript:` URL".to_string(), range.clone()));
+            }
+            let handler = lower.match_indices(" on").any(|(i, _)| {
+                let rest = &lower[i + 3..];
+                let name_len = rest.chars().take_while(char::is_ascii_lowercase).count();
+                name_len > 0 && rest[name_len..].trim_start().starts_with('=')
+            });
+            if handler {
+                found.push(("an event handler (on...=)".to_string(), range.clone()));
             }
         }
     }
@@ -715,9 +803,7 @@ pub fn may_hold_unsafe_html(body: &str) -> bool {
 /// The body as an HTML fragment for email: like [`to_html`], but raw HTML that holds a
 /// script, form, frame, SVG, object, embed or input is dropped (`check` warns about it).
 pub fn to_email_html(body: &str, place: Place<'_>) -> String {
-    let mut out = String::with_capacity(body.len() * 3 / 2);
-    html::push_html(
-        &mut out,
+    write_html(
         events(body, place, Target::Html, None)
             .into_iter()
             .filter(|event| match event {
@@ -728,9 +814,9 @@ pub fn to_email_html(body: &str, place: Place<'_>) -> String {
                         .any(|tag| lower.contains(&format!("<{tag}")))
                 }
                 _ => true,
-            }),
-    );
-    out
+            })
+            .collect(),
+    )
 }
 
 /// The plain-text rendering of a body.

@@ -85,3 +85,74 @@ fn a_missing_image_stops_send_and_publish_unless_forced() {
         forced.stderr
     );
 }
+
+/// Issue 7, item 7: raw HTML cannot run script in the web page, the feeds or the email, and
+/// `check` says what goes, located; harmless raw HTML (a table, details, a video) stays.
+#[test]
+fn hardening_7_raw_html_cannot_run_script_anywhere_gazette_writes_it() {
+    let n = Newsletter::sample();
+    n.write(
+        "issues/2023-09-html.md",
+        concat!(
+            "+++\ntitle = \"Raw HTML\"\ndate = 2023-09-01\nid = \"urn:uuid:3a4b5c6d-7e8f-4a0b-8c1d-2e3f4a5b6c7d\"\n+++\n",
+            "Text first.\n\n",
+            "<script>alert('s')</script>\n\n",
+            "<img src=\"https://example.org/x.png\" alt=\"x\" onerror=\"alert('e')\">\n\n",
+            "<p><a href=\"javascript:alert('j')\">one</a> <a href=\"jav&#x09;ascript:alert('t')\">two</a> ",
+            "<a href=\"vbscript:msgbox\">three</a> <span onclick=\"alert('c')\">four</span></p>\n\n",
+            "<meta http-equiv=\"refresh\" content=\"0;url=https://evil.example/\">\n\n",
+            "<base href=\"https://evil.example/\">\n\n",
+            "<details><summary>More</summary><table><tr><td>cell</td></tr></table></details>\n\n",
+            "<video src=\"https://example.org/v.mp4\" controls></video>\n",
+        ),
+    );
+    let check = n.gazette_here(&["check"]);
+    for what in [
+        "issues/2023-09-html.md:8:1: warning: raw HTML with <script>",
+        "issues/2023-09-html.md:10:1: warning: raw HTML with an event handler",
+        "issues/2023-09-html.md:12:1: warning: raw HTML with a `javascript:` URL",
+        "issues/2023-09-html.md:14:1: warning: raw HTML with <meta>",
+        "issues/2023-09-html.md:16:1: warning: raw HTML with <base>",
+    ] {
+        assert!(
+            check.stderr.contains(what),
+            "no `{what}` in\n{}",
+            check.stderr
+        );
+    }
+    n.gazette_here(&["publish"]).ok();
+    let page = n.read("feeds/2023-09-html/index.html");
+    let rss = n.read("feeds/rss.xml");
+    let atom = n.read("feeds/atom.xml");
+    let json = n.read("feeds/feed.json");
+    let email = n.read("outbox/2023-09-html/email.html");
+    for (what, out) in [
+        ("page", &page),
+        ("rss", &rss),
+        ("atom", &atom),
+        ("json", &json),
+        ("email", &email),
+    ] {
+        let lower = out.to_ascii_lowercase();
+        for bad in [
+            "alert(",
+            "javascript:",
+            "vbscript:",
+            "jav&#x09;ascript",
+            "onerror",
+            "onclick",
+            "http-equiv",
+            "evil.example",
+        ] {
+            assert!(!lower.contains(bad), "{what} keeps `{bad}`");
+        }
+        assert!(out.contains("cell"), "{what} lost the table");
+        assert!(out.contains("four"), "{what} lost the span's text");
+    }
+    assert!(
+        page.contains("<details>") && page.contains("<video"),
+        "{page}"
+    );
+    // The page keeps its own stylesheet and layout: only the body was cleaned.
+    assert!(page.contains("style.css"), "{page}");
+}
