@@ -480,6 +480,19 @@ fn body_problems(issue: &Issue, issues_dir: &Path, slugs: &HashSet<&str>) -> Vec
             }
         }
     }
+    if markdown::raw_html_too_deep(&issue.body) {
+        let first = issue.body.find('<').unwrap_or(0);
+        found.push(
+            at(
+                first,
+                format!(
+                    "raw HTML nested more than {} tags deep: gazette leaves all of this issue's raw HTML out",
+                    markdown::MAX_RAW_HTML_DEPTH
+                ),
+            )
+            .with_hint("write the content in Markdown, or nest the HTML less deeply"),
+        );
+    }
     for (what, range) in markdown::unsafe_html(&issue.body) {
         found.push(
             at(

@@ -60,7 +60,19 @@ impl Diagnostic {
         self.source_line = source
             .split('\n')
             .nth(line.saturating_sub(1))
-            .map(|l| l.trim_end_matches('\r').to_string());
+            .map(|l| l.trim_end_matches('\r'))
+            .and_then(|l| {
+                // A line too long to read is not quoted whole: cut after the column, or left
+                // out when the column is far in.
+                const SHOWN: usize = 160;
+                if l.chars().count() <= SHOWN {
+                    Some(l.to_string())
+                } else if column <= SHOWN {
+                    Some(l.chars().take(SHOWN).chain(std::iter::once('…')).collect())
+                } else {
+                    None
+                }
+            });
         self
     }
 

@@ -516,8 +516,63 @@ fn write_html(events: Vec<Event<'_>>) -> String {
         .iter()
         .any(|e| matches!(e, Event::Html(_) | Event::InlineHtml(_)));
     let mut out = String::new();
+    if raw && raw_html_depth(&events) > MAX_RAW_HTML_DEPTH {
+        // HTML parsers and the CSS inliner slow down or overflow on thousands of nested
+        // tags: such raw HTML is dropped whole (`check` warns), the Markdown stays.
+        html::push_html(
+            &mut out,
+            events
+                .into_iter()
+                .filter(|e| !matches!(e, Event::Html(_) | Event::InlineHtml(_))),
+        );
+        return out;
+    }
     html::push_html(&mut out, events.into_iter());
     if raw { sanitise(&out) } else { out }
+}
+
+/// How deeply raw HTML may nest its tags before gazette drops it.
+pub const MAX_RAW_HTML_DEPTH: usize = 256;
+
+/// The deepest nesting of the raw HTML's tags, counted roughly (opening tags up, closing
+/// tags down, void and self-closed tags ignored): enough to tell a page from an attack.
+fn raw_html_depth(events: &[Event<'_>]) -> usize {
+    const VOID: [&str; 14] = [
+        "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+        "track", "wbr", "param",
+    ];
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for event in events {
+        let (Event::Html(h) | Event::InlineHtml(h)) = event else {
+            continue;
+        };
+        let mut rest: &str = h;
+        while let Some(i) = rest.find('<') {
+            rest = &rest[i + 1..];
+            let end = rest.find('>').unwrap_or(rest.len());
+            let tag = &rest[..end];
+            if tag.starts_with('/') {
+                depth = depth.saturating_sub(1);
+            } else if tag.starts_with(|c: char| c.is_ascii_alphabetic()) && !tag.ends_with('/') {
+                let name: String = tag
+                    .chars()
+                    .take_while(char::is_ascii_alphanumeric)
+                    .flat_map(|c| c.to_lowercase())
+                    .collect();
+                if !VOID.contains(&name.as_str()) {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+            }
+        }
+    }
+    deepest
+}
+
+/// Whether a body's raw HTML nests deeper than gazette renders, for `check`.
+pub fn raw_html_too_deep(body: &str) -> bool {
+    let events: Vec<Event<'_>> = Flattened::new(body).map(|(e, _)| e).collect();
+    raw_html_depth(&events) > MAX_RAW_HTML_DEPTH
 }
 
 /// An HTML fragment with everything that could run script or leave the page removed.
