@@ -20,7 +20,7 @@ fn main() {
         let mut html = String::with_capacity(body.len() * 3 / 2);
         html::push_html(
             &mut html,
-            Parser::new_ext(body, gazette::markdown::options()),
+            Parser::new_ext(body, gazette::render::markdown::options()),
         );
         markdown += body.len();
         out += html.len();

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use gazette::config::Config;
-use gazette::email::{Dkim, Prepared, Recipient, Templates};
+use gazette::render::email::{Dkim, Prepared, Recipient, Templates};
 use gazette::issue::{self, Issue};
 use gazette::token::Secret;
 

@@ -10,7 +10,7 @@ use pulldown_cmark::{Event, Parser};
 
 use crate::diagnostic::Diagnostic;
 use crate::issue::Issue;
-use crate::markdown::{self, Place};
+use crate::render::markdown::{self, Place};
 
 /// A file under `issues/` that publish can copy.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]

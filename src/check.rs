@@ -9,9 +9,9 @@ use rayon::prelude::*;
 
 use crate::config::{self, Config};
 use crate::diagnostic::Diagnostic;
-use crate::email;
+use crate::render::email;
 use crate::issue::{self, Issue};
-use crate::markdown;
+use crate::render::markdown;
 
 /// Templates an editor may override; gazette falls back to built-in ones when absent.
 pub const TEMPLATES: [&str; 3] = ["site.css", "email.css", "footer.md"];

@@ -6,20 +6,15 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod diagnostic;
-pub mod email;
-pub mod feed;
 pub mod files;
-pub mod i18n;
 pub mod inbound;
 pub mod issue;
-pub mod markdown;
 pub mod publish;
+pub mod render;
 pub mod scaffold;
 pub mod send;
 pub mod serve;
-pub mod site;
 pub mod store;
-pub mod subscribers;
 pub mod token;
 
 use std::fmt;
@@ -33,6 +28,8 @@ use crate::cli::{Cli, Command, SendArgs, Subscribers};
 use crate::config::Config;
 use crate::diagnostic::Diagnostic;
 use crate::issue::Issue;
+use crate::render::email;
+use crate::store::csv as subscribers;
 
 /// `println!` that returns the error instead of panicking, so that a closed pipe
 /// (`gazette status | head -1`) ends the command quietly.

@@ -15,12 +15,12 @@ use serde::Serialize;
 use crate::assets;
 use crate::config::Config;
 use crate::diagnostic::Diagnostic;
-use crate::email::{self, Prepared, Recipient, Templates};
-use crate::feed::{self, Entry};
+use crate::render::email::{self, Prepared, Recipient, Templates};
+use crate::render::feed::{self, Entry};
 use crate::files;
 use crate::issue::Issue;
-use crate::markdown::{self, Place};
-use crate::site::{self, Neighbour};
+use crate::render::markdown::{self, Place};
+use crate::render::site::{self, Neighbour};
 
 /// The output directory inside a newsletter.
 pub const FEEDS_DIR: &str = "feeds";

@@ -93,7 +93,7 @@ pub fn init(dir: &Path, quiet: bool) -> anyhow::Result<()> {
 
 /// Creates a newsletter in `dir` in `language` (a BCP 47 tag such as `zh-CN`): its settings
 /// name the language, and the footer and the first issue are written in it where gazette
-/// has the words (see [`crate::i18n`]).
+/// has the words (see [`crate::render::i18n`]).
 pub fn init_in(dir: &Path, language: &str, quiet: bool) -> anyhow::Result<()> {
     let valid = !language.is_empty()
         && language.len() <= 35
@@ -103,10 +103,10 @@ pub fn init_in(dir: &Path, language: &str, quiet: bool) -> anyhow::Result<()> {
     if !valid {
         anyhow::bail!(
             "`{language}` is not a language tag: give one like `en` or `zh-CN` (gazette has its own words for {})",
-            crate::i18n::LANGUAGES.join(", ")
+            crate::render::i18n::LANGUAGES.join(", ")
         );
     }
-    let words = crate::i18n::strings(language);
+    let words = crate::render::i18n::strings(language);
     let settings_path = dir.join(config::FILE_NAME);
     if settings_path.exists() {
         anyhow::bail!(

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use gazette::config::Config;
-use gazette::email::{Dkim, Prepared, Recipient, Templates};
+use gazette::render::email::{Dkim, Prepared, Recipient, Templates};
 use gazette::issue::{self, Issue};
 use gazette::token::Secret;
 

@@ -202,9 +202,9 @@ fn accepts_gzip(request: &HeaderMap) -> bool {
 
 fn content_type(name: &str, ext: &str) -> (&'static str, bool) {
     match (name, ext) {
-        (crate::feed::RSS_FILE, _) => ("application/rss+xml; charset=utf-8", true),
-        (crate::feed::ATOM_FILE, _) => ("application/atom+xml; charset=utf-8", true),
-        (crate::feed::JSON_FILE, _) => ("application/feed+json; charset=utf-8", true),
+        (crate::render::feed::RSS_FILE, _) => ("application/rss+xml; charset=utf-8", true),
+        (crate::render::feed::ATOM_FILE, _) => ("application/atom+xml; charset=utf-8", true),
+        (crate::render::feed::JSON_FILE, _) => ("application/feed+json; charset=utf-8", true),
         (_, "html") => ("text/html; charset=utf-8", true),
         (_, "xml") => ("application/xml; charset=utf-8", true),
         (_, "json") => ("application/json", true),

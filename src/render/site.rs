@@ -5,7 +5,7 @@ use chrono::{DateTime, FixedOffset};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::config::Config;
-use crate::feed::{ATOM_FILE, JSON_FILE, RSS_FILE};
+use crate::render::feed::{ATOM_FILE, JSON_FILE, RSS_FILE};
 use crate::issue::Issue;
 
 /// The stylesheet's file name under `feeds/`, copied from `templates/site.css`.
@@ -20,14 +20,14 @@ pub struct Neighbour<'a> {
 
 /// A date in the newsletter's language: `2023-03-31`, `2023年3月31日`.
 fn date_label(config: &Config, date: DateTime<FixedOffset>) -> String {
-    crate::i18n::strings(&config.language).date(date)
+    crate::render::i18n::strings(&config.language).date(date)
 }
 
 /// `No. 3 · ` or `第 3 期 · `.
 fn number_label(config: &Config, n: impl std::fmt::Display) -> String {
     format!(
         "{} · ",
-        crate::i18n::strings(&config.language).issue_number(n)
+        crate::render::i18n::strings(&config.language).issue_number(n)
     )
 }
 
@@ -124,7 +124,7 @@ pub fn issue_page(
                                     " · " span.authors { (issue.authors.join(", ")) }
                                 }
                                 @if let Some(updated) = issue.updated {
-                                    (crate::i18n::strings(&config.language).updated)
+                                    (crate::render::i18n::strings(&config.language).updated)
                                     time datetime=(updated.to_rfc3339()) { (date_label(config, updated)) }
                                 }
                                 @for tag in &issue.tags { " " span.tag { (tag) } }

@@ -32,7 +32,7 @@ enum DateStyle {
 
 const ENGLISH: Strings = Strings {
     tag: "en",
-    footer: include_str!("../templates/footer.md"),
+    footer: include_str!("../../templates/footer.md"),
     number: "No. ",
     updated: " · updated ",
     feeds: "Feeds",
@@ -42,7 +42,7 @@ const ENGLISH: Strings = Strings {
 
 const CHINESE: Strings = Strings {
     tag: "zh",
-    footer: include_str!("../templates/footer.zh-CN.md"),
+    footer: include_str!("../../templates/footer.zh-CN.md"),
     number: "第 ",
     updated: " · 更新于 ",
     feeds: "订阅源",

@@ -2,6 +2,8 @@
 //! delivery ledger, schema versioned by `PRAGMA user_version`. Owns every SQL statement; knows
 //! nothing about SMTP, CSV or the terminal.
 
+pub mod csv;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 

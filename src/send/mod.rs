@@ -51,7 +51,7 @@ const PAGE: usize = 1000;
 const MAX_WAITING: usize = 10_000;
 
 /// One message ready for SMTP: the envelope and the exact bytes, as the email module makes it.
-pub use crate::email::Outgoing;
+pub use crate::render::email::Outgoing;
 
 /// Makes the message for one recipient.
 pub type Source<'a> = &'a (dyn Fn(&Recipient) -> anyhow::Result<Outgoing> + Sync);

@@ -56,7 +56,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{self, Config};
 use crate::files;
 use crate::issue::{Issue, one_line};
-use crate::markdown::{self, Place};
+use crate::render::markdown::{self, Place};
 use crate::scaffold;
 use crate::token::Secret;
 
@@ -1065,7 +1065,7 @@ fn footer_markdown(template: &str, config: &Config, title: &str, page_url: &str)
             .find(|(s, _)| *s == slot)
             .map_or("", |(_, m)| *m)
     };
-    let template = crate::i18n::strings(&config.language).footer(template);
+    let template = crate::render::i18n::strings(&config.language).footer(template);
     let mut template = template.trim_end().to_string();
     for (placeholder, line) in FOOTER_REQUIRED {
         if !template.contains(placeholder) {
@@ -1131,7 +1131,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// `No. 3 · 2023-03-31`, or `第 3 期 · 2023年3月31日`, in the newsletter's language.
 fn meta_line(config: &Config, issue: &Issue) -> String {
-    let words = crate::i18n::strings(&config.language);
+    let words = crate::render::i18n::strings(&config.language);
     let date = words.date(issue.date);
     match issue.number {
         Some(n) => format!("{} · {date}", words.issue_number(n)),
