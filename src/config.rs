@@ -12,9 +12,9 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
-use crate::diagnostic::{Diagnostic, did_you_mean};
+use crate::diagnostic::{Diagnostic, did_you_mean, toml_error};
 use crate::files;
-use crate::issue::one_line;
+use crate::text::one_line;
 
 /// The settings file's name inside a newsletter directory.
 pub const FILE_NAME: &str = "gazette.toml";
@@ -520,7 +520,7 @@ impl Config {
             .at_offset(text, s.url.span().start)
             .with_hint(format!(
                 "put the password in {}, the user in smtp.username, and write the URL as `{}`",
-                crate::send::PASSWORD_ENV,
+                PASSWORD_ENV,
                 without_userinfo(s.url.get_ref())
             ));
             d.source_line = d.source_line.as_deref().map(without_userinfo);
@@ -619,70 +619,11 @@ fn is_language_tag(tag: &str) -> bool {
         && parts.all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 
-/// A TOML error as a located diagnostic; `toml` is where the TOML text is in `source`.
-/// Unknown keys get a "did you mean" hint from the list serde reports.
-pub(crate) fn toml_error(
-    path: &Path,
-    source: &str,
-    toml: Range<usize>,
-    err: &toml::de::Error,
-) -> Diagnostic {
-    // After a syntax error the parser recovers and may report a later, derived error first
-    // (`key with no value` on the line after an unclosed string): show the earliest one.
-    let offset = toml.start;
-    let text = source.get(toml).unwrap_or_default();
-    let (_, mut syntax) = toml::de::DeTable::parse_recoverable(text);
-    syntax.sort_by_key(|e| e.span().map_or(usize::MAX, |s| s.start));
-    let err = syntax.first().unwrap_or(err);
-    // serde's words for TOML types, in the words of the file.
-    let message = err
-        .message()
-        .trim()
-        .replace("expected a sequence", "expected a list")
-        .replace("expected a TOML datetime", "expected a date")
-        .replace("expected i64", "expected a whole number")
-        .replace("expected f64", "expected a number");
-    let start = err.span().map_or(offset, |s| offset + s.start);
-    let mut d = Diagnostic::error(path, message.clone()).at_offset(source, start);
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
-        let names: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-        let hint = did_you_mean(field, names.iter().copied()).unwrap_or_else(|| {
-            format!(
-                "remove `{field}`; the keys allowed here are {}",
-                names.join(", ")
-            )
-        });
-        d = d.with_hint(hint);
-    } else if let Some(rest) = message.strip_prefix("missing field `") {
-        let field = rest.split('`').next().unwrap_or(rest);
-        d = d.with_hint(format!(
-            "add a line `{field} = ...` here; the README lists every key"
-        ));
-    } else if message.starts_with("invalid basic string")
-        || message.starts_with("invalid literal string")
-    {
-        d = d.with_hint(
-            "close the string with a quote on the same line; for several lines use \"\"\"...\"\"\"",
-        );
-    } else if let Some(rest) = message.strip_prefix("invalid type: string \"") {
-        let value = rest.rsplit_once("\", expected").map_or("", |(v, _)| v);
-        if message.ends_with("expected a list") {
-            d = d.with_hint(format!("write a list in brackets: [\"{value}\"]"));
-        } else if message.ends_with("expected a date") {
-            d = d.with_hint(format!(
-                "write the date without quotes: {value}, or 2023-03-31T09:00:00+08:00"
-            ));
-        } else if message.ends_with("expected a boolean") {
-            d = d.with_hint("write true or false, without quotes");
-        } else if message.ends_with("expected a whole number") {
-            d = d.with_hint(format!("write the number without quotes: {value}"));
-        }
-    } else if message.starts_with("invalid date") || message.starts_with("invalid time") {
-        d = d.with_hint("write a date that exists, e.g. 2023-03-31 or 2023-03-31T09:00:00+08:00");
-    }
-    d
-}
+/// Overrides `[smtp] url`.
+pub const URL_ENV: &str = "GAZETTE_SMTP_URL";
+
+/// The SMTP password; never read from a file.
+pub const PASSWORD_ENV: &str = "GAZETTE_SMTP_PASSWORD";
 
 #[cfg(test)]
 mod tests {

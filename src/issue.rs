@@ -12,9 +12,10 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::value::Datetime;
 
-use crate::config::toml_error;
+use crate::diagnostic::toml_error;
 use crate::diagnostic::Diagnostic;
 use crate::files;
+use crate::text::{is_xml_char, one_line, strip_invalid_xml_chars};
 
 /// One issue of the newsletter, as the editor wrote it.
 #[derive(Clone, Debug)]
@@ -529,49 +530,6 @@ fn is_valid_id(id: &str) -> bool {
         })
 }
 
-/// Characters allowed in XML 1.0 documents.
-pub fn is_xml_char(c: char) -> bool {
-    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
-}
-
-/// Removes characters that XML 1.0 cannot carry.
-pub fn strip_invalid_xml_chars(s: &str) -> String {
-    if has_invalid_xml_char(s) {
-        s.chars().filter(|&c| is_xml_char(c)).collect()
-    } else {
-        s.to_string()
-    }
-}
-
-/// Whether `s` has a character that XML 1.0 cannot carry: a C0 control other than tab, LF
-/// and CR, or U+FFFE or U+FFFF (surrogates cannot occur in a `str`). Every issue body passes
-/// through here whole, so the controls are looked for in the bytes, a block at a time without
-/// stopping early, which the compiler turns into vector instructions.
-fn has_invalid_xml_char(s: &str) -> bool {
-    let is_bad_control = |b: u8| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r');
-    s.as_bytes()
-        .chunks(64)
-        .any(|block| block.iter().fold(false, |bad, &b| bad | is_bad_control(b)))
-        || s.contains('\u{FFFE}')
-        || s.contains('\u{FFFF}')
-}
-
-/// Text for a one-line field: control characters and line breaks become spaces, runs of
-/// whitespace collapse, ends are trimmed.
-pub fn one_line(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for word in s
-        .split(|c: char| c.is_whitespace() || c.is_control() || !is_xml_char(c))
-        .filter(|w| !w.is_empty())
-    {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(word);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -641,36 +599,6 @@ mod tests {
             parse("+++\ntitle = \"T\"\ndate = 2023-03-31\n+++\na\u{1}b\u{FFFF}\n").unwrap();
         assert_eq!(issue.body, "ab\n");
         assert_eq!((warnings[0].line, warnings[0].column), (5, 2));
-    }
-
-    #[test]
-    fn the_byte_check_for_xml_characters_agrees_with_the_character_check() {
-        let edges = [
-            '\u{0}',
-            '\u{8}',
-            '\t',
-            '\n',
-            '\u{B}',
-            '\r',
-            '\u{1F}',
-            ' ',
-            '\u{7F}',
-            '\u{85}',
-            '\u{D7FF}',
-            '\u{E000}',
-            '\u{FFEF}',
-            '\u{FFFD}',
-            '\u{FFFE}',
-            '\u{FFFF}',
-            '\u{10000}',
-            '\u{10FFFF}',
-            '，',
-            '论',
-        ];
-        for c in edges {
-            let s = format!("a{c}b");
-            assert_eq!(has_invalid_xml_char(&s), !is_xml_char(c), "{:?}", c);
-        }
     }
 
     // Regression: an id holding U+FFFE passed as a URI and made every XML feed invalid.

@@ -15,6 +15,7 @@ pub mod scaffold;
 pub mod send;
 pub mod serve;
 pub mod store;
+pub mod text;
 pub mod token;
 
 use std::fmt;
@@ -251,7 +252,7 @@ fn cmd_subscribers(dir: &Path, sub: Subscribers, quiet: bool, json: bool) -> any
             reactivate,
         } => {
             // One line, as CSV import makes it: a tab or line break would garble `list`.
-            let name = name.map(|n| issue::one_line(&n)).filter(|n| !n.is_empty());
+            let name = name.map(|n| crate::text::one_line(&n)).filter(|n| !n.is_empty());
             let added = db.add(&parse(&email)?, name.as_deref(), reactivate)?;
             match added {
                 store::Added::Suppressed(status) => Err(anyhow::anyhow!(

@@ -26,8 +26,6 @@ use crate::render::site::{self, Neighbour};
 pub const FEEDS_DIR: &str = "feeds";
 /// Where rendered emails go: `outbox/<slug>/`.
 pub const OUTBOX_DIR: &str = "outbox";
-/// Length of a summary derived from the first paragraph, in characters.
-pub const SUMMARY_CHARS: usize = 200;
 /// The stylesheet used when the newsletter has no `templates/site.css`.
 pub const DEFAULT_SITE_CSS: &str = include_str!("../templates/site.css");
 /// The largest file under `issues/` publish copies: beyond it, link the file from elsewhere.
@@ -83,14 +81,6 @@ impl fmt::Display for Report {
 struct Rendered {
     html: Option<String>,
     summary: String,
-}
-
-/// The summary shown in feeds, the archive and the email preheader.
-pub fn summary(issue: &Issue) -> String {
-    issue
-        .summary
-        .clone()
-        .unwrap_or_else(|| markdown::first_paragraph_text(&issue.body, SUMMARY_CHARS))
 }
 
 /// Writes `feeds/` for the issues published at `now`. `issues` are sorted by (date, slug).
@@ -192,7 +182,7 @@ pub fn publish(
                 bar.inc(1);
                 return Ok(Rendered {
                     html: None,
-                    summary: summary(issue),
+                    summary: crate::render::summary(issue),
                 });
             }
             let page_url = config.issue_url(&issue.slug);
@@ -202,7 +192,7 @@ pub fn publish(
             };
             let (html, summary) = match &issue.summary {
                 Some(summary) => (markdown::to_html(&issue.body, place), summary.clone()),
-                None => markdown::to_html_and_first_paragraph(&issue.body, place, SUMMARY_CHARS),
+                None => markdown::to_html_and_first_paragraph(&issue.body, place, crate::render::SUMMARY_CHARS),
             };
             if selected {
                 let previous = n.checked_sub(1).map(|p| neighbour(published[p]));

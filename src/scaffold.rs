@@ -22,7 +22,7 @@ const GITIGNORE: &str = "outbox/\n.gazette/\n";
 fn settings(title: &str, language: &str) -> String {
     // The title comes from the directory's name: any characters at all. Write it as TOML
     // strings, and quote the display name so `.drafts` or `a, b` still make an address.
-    let mut name = issue::one_line(title).replace(['"', '\\'], "");
+    let mut name = crate::text::one_line(title).replace(['"', '\\'], "");
     if name.is_empty() {
         name = "My Newsletter".to_string();
     }
@@ -236,7 +236,7 @@ pub fn new_issue(
         );
     }
     let id = issue::derived_id(&config.id_authority, local.date_naive(), &slug);
-    let title_toml = toml::Value::String(issue::one_line(title)).to_string();
+    let title_toml = toml::Value::String(crate::text::one_line(title)).to_string();
     let text = format!(
         "+++\ntitle = {title_toml}\ndate = {}\nid = \"{id}\"\n# summary = \"One line for the feed and the email preheader.\"\n# number = 1\n# tags = []\ndraft = true\n+++\n\nWrite the issue here.\n",
         local.fixed_offset().format("%Y-%m-%dT%H:%M:%S%:z"),

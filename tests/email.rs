@@ -218,7 +218,7 @@ fn headers_from_titles_and_names_decode_exactly_and_never_add_a_header() {
         );
         assert_eq!(r["headers"], serde_json::json!(expected_headers), "{i}");
         assert_eq!(r["to_address"], format!("reader{i}@example.net"));
-        let expected_name = name.map(issue::one_line).unwrap_or_default();
+        let expected_name = name.map(gazette::text::one_line).unwrap_or_default();
         assert_eq!(r["to_name"], expected_name.as_str(), "recipient {i}");
         let html = r["html"].as_str().unwrap();
         assert!(html.contains("<title>Line one Bcc: victim@example.org</title>"));

@@ -27,7 +27,7 @@
 //!   lettre only encodes the `To`, `Message-ID` and `List-Unsubscribe` header lines.
 //! - `Message-ID` is `<hash(issue id, address)@sender's domain>`; `Date` is the moment `send`
 //!   hands the message to SMTP (kept in the ledger), and the issue's date in previews.
-//! - Subject, title and names pass through [`crate::issue::one_line`]: a CR or LF becomes a
+//! - Subject, title and names pass through [`crate::text::one_line`]: a CR or LF becomes a
 //!   space and can never start a header; lettre RFC 2047-encodes what is not ASCII.
 //! - DKIM (lettre, relaxed/relaxed) covers [`SIGNED_HEADERS`]. Not `Content-Type`: lettre 0.11
 //!   keeps a multipart message's `Content-Type` outside the headers it signs, so listing it
@@ -55,7 +55,8 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{self, Config};
 use crate::files;
-use crate::issue::{Issue, one_line};
+use crate::issue::Issue;
+use crate::text::one_line;
 use crate::render::markdown::{self, Place};
 use crate::scaffold;
 use crate::token::Secret;
@@ -523,7 +524,7 @@ impl Prepared {
             base_url: &config.base_url,
             page_url: &page_url,
         };
-        let summary = crate::publish::summary(issue);
+        let summary = crate::render::summary(issue);
         let title = one_line(&issue.title);
         let footer = footer_markdown(&templates.footer, config, &title, page_url.as_str());
 
@@ -1194,15 +1195,15 @@ fn html_document(
 fn plain_text(config: &Config, issue: &Issue, body: &str, footer: &str) -> String {
     let mut out = String::new();
     let head = format!("{} · {}", config.title, meta_line(config, issue));
-    for line in markdown::wrap(&head, TEXT_WIDTH, "", "") {
+    for line in crate::text::wrap(&head, TEXT_WIDTH, "", "") {
         out.push_str(&line);
         out.push('\n');
     }
     out.push('\n');
-    let title = markdown::wrap(&one_line(&issue.title), TEXT_WIDTH, "", "");
+    let title = crate::text::wrap(&one_line(&issue.title), TEXT_WIDTH, "", "");
     let widest = title
         .iter()
-        .map(|l| markdown::display_width(l))
+        .map(|l| crate::text::display_width(l))
         .max()
         .unwrap_or(0);
     for line in &title {

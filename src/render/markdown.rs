@@ -7,6 +7,8 @@ use std::ops::Range;
 use pulldown_cmark::{CowStr, Event, HeadingLevel, Options, Parser, Tag, TagEnd, html};
 use url::Url;
 
+use crate::text::{display_width, is_wide, wrap};
+
 /// The Markdown dialect: CommonMark plus tables, strikethrough, footnotes and task lists;
 /// bare URLs become links too.
 pub fn options() -> Options {
@@ -674,7 +676,7 @@ impl FirstParagraph {
     }
 
     fn into_summary(self, max_chars: usize) -> String {
-        let text = crate::issue::one_line(&self.text);
+        let text = crate::text::one_line(&self.text);
         if text.chars().count() <= max_chars {
             return text;
         }
@@ -894,78 +896,6 @@ pub fn to_text(body: &str, place: Place<'_>, width: usize, first_reference: usiz
         w.event(event);
     }
     w.finish()
-}
-
-/// Wraps one paragraph at `width` display columns with textwrap's Unicode line breaking
-/// (UAX #14): breaks between CJK characters but never before closing punctuation such as
-/// `，。、」》）`, never inside a URL, never inside a word. Words and URLs longer than the
-/// width stay whole on a line of their own.
-pub fn wrap(text: &str, width: usize, first_indent: &str, rest_indent: &str) -> Vec<String> {
-    if !text.contains('\n') && display_width(first_indent) + display_width(text) <= width {
-        return vec![format!("{first_indent}{text}").trim_end().to_string()];
-    }
-    let options = textwrap::Options::new(width.max(1))
-        .initial_indent(first_indent)
-        .subsequent_indent(rest_indent)
-        .break_words(false)
-        .word_separator(textwrap::WordSeparator::Custom(words_keeping_urls))
-        .word_splitter(textwrap::WordSplitter::NoHyphenation)
-        .wrap_algorithm(textwrap::WrapAlgorithm::FirstFit);
-    textwrap::wrap(text, options)
-        .into_iter()
-        .map(|line| line.trim_end().to_string())
-        .collect()
-}
-
-/// textwrap's Unicode line-break words, with the breaks inside URLs removed (UAX #14 allows a
-/// break after `/`, which would cut a link in two).
-fn words_keeping_urls(line: &str) -> Box<dyn Iterator<Item = textwrap::core::Word<'_>> + '_> {
-    let words = textwrap::WordSeparator::UnicodeBreakProperties.find_words(line);
-    if !line.contains("://") {
-        return words;
-    }
-    let mut finder = linkify::LinkFinder::new();
-    finder.kinds(&[linkify::LinkKind::Url]);
-    // A URL in an email's text is ASCII (links are serialised that way); linkify would also
-    // take the CJK text that follows one.
-    let urls: Vec<Range<usize>> = finder
-        .spans(line)
-        .filter(|s| s.kind().is_some())
-        .map(|s| {
-            let ascii = s
-                .as_str()
-                .find(|c: char| !c.is_ascii())
-                .unwrap_or(s.as_str().len());
-            s.start()..s.start() + ascii
-        })
-        .collect();
-    if urls.is_empty() {
-        return words;
-    }
-    let base = line.as_ptr() as usize;
-    let mut out = Vec::new();
-    let mut start = 0;
-    for word in words {
-        let end = word.whitespace.as_ptr() as usize - base + word.whitespace.len();
-        if urls.iter().any(|u| u.start < end && end < u.end) {
-            continue;
-        }
-        out.push(textwrap::core::Word::from(&line[start..end]));
-        start = end;
-    }
-    if start < line.len() {
-        out.push(textwrap::core::Word::from(&line[start..]));
-    }
-    Box::new(out.into_iter())
-}
-
-/// The display width of a string: CJK characters count two columns.
-pub fn display_width(s: &str) -> usize {
-    unicode_width::UnicodeWidthStr::width(s)
-}
-
-fn is_wide(c: char) -> bool {
-    unicode_width::UnicodeWidthChar::width(c) == Some(2)
 }
 
 /// Marks a soft line break inside a paragraph until it is known whether it joins CJK text

@@ -7,3 +7,16 @@ pub mod feed;
 pub mod i18n;
 pub mod markdown;
 pub mod site;
+
+use crate::issue::Issue;
+
+/// Length of a summary derived from the first paragraph, in characters.
+pub const SUMMARY_CHARS: usize = 200;
+
+/// The summary shown in feeds, the archive and the email preheader.
+pub fn summary(issue: &Issue) -> String {
+    issue
+        .summary
+        .clone()
+        .unwrap_or_else(|| markdown::first_paragraph_text(&issue.body, SUMMARY_CHARS))
+}

@@ -29,13 +29,8 @@ use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::ClientId;
 use serde::Serialize;
 
-use crate::config::{SmtpConfig, Tls};
+use crate::config::{PASSWORD_ENV, SmtpConfig, Tls, URL_ENV};
 use crate::store::{LedgerWrite, Recipient, State, Store};
-
-/// Overrides `[smtp] url`.
-pub const URL_ENV: &str = "GAZETTE_SMTP_URL";
-/// The SMTP password; never read from a file.
-pub const PASSWORD_ENV: &str = "GAZETTE_SMTP_PASSWORD";
 
 /// Attempts at one message within one run before it is left `deferred` for the next run.
 pub const MAX_ATTEMPTS: u32 = 8;

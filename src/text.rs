@@ -1,0 +1,154 @@
+//! Text as readers see it: one-line fields, characters XML can carry, display width (a CJK
+//! character takes two columns) and line wrapping. Pure.
+
+use std::ops::Range;
+
+/// Characters allowed in XML 1.0 documents.
+pub fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// Removes characters that XML 1.0 cannot carry.
+pub fn strip_invalid_xml_chars(s: &str) -> String {
+    if has_invalid_xml_char(s) {
+        s.chars().filter(|&c| is_xml_char(c)).collect()
+    } else {
+        s.to_string()
+    }
+}
+
+/// Whether `s` has a character that XML 1.0 cannot carry: a C0 control other than tab, LF
+/// and CR, or U+FFFE or U+FFFF (surrogates cannot occur in a `str`). Every issue body passes
+/// through here whole, so the controls are looked for in the bytes, a block at a time without
+/// stopping early, which the compiler turns into vector instructions.
+fn has_invalid_xml_char(s: &str) -> bool {
+    let is_bad_control = |b: u8| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r');
+    s.as_bytes()
+        .chunks(64)
+        .any(|block| block.iter().fold(false, |bad, &b| bad | is_bad_control(b)))
+        || s.contains('\u{FFFE}')
+        || s.contains('\u{FFFF}')
+}
+
+/// Text for a one-line field: control characters and line breaks become spaces, runs of
+/// whitespace collapse, ends are trimmed.
+pub fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for word in s
+        .split(|c: char| c.is_whitespace() || c.is_control() || !is_xml_char(c))
+        .filter(|w| !w.is_empty())
+    {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
+}
+
+/// Wraps one paragraph at `width` display columns with textwrap's Unicode line breaking
+/// (UAX #14): breaks between CJK characters but never before closing punctuation such as
+/// `，。、」》）`, never inside a URL, never inside a word. Words and URLs longer than the
+/// width stay whole on a line of their own.
+pub fn wrap(text: &str, width: usize, first_indent: &str, rest_indent: &str) -> Vec<String> {
+    if !text.contains('\n') && display_width(first_indent) + display_width(text) <= width {
+        return vec![format!("{first_indent}{text}").trim_end().to_string()];
+    }
+    let options = textwrap::Options::new(width.max(1))
+        .initial_indent(first_indent)
+        .subsequent_indent(rest_indent)
+        .break_words(false)
+        .word_separator(textwrap::WordSeparator::Custom(words_keeping_urls))
+        .word_splitter(textwrap::WordSplitter::NoHyphenation)
+        .wrap_algorithm(textwrap::WrapAlgorithm::FirstFit);
+    textwrap::wrap(text, options)
+        .into_iter()
+        .map(|line| line.trim_end().to_string())
+        .collect()
+}
+
+/// textwrap's Unicode line-break words, with the breaks inside URLs removed (UAX #14 allows a
+/// break after `/`, which would cut a link in two).
+fn words_keeping_urls(line: &str) -> Box<dyn Iterator<Item = textwrap::core::Word<'_>> + '_> {
+    let words = textwrap::WordSeparator::UnicodeBreakProperties.find_words(line);
+    if !line.contains("://") {
+        return words;
+    }
+    let mut finder = linkify::LinkFinder::new();
+    finder.kinds(&[linkify::LinkKind::Url]);
+    // A URL in an email's text is ASCII (links are serialised that way); linkify would also
+    // take the CJK text that follows one.
+    let urls: Vec<Range<usize>> = finder
+        .spans(line)
+        .filter(|s| s.kind().is_some())
+        .map(|s| {
+            let ascii = s
+                .as_str()
+                .find(|c: char| !c.is_ascii())
+                .unwrap_or(s.as_str().len());
+            s.start()..s.start() + ascii
+        })
+        .collect();
+    if urls.is_empty() {
+        return words;
+    }
+    let base = line.as_ptr() as usize;
+    let mut out = Vec::new();
+    let mut start = 0;
+    for word in words {
+        let end = word.whitespace.as_ptr() as usize - base + word.whitespace.len();
+        if urls.iter().any(|u| u.start < end && end < u.end) {
+            continue;
+        }
+        out.push(textwrap::core::Word::from(&line[start..end]));
+        start = end;
+    }
+    if start < line.len() {
+        out.push(textwrap::core::Word::from(&line[start..]));
+    }
+    Box::new(out.into_iter())
+}
+
+/// The display width of a string: CJK characters count two columns.
+pub fn display_width(s: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(s)
+}
+
+pub fn is_wide(c: char) -> bool {
+    unicode_width::UnicodeWidthChar::width(c) == Some(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_byte_check_for_xml_characters_agrees_with_the_character_check() {
+        let edges = [
+            '\u{0}',
+            '\u{8}',
+            '\t',
+            '\n',
+            '\u{B}',
+            '\r',
+            '\u{1F}',
+            ' ',
+            '\u{7F}',
+            '\u{85}',
+            '\u{D7FF}',
+            '\u{E000}',
+            '\u{FFEF}',
+            '\u{FFFD}',
+            '\u{FFFE}',
+            '\u{FFFF}',
+            '\u{10000}',
+            '\u{10FFFF}',
+            '，',
+            '论',
+        ];
+        for c in edges {
+            let s = format!("a{c}b");
+            assert_eq!(has_invalid_xml_char(&s), !is_xml_char(c), "{:?}", c);
+        }
+    }
+}
