@@ -15,8 +15,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use gazette::config::Config;
-use gazette::render::email::{Dkim, Prepared, Recipient, Templates};
 use gazette::issue::{self, Issue};
+use gazette::render::email::{Dkim, Prepared, Recipient};
 use gazette::token::Secret;
 
 fn root() -> PathBuf {
@@ -87,7 +87,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
     let config = Config::from_dir(&root()).expect("the sample settings");
-    let templates = Templates::load(&root()).expect("the sample templates");
+    let templates = gazette::newsletter::templates(&root()).expect("the sample templates");
     let secret = Secret::new("bench-secret-not-for-production");
 
     println!("== rendering one issue's email (per-issue cost in publish)");

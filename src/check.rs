@@ -4,20 +4,19 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use chrono::{DateTime, FixedOffset};
 use rayon::prelude::*;
 
 use crate::config::{self, Config};
 use crate::diagnostic::Diagnostic;
-use crate::render::email;
 use crate::issue::{self, Issue};
+use crate::render::email;
 use crate::render::markdown;
 
 /// Templates an editor may override; gazette falls back to built-in ones when absent.
 pub const TEMPLATES: [&str; 3] = ["site.css", "email.css", "footer.md"];
 
 /// Every problem found in the newsletter at `dir`.
-pub fn check(dir: &Path, _now: DateTime<FixedOffset>) -> Vec<Diagnostic> {
+pub fn check(dir: &Path) -> Vec<Diagnostic> {
     let mut problems = Vec::new();
     let config = match Config::from_dir(dir) {
         Ok(c) => {
@@ -56,7 +55,7 @@ pub fn check(dir: &Path, _now: DateTime<FixedOffset>) -> Vec<Diagnostic> {
             .as_ref()
             .map_or("example.invalid", |c| c.id_authority.as_str()),
     };
-    let issues_dir = dir.join("issues");
+    let issues_dir = crate::layout::issues(dir);
     match issue::load_all(&issues_dir, defaults) {
         Ok((issues, found)) => {
             problems.extend(found);
@@ -79,7 +78,7 @@ pub fn check(dir: &Path, _now: DateTime<FixedOffset>) -> Vec<Diagnostic> {
         Err(e) => problems.push(Diagnostic::error(&issues_dir, format!("{e:#}"))),
     }
     for name in TEMPLATES {
-        let path = dir.join("templates").join(name);
+        let path = crate::layout::template(dir, name);
         match std::fs::metadata(&path) {
             Ok(_) => match crate::files::read_text(&path) {
                 Err(d) => problems.push(d),
@@ -181,7 +180,7 @@ fn ignored_secret_problems(dir: &Path) -> Vec<Diagnostic> {
 /// `send --dry-run` refuse to write through it.
 fn output_link_problems(dir: &Path) -> Vec<Diagnostic> {
     let mut found = Vec::new();
-    for top in [crate::publish::FEEDS_DIR, crate::publish::OUTBOX_DIR] {
+    for top in [crate::layout::FEEDS_DIR, crate::layout::OUTBOX_DIR] {
         let root = dir.join(top);
         let mut paths = vec![root.clone()];
         if let Ok(entries) = std::fs::read_dir(&root) {
@@ -219,7 +218,7 @@ fn key_place_problems(dir: &Path, config: &Config) -> Vec<Diagnostic> {
         let resolved = key.canonicalize().unwrap_or_else(|_| key.clone());
         resolved.starts_with(&root) || key.starts_with(dir.join(top))
     };
-    for top in ["issues", crate::publish::FEEDS_DIR] {
+    for top in [crate::layout::ISSUES_DIR, crate::layout::FEEDS_DIR] {
         if inside(top) {
             return vec![
                 Diagnostic::error(&settings, format!("[dkim] private_key_file is inside {top}/, where it can be published"))
@@ -285,7 +284,7 @@ fn database_problems(dir: &Path) -> Vec<Diagnostic> {
 fn signing_problems(dir: &Path, config: &Config) -> Vec<Diagnostic> {
     let mut found = Vec::new();
     if let Some(dkim) = &config.dkim {
-        if let Err(e) = email::Dkim::load(dkim) {
+        if let Err(e) = crate::newsletter::dkim_key(dkim) {
             found.push(
                 Diagnostic::error(&dir.join(config::FILE_NAME), format!("[dkim]: {e:#}"))
                     .with_hint("private_key_file must be an RSA-2048 or Ed25519 private key in PEM, relative to the newsletter"),
@@ -304,7 +303,8 @@ fn signing_problems(dir: &Path, config: &Config) -> Vec<Diagnostic> {
 /// Warnings about the issues' emails: an HTML part large enough for Gmail to clip.
 fn email_problems(dir: &Path, config: &Config, issues: &[Issue]) -> Vec<Diagnostic> {
     // A broken template is reported above; the built-in one still measures the size.
-    let templates = email::Templates::load(dir).unwrap_or_else(|_| email::Templates::builtin());
+    let templates =
+        crate::newsletter::templates(dir).unwrap_or_else(|_| email::Templates::builtin());
     let secret = email::sample_secret(dir);
     issues
         .par_iter()
@@ -373,7 +373,7 @@ fn url_problem(dest: &str) -> Option<UrlProblem> {
 /// lints `check` runs (links, images, headings, raw HTML), so that a missing image is seen
 /// before it goes out. `all` is every issue (links between issues are checked against it).
 pub fn issue_problems(dir: &Path, all: &[Issue], these: &[&Issue]) -> Vec<Diagnostic> {
-    let issues_dir = dir.join("issues");
+    let issues_dir = crate::layout::issues(dir);
     let slugs: HashSet<&str> = all.iter().map(|i| i.slug.as_str()).collect();
     these
         .par_iter()

@@ -17,7 +17,7 @@ use crate::files;
 use crate::text::one_line;
 
 /// The settings file's name inside a newsletter directory.
-pub const FILE_NAME: &str = "gazette.toml";
+pub const FILE_NAME: &str = crate::layout::CONFIG_FILE;
 
 /// A person named in feeds and on pages.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,6 +97,8 @@ pub struct SmtpConfig {
     pub rate: f64,
     pub timeout: Duration,
     pub ledger_sync: LedgerSync,
+    /// The first pause before retrying a temporary failure; it doubles with each attempt.
+    pub backoff: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -587,6 +589,7 @@ impl Config {
                 rate,
                 timeout: Duration::from_secs(timeout as u64),
                 ledger_sync: s.ledger_sync,
+                backoff: SMTP_BACKOFF,
             },
             dkim: raw.dkim.map(|d| DkimConfig {
                 domain: d.domain,
@@ -618,6 +621,9 @@ fn is_language_tag(tag: &str) -> bool {
         && first.chars().all(|c| c.is_ascii_alphabetic())
         && parts.all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()))
 }
+
+/// The first pause before a temporary failure is retried in the same run.
+pub const SMTP_BACKOFF: Duration = Duration::from_millis(250);
 
 /// Overrides `[smtp] url`.
 pub const URL_ENV: &str = "GAZETTE_SMTP_URL";

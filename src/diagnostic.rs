@@ -150,7 +150,6 @@ pub fn did_you_mean<'a>(
         .map(|(_, c)| format!("did you mean `{c}`?"))
 }
 
-
 /// A TOML error as a located diagnostic; `toml` is where the TOML text is in `source`.
 /// Unknown keys get a "did you mean" hint from the list serde reports.
 pub fn toml_error(

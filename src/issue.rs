@@ -12,8 +12,8 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::value::Datetime;
 
-use crate::diagnostic::toml_error;
 use crate::diagnostic::Diagnostic;
+use crate::diagnostic::toml_error;
 use crate::files;
 use crate::text::{is_xml_char, one_line, strip_invalid_xml_chars};
 

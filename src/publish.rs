@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, bail};
-use chrono::{DateTime, FixedOffset};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -15,19 +14,14 @@ use serde::Serialize;
 use crate::assets;
 use crate::config::Config;
 use crate::diagnostic::Diagnostic;
-use crate::render::email::{self, Prepared, Recipient, Templates};
-use crate::render::feed::{self, Entry};
 use crate::files;
 use crate::issue::Issue;
+use crate::newsletter::Newsletter;
+use crate::render::email::{self, Prepared, Recipient};
+use crate::render::feed::{self, Entry};
 use crate::render::markdown::{self, Place};
 use crate::render::site::{self, Neighbour};
 
-/// The output directory inside a newsletter.
-pub const FEEDS_DIR: &str = "feeds";
-/// Where rendered emails go: `outbox/<slug>/`.
-pub const OUTBOX_DIR: &str = "outbox";
-/// The stylesheet used when the newsletter has no `templates/site.css`.
-pub const DEFAULT_SITE_CSS: &str = include_str!("../templates/site.css");
 /// The largest file under `issues/` publish copies: beyond it, link the file from elsewhere.
 pub const MAX_ASSET_BYTES: u64 = 256 * 1024 * 1024;
 
@@ -83,15 +77,16 @@ struct Rendered {
     summary: String,
 }
 
-/// Writes `feeds/` for the issues published at `now`. `issues` are sorted by (date, slug).
-pub fn publish(
-    dir: &Path,
-    config: &Config,
-    issues: &[Issue],
-    now: DateTime<FixedOffset>,
-    options: &Options,
-) -> anyhow::Result<Report> {
-    let published: Vec<&Issue> = issues.iter().filter(|i| i.is_published(now)).collect();
+/// Writes `feeds/` for the issues out at the newsletter's `now`.
+pub fn publish(newsletter: &Newsletter, options: &Options) -> anyhow::Result<Report> {
+    let Newsletter {
+        dir,
+        config,
+        issues,
+        now,
+    } = newsletter;
+    let (dir, now) = (dir.as_path(), *now);
+    let published: Vec<&Issue> = newsletter.published().collect();
     let mut report = Report {
         published: published.len(),
         drafts: issues.iter().filter(|i| i.draft).count(),
@@ -99,24 +94,12 @@ pub fn publish(
         ..Report::default()
     };
     for slug in &options.slugs {
-        if !published.iter().any(|i| &i.slug == slug) {
-            match issues.iter().find(|i| &i.slug == slug) {
-                Some(i) if i.draft => bail!(
-                    "issue `{slug}` is a draft; set draft = false in {} to publish it",
-                    i.path.display()
-                ),
-                Some(i) => bail!(
-                    "issue `{slug}` is scheduled for {}; it is published from then on",
-                    i.date.to_rfc3339()
-                ),
-                None => bail!("no issue `{slug}`: there is no issues/{slug}.md"),
-            }
-        }
+        newsletter.out(slug)?;
     }
 
     // Files under issues/ that the issues link to are copied as they are: none may land on a
     // file publish writes, and none may be a link out of issues/.
-    let issues_dir = dir.join("issues");
+    let issues_dir = crate::layout::issues(dir);
     let scan = assets::scan(&issues_dir)?;
     let assets = assets::to_copy(&issues_dir, &scan, &published)?;
     if let Some(asset) = assets.iter().find(|a| overwrites_output(&a.rel, issues)) {
@@ -127,15 +110,15 @@ pub fn publish(
         );
     }
 
-    let out = dir.join(FEEDS_DIR);
-    let outbox = dir.join(OUTBOX_DIR);
+    let out = crate::layout::feeds(dir);
+    let outbox = crate::layout::outboxes(dir);
     // What a killed or failed earlier run left half-written never lingers.
     for root in [&out, &outbox] {
         if files::refuse_links(dir, root).is_ok() {
             files::remove_stale_temporaries(root);
         }
     }
-    let templates = Templates::load(dir)?;
+    let templates = newsletter.templates()?;
     let secret = email::sample_secret(dir);
     let written = AtomicUsize::new(0);
     let unchanged = AtomicUsize::new(0);
@@ -160,7 +143,7 @@ pub fn publish(
         ProgressBar::new(published.len() as u64).with_style(
             ProgressStyle::with_template("{bar:40} {pos}/{len} issues {rate} eta {eta}")
                 .expect("a constant template parses")
-                .with_key("rate", crate::rounded_rate),
+                .with_key("rate", crate::output::rounded_rate),
         )
     } else {
         ProgressBar::hidden()
@@ -192,7 +175,11 @@ pub fn publish(
             };
             let (html, summary) = match &issue.summary {
                 Some(summary) => (markdown::to_html(&issue.body, place), summary.clone()),
-                None => markdown::to_html_and_first_paragraph(&issue.body, place, crate::render::SUMMARY_CHARS),
+                None => markdown::to_html_and_first_paragraph(
+                    &issue.body,
+                    place,
+                    crate::render::SUMMARY_CHARS,
+                ),
             };
             if selected {
                 let previous = n.checked_sub(1).map(|p| neighbour(published[p]));
@@ -258,11 +245,11 @@ pub fn publish(
         site::index_page(config, &archive).as_bytes(),
     )?;
 
-    let css_path = dir.join("templates").join("site.css");
+    let css_path = crate::layout::template(dir, "site.css");
     let css = if css_path.exists() {
         files::read_text(&css_path).map_err(|d| anyhow::anyhow!("{d}"))?
     } else {
-        DEFAULT_SITE_CSS.to_string()
+        crate::render::builtin::SITE_CSS.to_string()
     };
     write(out.join(site::STYLESHEET), css.as_bytes())?;
 
@@ -339,7 +326,7 @@ pub fn overwrites_output(target: &Path, issues: &[Issue]) -> bool {
 
 /// Where publish lists the files it wrote under `feeds/`, so that it later removes only those.
 pub fn manifest_path(dir: &Path) -> PathBuf {
-    dir.join(".gazette").join("published")
+    crate::layout::state(dir, "published")
 }
 
 /// Removes the files the last publish wrote under `out` that this one did not produce, then
@@ -487,7 +474,7 @@ pub fn write_email(
     issue: &Issue,
     out: &Path,
 ) -> anyhow::Result<usize> {
-    let templates = Templates::load(dir)?;
+    let templates = crate::newsletter::templates(dir)?;
     let secret = email::sample_secret(dir);
     let prepared = Prepared::new(config, issue, &templates, &secret, None)
         .with_context(|| format!("the email of {}", issue.path.display()))?;

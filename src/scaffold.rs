@@ -12,11 +12,6 @@ use crate::issue;
 /// The host of the placeholder base_url that `init` writes; `check` warns while it is there.
 pub const PLACEHOLDER_HOST: &str = "newsletter.example.com";
 
-/// The editor-owned templates, as shipped; `init` copies them and gazette falls back to them.
-pub const SITE_CSS: &str = include_str!("../templates/site.css");
-pub const EMAIL_CSS: &str = include_str!("../templates/email.css");
-pub const FOOTER_MD: &str = include_str!("../templates/footer.md");
-
 const GITIGNORE: &str = "outbox/\n.gazette/\n";
 
 fn settings(title: &str, language: &str) -> String {
@@ -123,18 +118,18 @@ pub fn init_in(dir: &Path, language: &str, quiet: bool) -> anyhow::Result<()> {
         .unwrap_or_else(|| "My Newsletter".to_string());
     files::write_new(&settings_path, settings(&title, language).as_bytes())?;
     for (name, text) in [
-        ("site.css", SITE_CSS),
-        ("email.css", EMAIL_CSS),
+        ("site.css", crate::render::builtin::SITE_CSS),
+        ("email.css", crate::render::builtin::EMAIL_CSS),
         ("footer.md", words.footer),
     ] {
-        let path = dir.join("templates").join(name);
+        let path = crate::layout::template(dir, name);
         if !path.exists() {
             files::write_new(&path, text.as_bytes())?;
         }
     }
     ensure_ignored(&dir.join(".gitignore"))?;
     crate::token::Secret::create(dir)?;
-    let today = crate::now()?.date_naive();
+    let today = crate::newsletter::now()?.date_naive();
     // Written down, the id stays when the editor fixes the date, renames the file or changes
     // id_authority: the issue is the same one, and `send` will not mail it again.
     let id = issue::derived_id(PLACEHOLDER_HOST, today, "welcome");
@@ -149,7 +144,10 @@ pub fn init_in(dir: &Path, language: &str, quiet: bool) -> anyhow::Result<()> {
              This is the first issue. Edit `issues/welcome.md`, run `gazette check`, then `gazette publish`.\n"
         )
     };
-    files::write_new(&dir.join("issues").join("welcome.md"), welcome.as_bytes())?;
+    files::write_new(
+        &crate::layout::issues(dir).join("welcome.md"),
+        welcome.as_bytes(),
+    )?;
     if !quiet {
         eprintln!(
             "created a newsletter in {}\n\nBefore the first real issue, edit {}:\n  - base_url: where feeds/ will be served\n  - id_authority: a domain you own (it goes into every issue's permanent id)\n  - email.from and postal_address\n\nThen: gazette -C {} publish",
@@ -226,7 +224,7 @@ pub fn new_issue(
         Some(s) => s.to_string(),
         None => slugify(title, &day),
     };
-    let issues = dir.join("issues");
+    let issues = crate::layout::issues(dir);
     let slug = base;
     let taken = issues.join(format!("{slug}.md"));
     if taken.exists() {

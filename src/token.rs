@@ -15,7 +15,7 @@ pub const SECRET_ENV: &str = "GAZETTE_SECRET";
 
 /// Where `gazette init` writes a fresh key, inside the git-ignored `.gazette/`.
 pub fn secret_path(dir: &Path) -> PathBuf {
-    dir.join(".gazette").join("secret")
+    crate::layout::state(dir, "secret")
 }
 
 /// The key that signs unsubscribe tokens.

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use gazette::config::Config;
-use gazette::render::email::{Dkim, Prepared, Recipient, Templates};
 use gazette::issue::{self, Issue};
+use gazette::render::email::{Dkim, Prepared, Recipient, Templates};
 use gazette::token::Secret;
 
 use crate::support::{Newsletter, python, repo, tool};

@@ -187,9 +187,14 @@ fn mutated_issues_never_panic_and_publish_well_formed_feeds() {
         parsed += 1;
         let dir = out.path().join(format!("n{case}"));
         std::fs::create_dir_all(dir.join("issues")).unwrap();
-        let issues = [issue];
+        let newsletter = gazette::newsletter::Newsletter {
+            dir: dir.clone(),
+            config: config.clone(),
+            issues: vec![issue],
+            now,
+        };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            publish::publish(&dir, &config, &issues, now, &Options::default())
+            publish::publish(&newsletter, &Options::default())
         }));
         match result {
             Err(_) => panic!("case {case}: publish panicked on {shown:?}"),

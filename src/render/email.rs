@@ -53,12 +53,10 @@ use lettre::message::{Body, Mailbox, Mailboxes, Message, MultiPart, SinglePart};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use sha2::{Digest, Sha256};
 
-use crate::config::{self, Config};
-use crate::files;
+use crate::config::Config;
 use crate::issue::Issue;
-use crate::text::one_line;
 use crate::render::markdown::{self, Place};
-use crate::scaffold;
+use crate::text::one_line;
 use crate::token::Secret;
 
 /// Width of the plain-text part, in display columns.
@@ -117,8 +115,8 @@ impl Templates {
     /// The templates gazette ships.
     pub fn builtin() -> Templates {
         Templates::new(
-            scaffold::EMAIL_CSS.to_string(),
-            scaffold::FOOTER_MD.to_string(),
+            crate::render::builtin::EMAIL_CSS.to_string(),
+            crate::render::builtin::FOOTER_MD.to_string(),
         )
     }
 
@@ -192,21 +190,6 @@ impl Templates {
         let end = inlined.rfind("</div>").unwrap_or(inlined.len()).max(start);
         Ok(inlined[start..end].to_string())
     }
-
-    /// `DIR/templates/email.css` and `footer.md`; the built-in one for a file that is absent.
-    pub fn load(dir: &Path) -> anyhow::Result<Templates> {
-        let read = |name: &str, fallback: &str| -> anyhow::Result<String> {
-            let path = dir.join("templates").join(name);
-            if !path.exists() {
-                return Ok(fallback.to_string());
-            }
-            files::read_text(&path).map_err(|d| anyhow::anyhow!("{d}"))
-        };
-        Ok(Templates::new(
-            read("email.css", scaffold::EMAIL_CSS)?,
-            read("footer.md", scaffold::FOOTER_MD)?,
-        ))
-    }
 }
 
 /// A loaded DKIM signing key with its domain and selector. Cheap to clone.
@@ -224,17 +207,6 @@ impl std::fmt::Debug for Dkim {
 }
 
 impl Dkim {
-    /// Reads the key named by `[dkim]`.
-    pub fn load(settings: &config::DkimConfig) -> anyhow::Result<Dkim> {
-        let path = &settings.private_key_file;
-        // A PEM key is a few kilobytes: the bound keeps `/dev/zero` or a misnamed file out.
-        let pem = crate::files::read_bytes(path, 64 * 1024).context("cannot read the DKIM key")?;
-        let pem = String::from_utf8(pem)
-            .map_err(|_| anyhow::anyhow!("{} is not a PEM text file", path.display()))?;
-        Dkim::from_pem(&settings.domain, &settings.selector, &pem)
-            .with_context(|| format!("{}", path.display()))
-    }
-
     /// A key from PEM text: RSA (PKCS#1 `BEGIN RSA PRIVATE KEY` or PKCS#8) or Ed25519 (PKCS#8,
     /// as `openssl genpkey -algorithm ed25519` writes it). The type is read from the key.
     pub fn from_pem(domain: &str, selector: &str, pem: &str) -> anyhow::Result<Dkim> {

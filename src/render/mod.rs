@@ -2,6 +2,7 @@
 //! plain text, the three feeds, the web pages and the email. Nothing here reads files, the
 //! clock or the environment; the commands hand in what was loaded.
 
+pub mod builtin;
 pub mod email;
 pub mod feed;
 pub mod i18n;

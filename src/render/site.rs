@@ -5,8 +5,8 @@ use chrono::{DateTime, FixedOffset};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::config::Config;
-use crate::render::feed::{ATOM_FILE, JSON_FILE, RSS_FILE};
 use crate::issue::Issue;
+use crate::render::feed::{ATOM_FILE, JSON_FILE, RSS_FILE};
 
 /// The stylesheet's file name under `feeds/`, copied from `templates/site.css`.
 pub const STYLESHEET: &str = "style.css";

@@ -1231,7 +1231,7 @@ pub fn run(
                 "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {rate} ETA {eta}",
             )
             .expect("a valid template")
-            .with_key("rate", crate::rounded_rate),
+            .with_key("rate", crate::output::rounded_rate),
         );
         bar
     } else {

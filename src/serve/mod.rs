@@ -55,7 +55,7 @@ pub fn run(dir: &Path, listen: Option<&str>, quiet: bool) -> anyhow::Result<()> 
              (--listen or [serve] listen in gazette.toml)"
         )
     })?;
-    let feeds_dir = dir.join("feeds");
+    let feeds_dir = crate::layout::feeds(dir);
     let feeds = feeds_dir.canonicalize().with_context(|| {
         format!(
             "cannot open {}: run `gazette publish` first",

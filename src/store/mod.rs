@@ -13,7 +13,7 @@ use serde::Serialize;
 
 /// The database's path inside a newsletter directory.
 pub fn db_path(dir: &Path) -> PathBuf {
-    dir.join(".gazette").join("gazette.db")
+    crate::layout::state(dir, "gazette.db")
 }
 
 /// Each entry moves the schema one version up; `user_version` counts the ones applied.
@@ -357,7 +357,7 @@ pub struct RunLock {
 
 impl RunLock {
     pub fn take(dir: &Path) -> anyhow::Result<RunLock> {
-        let path = dir.join(".gazette").join("send.lock");
+        let path = crate::layout::state(dir, "send.lock");
         crate::files::create_dir_all(path.parent().expect("the path has a parent"))?;
         let conn =
             Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -376,7 +376,7 @@ impl RunLock {
 
 /// Now, as the database writes times.
 pub fn timestamp() -> String {
-    crate::now()
+    crate::newsletter::now()
         .unwrap_or_else(|_| chrono::Utc::now().fixed_offset())
         .to_utc()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
