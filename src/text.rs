@@ -151,4 +151,39 @@ mod tests {
             assert_eq!(has_invalid_xml_char(&s), !is_xml_char(c), "{:?}", c);
         }
     }
+
+    #[test]
+    fn cjk_wraps_between_characters_but_never_before_closing_punctuation() {
+        let closing = "，。、」》）：；！？";
+        let text = "「渐进蒸馏」已经能把扩散模型蒸馏到四步左右，而本文既可以蒸馏、也可以把一致性模型作为独立的生成模型从头训练。用 GPT-2 生成《超级马里奥兄弟》的关卡（PCG）！真的吗？是的。";
+        for width in 10..=72 {
+            let lines = wrap(text, width, "", "");
+            for line in &lines {
+                assert!(display_width(line) <= width, "{width}: {line}");
+                assert!(
+                    !line.starts_with(|c| closing.contains(c)),
+                    "{width}: a line starts with closing punctuation: {line}"
+                );
+            }
+            // Breaks between CJK characters add no spaces and lose nothing.
+            assert_eq!(
+                lines.concat().replace(' ', ""),
+                text.replace(' ', ""),
+                "{width}"
+            );
+        }
+        // Lines really break between CJK characters, not only at spaces.
+        assert!(wrap(text, 20, "", "").len() > 6);
+    }
+
+    #[test]
+    fn urls_are_never_broken_across_lines() {
+        let url = "https://example.org/a/very/long/path/that-exceeds/the/width_of/the/line";
+        let text = format!("论文：{url}，社区实现：另一个链接。more words after it");
+        for width in [20, 40, 72] {
+            let lines = wrap(&text, width, "", "");
+            assert!(lines.iter().any(|l| l.contains(url)), "{width}: {lines:#?}");
+            assert!(!lines.iter().any(|l| l.starts_with('，')), "{lines:#?}");
+        }
+    }
 }

@@ -519,8 +519,8 @@ impl Prepared {
         );
         let html = Pattern::parse(&inlined);
 
-        let body = markdown::to_text(&issue.body, place, TEXT_WIDTH, 1);
-        let footer = markdown::to_text(&footer, place, TEXT_WIDTH, body.next_reference);
+        let body = crate::render::text::to_text(&issue.body, place, TEXT_WIDTH, 1);
+        let footer = crate::render::text::to_text(&footer, place, TEXT_WIDTH, body.next_reference);
         let text = Pattern::parse(&plain_text(config, issue, &body.text, &footer.text));
 
         let (before, after) = split_unsubscribe_url(&config.email.unsubscribe_url)?;

@@ -1,13 +1,11 @@
-//! Markdown -> HTML fragment, -> plain text wrapped for email, and the facts `check` needs about
-//! a body. The only module that knows the Markdown parser. Pure: no files, no clock.
+//! Markdown -> HTML fragment (pages, feeds, email), with links made absolute and raw HTML
+//! sanitised; the parse every other reader of a body shares. Pure: no files, no clock.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
-use pulldown_cmark::{CowStr, Event, HeadingLevel, Options, Parser, Tag, TagEnd, html};
+use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, TagEnd, html};
 use url::Url;
-
-use crate::text::{display_width, is_wide, wrap};
 
 /// The Markdown dialect: CommonMark plus tables, strikethrough, footnotes and task lists;
 /// bare URLs become links too.
@@ -174,6 +172,12 @@ fn is_block(end: TagEnd) -> bool {
     )
 }
 
+/// The parser's events with their byte ranges, nesting bounded by [`MAX_NESTING`]: what
+/// the renderers see, for the lints that must agree with them.
+pub fn ranged_events(body: &str) -> impl Iterator<Item = (Event<'_>, Range<usize>)> {
+    Flattened::new(body)
+}
+
 /// The parser's events, nesting bounded by [`MAX_NESTING`].
 fn parse(body: &str) -> impl Iterator<Item = Event<'_>> {
     Flattened::new(body).map(|(event, _)| event)
@@ -198,7 +202,7 @@ pub fn nesting_problems(body: &str) -> Vec<(String, Range<usize>)> {
 /// Who reads the events: the HTML writer, or the plain-text renderer, which shows footnotes
 /// and task-list boxes in its own way.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Target {
+pub(super) enum Target {
     Html,
     Text,
 }
@@ -208,7 +212,7 @@ enum Target {
 /// task-list boxes as text. Links that cannot be made absolute are kept as written.
 /// `first`, when given, sees the parser's own events (before any rewriting), so publish gets
 /// the summary from the same parse.
-fn events<'s>(
+pub(super) fn events<'s>(
     body: &'s str,
     place: Place<'_>,
     target: Target,
@@ -654,7 +658,7 @@ pub fn to_html_and_first_paragraph(
 
 /// The text of the first paragraph with any text in it, gathered from a body's events.
 #[derive(Default)]
-struct FirstParagraph {
+pub(super) struct FirstParagraph {
     text: String,
     in_paragraph: bool,
     done: bool,
@@ -732,113 +736,6 @@ pub fn links(body: &str) -> Vec<LinkRef> {
     found
 }
 
-/// Raw HTML elements in the body that email clients strip or that do not belong in a
-/// newsletter: `(tag name, byte range)`.
-pub fn unsafe_html(body: &str) -> Vec<(String, Range<usize>)> {
-    const TAGS: [&str; 12] = [
-        "script", "form", "iframe", "svg", "object", "embed", "input", "meta", "base", "style",
-        "link", "frame",
-    ];
-    let mut found = Vec::new();
-    for (event, range) in Flattened::new(body) {
-        if let Event::Html(h) | Event::InlineHtml(h) = event {
-            let lower = h.to_ascii_lowercase();
-            for tag in TAGS {
-                let open = format!("<{tag}");
-                let at_tag = lower.match_indices(&open).any(|(i, _)| {
-                    lower[i + open.len()..]
-                        .chars()
-                        .next()
-                        .is_none_or(|c| c.is_whitespace() || c == '>' || c == '/')
-                });
-                if at_tag {
-                    found.push((format!("<{tag}>"), range.clone()));
-                }
-            }
-            // What the sanitiser removes from tags it keeps: event handlers and script URLs,
-            // with the tabs, newlines and entities browsers ignore inside a scheme.
-            let squeezed: String = lower
-                .replace("&#x09;", "")
-                .replace("&#9;", "")
-                .replace("&#x0a;", "")
-                .replace("&#10;", "")
-                .replace("&tab;", "")
-                .replace("&newline;", "")
-                .chars()
-                .filter(|c| !c.is_whitespace())
-                .collect();
-            if squeezed.contains("javascript:") || squeezed.contains("vbscript:") {
-                found.push(("a `javascript:` URL".to_string(), range.clone()));
-            }
-            let handler = lower.match_indices(" on").any(|(i, _)| {
-                let rest = &lower[i + 3..];
-                let name_len = rest.chars().take_while(char::is_ascii_lowercase).count();
-                name_len > 0 && rest[name_len..].trim_start().starts_with('=')
-            });
-            if handler {
-                found.push(("an event handler (on...=)".to_string(), range.clone()));
-            }
-        }
-    }
-    found
-}
-
-/// Headings that start with a number ("1、", "2.", "3)") whose number skips or repeats the
-/// previous numbered heading of the same level: `(message, byte range)`.
-pub fn heading_number_problems(body: &str) -> Vec<(String, Range<usize>)> {
-    let mut problems = Vec::new();
-    let mut last: [Option<u64>; 6] = [None; 6];
-    let mut current: Option<(HeadingLevel, Range<usize>, String)> = None;
-    for (event, range) in Flattened::new(body) {
-        match event {
-            Event::Start(Tag::Heading { level, .. }) => {
-                current = Some((level, range, String::new()))
-            }
-            Event::Text(t) | Event::Code(t) => {
-                if let Some((_, _, text)) = current.as_mut() {
-                    text.push_str(&t);
-                }
-            }
-            Event::End(TagEnd::Heading(_)) => {
-                let Some((level, range, text)) = current.take() else {
-                    continue;
-                };
-                let Some(n) = leading_number(&text) else {
-                    continue;
-                };
-                let slot = &mut last[level as usize - 1];
-                if let Some(prev) = *slot {
-                    if n == prev {
-                        problems.push((
-                            format!("heading number {n} repeats the previous heading's"),
-                            range,
-                        ));
-                    } else if n != prev + 1 {
-                        problems.push((format!("heading number {n} follows {prev}: a number is skipped or out of order"), range));
-                    }
-                }
-                *slot = Some(n);
-            }
-            _ => {}
-        }
-    }
-    problems
-}
-
-fn leading_number(text: &str) -> Option<u64> {
-    let text = text.trim_start();
-    let digits: String = text.chars().take_while(|c| c.is_ascii_digit()).collect();
-    if digits.is_empty() || digits.len() > 6 {
-        return None;
-    }
-    let rest = text[digits.len()..].chars().next();
-    matches!(
-        rest,
-        Some('、' | '.' | ')' | '）' | '．' | ':' | '：' | ' ')
-    )
-    .then(|| digits.parse().ok())?
-}
-
 /// Raw HTML tags that never reach an email: clients strip them, and a newsletter has no use
 /// for them.
 const EMAIL_UNSAFE_TAGS: [&str; 7] = [
@@ -874,498 +771,6 @@ pub fn to_email_html(body: &str, place: Place<'_>) -> String {
             })
             .collect(),
     )
-}
-
-/// The plain-text rendering of a body.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Text {
-    /// The text, wrapped, each line ending with `\n`, then the numbered list of links.
-    pub text: String,
-    /// The number the next link would get: a later text (the footer) continues from here.
-    pub next_reference: usize,
-}
-
-/// The body as plain text wrapped at `width` display columns (a CJK character counts two):
-/// headings underlined, lists with hanging indents, quotes behind `> `, code indented and
-/// never wrapped, tables as aligned columns (or one block per row when too wide), links as
-/// numbered references `[n]` listed under the text starting at `first_reference`. A link
-/// whose text is its address stays inline. URLs are never broken across lines.
-pub fn to_text(body: &str, place: Place<'_>, width: usize, first_reference: usize) -> Text {
-    let mut w = TextWriter::new(width, first_reference);
-    for event in events(body, place, Target::Text, None) {
-        w.event(event);
-    }
-    w.finish()
-}
-
-/// Marks a soft line break inside a paragraph until it is known whether it joins CJK text
-/// (no space) or words (a space).
-const SOFT_BREAK: char = '\u{0}';
-
-enum Container {
-    Quote,
-    Item { marker: String, used: bool },
-}
-
-struct Table {
-    rows: Vec<Vec<String>>,
-    header_rows: usize,
-}
-
-struct TextWriter {
-    width: usize,
-    out: String,
-    /// The inline text of the block being read.
-    inline: String,
-    containers: Vec<Container>,
-    /// Links as (number, destination); a destination seen before keeps its number.
-    references: Vec<(usize, String)>,
-    next_reference: usize,
-    /// Where each open link's text starts in `inline`, and its destination.
-    links: Vec<(usize, String)>,
-    /// An open image: where its alt text starts and its source.
-    image: Option<(usize, String)>,
-    heading: Option<HeadingLevel>,
-    code: Option<String>,
-    table: Option<Table>,
-    blank_before_next: bool,
-    /// Inside a Markdown paragraph (the text of a tight list item is not in one).
-    paragraph: bool,
-    footnote: Option<String>,
-}
-
-impl TextWriter {
-    fn new(width: usize, first_reference: usize) -> TextWriter {
-        TextWriter {
-            width,
-            out: String::new(),
-            inline: String::new(),
-            containers: Vec::new(),
-            references: Vec::new(),
-            next_reference: first_reference,
-            links: Vec::new(),
-            image: None,
-            heading: None,
-            code: None,
-            table: None,
-            blank_before_next: false,
-            paragraph: false,
-            footnote: None,
-        }
-    }
-
-    fn prefixes(&mut self) -> (String, String) {
-        let mut first = String::new();
-        let mut rest = String::new();
-        for c in &mut self.containers {
-            match c {
-                Container::Quote => {
-                    first.push_str("> ");
-                    rest.push_str("> ");
-                }
-                Container::Item { marker, used } => {
-                    let pad = " ".repeat(display_width(marker));
-                    if *used {
-                        first.push_str(&pad);
-                    } else {
-                        first.push_str(marker);
-                        *used = true;
-                    }
-                    rest.push_str(&pad);
-                }
-            }
-        }
-        (first, rest)
-    }
-
-    fn quote_prefix(&self) -> String {
-        let mut p = String::new();
-        for c in &self.containers {
-            match c {
-                Container::Quote => p.push('>'),
-                Container::Item { .. } => {}
-            }
-        }
-        p
-    }
-
-    fn start_block(&mut self) {
-        if self.blank_before_next && !self.out.is_empty() {
-            let q = self.quote_prefix();
-            self.out.push_str(&q);
-            self.out.push('\n');
-        }
-        self.blank_before_next = false;
-    }
-
-    /// The inline text gathered so far, with soft breaks resolved, emptied.
-    fn take_inline(&mut self) -> String {
-        let raw = std::mem::take(&mut self.inline);
-        let chars: Vec<char> = raw.chars().collect();
-        let mut text = String::with_capacity(raw.len());
-        // The last character before a run of soft breaks (looking back for it each time made
-        // a run of many breaks quadratic).
-        let mut before: Option<char> = None;
-        for (i, &c) in chars.iter().enumerate() {
-            if c == SOFT_BREAK {
-                let after = chars.get(i + 1);
-                let joins_cjk = before.is_some_and(is_wide) || after.is_some_and(|c| is_wide(*c));
-                if !joins_cjk {
-                    text.push(' ');
-                }
-            } else {
-                text.push(c);
-                before = Some(c);
-            }
-        }
-        text
-    }
-
-    fn flush_paragraph(&mut self) {
-        let text = self.take_inline();
-        let text = text.trim();
-        if text.is_empty() && self.footnote.is_none() {
-            return;
-        }
-        self.start_block();
-        let (mut first, mut rest) = self.prefixes();
-        if let Some(label) = self.footnote.take() {
-            first.push_str(&format!("[^{label}]: "));
-            rest.push_str("    ");
-        }
-        let width = self.width;
-        for line in wrap(text, width, &first, &rest) {
-            self.out.push_str(&line);
-            self.out.push('\n');
-        }
-        // A tight list item's text runs straight into what follows (a nested list).
-        self.blank_before_next = self.paragraph || self.containers.is_empty();
-    }
-
-    fn reference(&mut self, dest: &str) -> usize {
-        if let Some((n, _)) = self.references.iter().find(|(_, d)| d == dest) {
-            return *n;
-        }
-        let n = self.next_reference;
-        self.next_reference += 1;
-        self.references.push((n, dest.to_string()));
-        n
-    }
-
-    fn event(&mut self, event: Event<'_>) {
-        if let Some(code) = self.code.as_mut() {
-            match event {
-                Event::Text(t) => code.push_str(&t),
-                Event::End(TagEnd::CodeBlock) => {
-                    let code = self.code.take().unwrap_or_default();
-                    self.start_block();
-                    let (_, rest) = self.prefixes();
-                    for line in code.trim_end_matches('\n').split('\n') {
-                        let line = format!("{rest}    {line}");
-                        self.out.push_str(line.trim_end());
-                        self.out.push('\n');
-                    }
-                    self.blank_before_next = true;
-                }
-                _ => {}
-            }
-            return;
-        }
-        match event {
-            Event::Start(tag) => self.start(tag),
-            Event::End(tag) => self.end(tag),
-            Event::Text(t) => self.inline.push_str(&t),
-            Event::Code(t) => {
-                self.inline.push('`');
-                self.inline.push_str(&t);
-                self.inline.push('`');
-            }
-            Event::SoftBreak => self.inline.push(SOFT_BREAK),
-            Event::HardBreak => self.inline.push('\n'),
-            Event::Rule => {
-                self.flush_paragraph();
-                self.start_block();
-                let (first, _) = self.prefixes();
-                self.out.push_str(&first);
-                self.out.push_str("* * *\n");
-                self.blank_before_next = true;
-            }
-            Event::FootnoteReference(label) => {
-                self.inline.push_str(&format!("[^{label}]"));
-            }
-            Event::TaskListMarker(done) => {
-                self.inline.push_str(if done { "[x] " } else { "[ ] " });
-            }
-            Event::InlineMath(t) | Event::DisplayMath(t) => self.inline.push_str(&t),
-            Event::Html(_) | Event::InlineHtml(_) => {}
-        }
-    }
-
-    fn start(&mut self, tag: Tag<'_>) {
-        match tag {
-            Tag::Paragraph => self.paragraph = true,
-            Tag::Heading { level, .. } => {
-                self.flush_paragraph();
-                self.heading = Some(level);
-            }
-            Tag::BlockQuote(_) => {
-                self.flush_paragraph();
-                // The blank line before a quote belongs to the outside.
-                self.start_block();
-                self.containers.push(Container::Quote);
-            }
-            Tag::CodeBlock(_) => {
-                self.flush_paragraph();
-                self.code = Some(String::new());
-            }
-            Tag::List(start) => {
-                self.flush_paragraph();
-                self.containers.push(Container::Item {
-                    marker: match start {
-                        Some(n) => format!("{n}. "),
-                        None => "- ".to_string(),
-                    },
-                    used: true,
-                });
-            }
-            Tag::Item => {
-                self.flush_paragraph();
-                if let Some(Container::Item { used, .. }) = self.containers.last_mut() {
-                    *used = false;
-                }
-            }
-            Tag::FootnoteDefinition(label) => {
-                self.flush_paragraph();
-                self.footnote = Some(label.to_string());
-            }
-            Tag::Table(_) => {
-                self.flush_paragraph();
-                self.table = Some(Table {
-                    rows: Vec::new(),
-                    header_rows: 0,
-                });
-            }
-            Tag::TableHead | Tag::TableRow => {
-                if let Some(t) = self.table.as_mut() {
-                    t.rows.push(Vec::new());
-                }
-            }
-            Tag::TableCell => {
-                self.take_inline();
-            }
-            Tag::Link { dest_url, .. } => {
-                self.links.push((self.inline.len(), dest_url.to_string()));
-            }
-            Tag::Image { dest_url, .. } => {
-                self.image = Some((self.inline.len(), dest_url.to_string()));
-            }
-            Tag::Emphasis
-            | Tag::Strong
-            | Tag::HtmlBlock
-            | Tag::MetadataBlock(_)
-            | Tag::DefinitionList
-            | Tag::DefinitionListTitle
-            | Tag::DefinitionListDefinition
-            | Tag::Superscript
-            | Tag::Subscript => {}
-            Tag::Strikethrough => self.inline.push_str("~~"),
-        }
-    }
-
-    fn end(&mut self, tag: TagEnd) {
-        match tag {
-            TagEnd::Paragraph => {
-                self.flush_paragraph();
-                self.paragraph = false;
-            }
-            TagEnd::Heading(level) => {
-                self.heading = None;
-                let text = self.take_inline();
-                let text = text.trim();
-                if text.is_empty() {
-                    return;
-                }
-                self.start_block();
-                let (first, rest) = self.prefixes();
-                let underline = match level {
-                    HeadingLevel::H1 => Some('='),
-                    HeadingLevel::H2 => Some('-'),
-                    _ => None,
-                };
-                let text = match underline {
-                    Some(_) => text.to_string(),
-                    None => format!("{} {text}", "#".repeat(level as usize)),
-                };
-                let lines = wrap(&text, self.width, &first, &rest);
-                let widest = lines
-                    .iter()
-                    .map(|l| display_width(l) - display_width(&rest).min(display_width(l)))
-                    .max()
-                    .unwrap_or(0)
-                    .min(self.width);
-                for line in &lines {
-                    self.out.push_str(line);
-                    self.out.push('\n');
-                }
-                if let Some(c) = underline {
-                    self.out.push_str(&rest);
-                    self.out.extend(std::iter::repeat_n(c, widest.max(3)));
-                    self.out.push('\n');
-                }
-                self.blank_before_next = true;
-            }
-            TagEnd::BlockQuote(_) => {
-                self.flush_paragraph();
-                self.containers.pop();
-                self.blank_before_next = true;
-            }
-            TagEnd::List(_) => {
-                self.flush_paragraph();
-                self.containers.pop();
-                self.blank_before_next = true;
-            }
-            TagEnd::Item => {
-                self.flush_paragraph();
-                // Items of a tight list follow each other without a blank line.
-                self.blank_before_next = false;
-                if let Some(Container::Item { marker, used }) = self.containers.last_mut() {
-                    *used = true;
-                    if let Some(n) = marker
-                        .strip_suffix(". ")
-                        .and_then(|n| n.parse::<u64>().ok())
-                    {
-                        *marker = format!("{}. ", n + 1);
-                    }
-                }
-            }
-            TagEnd::FootnoteDefinition => {
-                self.flush_paragraph();
-                self.footnote = None;
-            }
-            TagEnd::TableCell => {
-                let cell = self.take_inline().trim().to_string();
-                if let Some(row) = self.table.as_mut().and_then(|t| t.rows.last_mut()) {
-                    row.push(cell);
-                }
-            }
-            TagEnd::TableHead => {
-                if let Some(t) = self.table.as_mut() {
-                    t.header_rows = t.rows.len();
-                }
-            }
-            TagEnd::TableRow => {}
-            TagEnd::Table => {
-                if let Some(table) = self.table.take() {
-                    self.write_table(table);
-                }
-            }
-            TagEnd::Link => {
-                let Some((start, dest)) = self.links.pop() else {
-                    return;
-                };
-                let text = self.inline[start..].trim().to_string();
-                let inline_address = text == dest
-                    || dest.strip_prefix("mailto:") == Some(text.as_str())
-                    || dest.strip_suffix('/') == Some(text.as_str());
-                if text.is_empty() {
-                    self.inline.push_str(&dest);
-                } else if !inline_address {
-                    let n = self.reference(&dest);
-                    self.inline.push_str(&format!("[{n}]"));
-                }
-            }
-            TagEnd::Image => {
-                let Some((start, dest)) = self.image.take() else {
-                    return;
-                };
-                let alt = self.inline.split_off(start);
-                let n = self.reference(&dest);
-                self.inline
-                    .push_str(&format!("[{}][{n}]", alt.trim().replace(SOFT_BREAK, " ")));
-            }
-            TagEnd::Strikethrough => self.inline.push_str("~~"),
-            _ => {}
-        }
-    }
-
-    fn write_table(&mut self, table: Table) {
-        let columns = table.rows.iter().map(Vec::len).max().unwrap_or(0);
-        if columns == 0 {
-            return;
-        }
-        let mut widths = vec![0; columns];
-        for row in &table.rows {
-            for (i, cell) in row.iter().enumerate() {
-                widths[i] = widths[i].max(display_width(cell));
-            }
-        }
-        self.start_block();
-        let (_, rest) = self.prefixes();
-        let total = widths.iter().sum::<usize>() + 3 * (columns - 1) + display_width(&rest);
-        if total <= self.width {
-            for (r, row) in table.rows.iter().enumerate() {
-                let mut line = rest.clone();
-                for (i, width) in widths.iter().enumerate() {
-                    let cell = row.get(i).map_or("", String::as_str);
-                    if i > 0 {
-                        line.push_str(" | ");
-                    }
-                    line.push_str(cell);
-                    line.extend(std::iter::repeat_n(' ', width - display_width(cell)));
-                }
-                self.out.push_str(line.trim_end());
-                self.out.push('\n');
-                if r + 1 == table.header_rows {
-                    let mut rule = rest.clone();
-                    for (i, width) in widths.iter().enumerate() {
-                        if i > 0 {
-                            rule.push_str("-+-");
-                        }
-                        rule.extend(std::iter::repeat_n('-', *width));
-                    }
-                    self.out.push_str(&rule);
-                    self.out.push('\n');
-                }
-            }
-        } else {
-            // Too wide for aligned columns: one block per row, "header: value" per line.
-            let header: Vec<String> = table
-                .rows
-                .get(..table.header_rows)
-                .and_then(|h| h.first().cloned())
-                .unwrap_or_default();
-            for (r, row) in table.rows.iter().enumerate().skip(table.header_rows) {
-                if r > table.header_rows {
-                    self.out.push_str(&self.quote_prefix());
-                    self.out.push('\n');
-                }
-                for (i, cell) in row.iter().enumerate() {
-                    let label = header.get(i).map_or(String::new(), |h| format!("{h}: "));
-                    let first = format!("{rest}{}{label}", if i == 0 { "- " } else { "  " });
-                    let indent = format!("{rest}    ");
-                    for line in wrap(cell, self.width, &first, &indent) {
-                        self.out.push_str(&line);
-                        self.out.push('\n');
-                    }
-                }
-            }
-        }
-        self.blank_before_next = true;
-    }
-
-    fn finish(mut self) -> Text {
-        self.flush_paragraph();
-        if !self.references.is_empty() {
-            self.out.push('\n');
-            for (n, dest) in &self.references {
-                self.out.push_str(&format!("[{n}] {dest}\n"));
-            }
-        }
-        Text {
-            text: self.out,
-            next_reference: self.next_reference,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -1451,15 +856,6 @@ mod tests {
             assert_eq!(html, to_html(body, p));
             assert_eq!(first, first_paragraph_text(body, 12), "{body}");
         }
-    }
-
-    #[test]
-    fn skipped_and_repeated_heading_numbers_are_found() {
-        let body = "## 1、A\n\n## 2、B\n\n## 4、C\n\n## 4、D\n\n## 5. E\n\n### 1) sub\n";
-        let problems = heading_number_problems(body);
-        assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems[0].0.contains("follows 2"));
-        assert!(problems[1].0.contains("repeats"));
     }
 
     #[test]
@@ -1559,58 +955,6 @@ mod tests {
             html.contains(r#"src="https://d.example.org/papers/y.png""#),
             "{html}"
         );
-    }
-
-    #[test]
-    fn cjk_wraps_between_characters_but_never_before_closing_punctuation() {
-        let closing = "，。、」》）：；！？";
-        let text = "「渐进蒸馏」已经能把扩散模型蒸馏到四步左右，而本文既可以蒸馏、也可以把一致性模型作为独立的生成模型从头训练。用 GPT-2 生成《超级马里奥兄弟》的关卡（PCG）！真的吗？是的。";
-        for width in 10..=72 {
-            let lines = wrap(text, width, "", "");
-            for line in &lines {
-                assert!(display_width(line) <= width, "{width}: {line}");
-                assert!(
-                    !line.starts_with(|c| closing.contains(c)),
-                    "{width}: a line starts with closing punctuation: {line}"
-                );
-            }
-            // Breaks between CJK characters add no spaces and lose nothing.
-            assert_eq!(
-                lines.concat().replace(' ', ""),
-                text.replace(' ', ""),
-                "{width}"
-            );
-        }
-        // Lines really break between CJK characters, not only at spaces.
-        assert!(wrap(text, 20, "", "").len() > 6);
-    }
-
-    #[test]
-    fn urls_are_never_broken_across_lines() {
-        let url = "https://example.org/a/very/long/path/that-exceeds/the/width_of/the/line";
-        let text = format!("论文：{url}，社区实现：另一个链接。more words after it");
-        for width in [20, 40, 72] {
-            let lines = wrap(&text, width, "", "");
-            assert!(lines.iter().any(|l| l.contains(url)), "{width}: {lines:#?}");
-            assert!(!lines.iter().any(|l| l.starts_with('，')), "{lines:#?}");
-        }
-    }
-
-    #[test]
-    fn plain_text_keeps_structure_readable() {
-        let (base, page) = place();
-        let p = Place {
-            base_url: &base,
-            page_url: &page,
-        };
-        let body = "# 标题\n\n中文\n继续，word\nnext [链接](x.md) <https://a.example/b>\n\n> 引用一\n> 引用二\n\n- 一\n- 二\n  1. 甲\n\n```\nfn main() {}\n```\n\n| a | bb |\n|---|----|\n| 1 | 2 |\n\n![图一](i.png)\n";
-        let t = to_text(body, p, 72, 1);
-        let expected = "标题\n====\n\n中文继续，word next 链接[1] https://a.example/b\n\n> 引用一引用二\n\n- 一\n- 二\n  1. 甲\n\n    fn main() {}\n\na | bb\n--+---\n1 | 2\n\n[图一][2]\n\n[1] https://d.example.org/papers/x/\n[2] https://d.example.org/papers/i.png\n";
-        assert_eq!(t.text, expected, "{}", t.text);
-        assert_eq!(t.next_reference, 3);
-        // A second text continues the numbering; a link seen twice keeps its number.
-        let t = to_text("[a](https://x.example/) [b](https://x.example/)", p, 72, 7);
-        assert_eq!(t.text, "a[7] b[7]\n\n[7] https://x.example/\n");
     }
 
     #[test]

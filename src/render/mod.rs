@@ -8,6 +8,7 @@ pub mod feed;
 pub mod i18n;
 pub mod markdown;
 pub mod site;
+pub mod text;
 
 use crate::issue::Issue;
 

@@ -1,6 +1,8 @@
 //! `gazette check`: every problem in the settings, the issues and the templates, found at once.
 //! Reads files; decides nothing about output. Errors fail the check, warnings do not.
 
+mod body;
+
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -10,7 +12,9 @@ use crate::config::{self, Config};
 use crate::diagnostic::Diagnostic;
 use crate::issue::{self, Issue};
 use crate::render::email;
-use crate::render::markdown;
+
+use body::body_problems;
+pub use body::issue_problems;
 
 /// Templates an editor may override; gazette falls back to built-in ones when absent.
 pub const TEMPLATES: [&str; 3] = ["site.css", "email.css", "footer.md"];
@@ -330,177 +334,4 @@ fn email_problems(dir: &Path, config: &Config, issues: &[Issue]) -> Vec<Diagnost
             })
         })
         .collect()
-}
-
-/// Warnings about one issue's body: numbering, links, images and raw HTML.
-/// Schemes to suggest for a typo (`hhttps:`, `ttps:`).
-const KNOWN_SCHEMES: [&str; 4] = ["https", "http", "mailto", "tel"];
-
-/// Why gazette cannot use a link's URL as written.
-enum UrlProblem {
-    Empty,
-    UnknownScheme(String),
-    Script,
-}
-
-impl std::fmt::Display for UrlProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            UrlProblem::Empty => f.write_str("has an empty URL"),
-            UrlProblem::UnknownScheme(s) => write!(f, "has an unknown scheme `{s}:`"),
-            UrlProblem::Script => f.write_str("would run script; it is removed"),
-        }
-    }
-}
-
-/// The same rule as the renderer's [`markdown::usable_url`], said in words.
-fn url_problem(dest: &str) -> Option<UrlProblem> {
-    let dest = dest.trim();
-    if dest.is_empty() {
-        return Some(UrlProblem::Empty);
-    }
-    if markdown::usable_url(dest) {
-        return None;
-    }
-    let scheme = markdown::scheme(dest)?;
-    Some(match scheme.to_ascii_lowercase().as_str() {
-        "javascript" | "vbscript" | "data" | "file" => UrlProblem::Script,
-        _ => UrlProblem::UnknownScheme(scheme.to_string()),
-    })
-}
-
-/// Problems in the issues a command is about to publish, preview or send: the same per-issue
-/// lints `check` runs (links, images, headings, raw HTML), so that a missing image is seen
-/// before it goes out. `all` is every issue (links between issues are checked against it).
-pub fn issue_problems(dir: &Path, all: &[Issue], these: &[&Issue]) -> Vec<Diagnostic> {
-    let issues_dir = crate::layout::issues(dir);
-    let slugs: HashSet<&str> = all.iter().map(|i| i.slug.as_str()).collect();
-    these
-        .par_iter()
-        .flat_map_iter(|issue| body_problems(issue, &issues_dir, &slugs))
-        .collect()
-}
-
-fn body_problems(issue: &Issue, issues_dir: &Path, slugs: &HashSet<&str>) -> Vec<Diagnostic> {
-    let located = |d: Diagnostic, offset: usize| {
-        let (line, column) = crate::diagnostic::line_column(&issue.body, offset);
-        let mut d = d.at(&issue.body, line, column);
-        d.line += issue.body_line - 1;
-        d
-    };
-    let at =
-        |offset: usize, message: String| located(Diagnostic::warning(&issue.path, message), offset);
-    let error_at =
-        |offset: usize, message: String| located(Diagnostic::error(&issue.path, message), offset);
-    let mut found = Vec::new();
-    for (message, range) in markdown::heading_number_problems(&issue.body) {
-        found.push(at(range.start, message));
-    }
-    for (message, range) in markdown::nesting_problems(&issue.body) {
-        found.push(
-            at(range.start, message).with_hint(
-                "lists and quotes this deep cannot be read anyway: restructure this part",
-            ),
-        );
-    }
-    let base = url::Url::parse("https://gazette.invalid/").expect("a constant URL parses");
-    let page = base
-        .join(&format!("{}/", issue.slug))
-        .expect("a slug is a URL path");
-    let place = markdown::Place {
-        base_url: &base,
-        page_url: &page,
-    };
-    for link in markdown::links(&issue.body) {
-        let what = if link.is_image { "image" } else { "link" };
-        if let Some(problem) = url_problem(&link.dest) {
-            let message = format!("{what} `{}` {problem}", link.dest.escape_debug());
-            let d = if matches!(problem, UrlProblem::Script) {
-                error_at(link.range.start, message)
-            } else {
-                at(link.range.start, message)
-            };
-            found.push(match problem {
-                UrlProblem::Empty => d.with_hint(
-                    "put the address between the parentheses: [text](https://...); gazette shows the text without a link",
-                ),
-                UrlProblem::UnknownScheme(scheme) => {
-                    let hint = crate::diagnostic::did_you_mean(&scheme, KNOWN_SCHEMES.iter().copied())
-                        .map_or_else(String::new, |m| format!("{m} "));
-                    d.with_hint(format!(
-                        "{hint}gazette shows the text without a link; write https://, mailto: or a path relative to issues/"
-                    ))
-                }
-                UrlProblem::Script => d.with_hint("a link cannot run script in a reader's browser; link to a page instead"),
-            });
-            continue;
-        }
-        if link.is_image && link.text.trim().is_empty() {
-            found.push(
-                at(link.range.start, "image has no alt text".into()).with_hint(
-                    "describe the image between the brackets: ![a chart of results](fig.png)",
-                ),
-            );
-        }
-        let Some(abs) = markdown::absolute_url(&link.dest, place) else {
-            found.push(
-                at(link.range.start, format!("{what} `{}` cannot be made absolute", link.dest))
-                    .with_hint("feeds and email need full URLs: write https://... or a path relative to issues/"),
-            );
-            continue;
-        };
-        // A path relative to issues/ must name an issue or a file that publish copies.
-        if let Some(rel) = abs.strip_prefix(base.as_str()) {
-            let rel = rel.split(['#', '?']).next().unwrap_or("");
-            let ok = match rel.strip_suffix('/') {
-                Some(slug) if !slug.contains('/') => slugs.contains(slug),
-                _ => rel.is_empty() || issues_dir.join(rel).is_file(),
-            };
-            if !ok {
-                let message = format!("{what} `{}` points at nothing gazette publishes", link.dest);
-                // A missing image is a hole in the email every subscriber gets: an error, so
-                // that `send` stops (unless --force).
-                let d = if link.is_image {
-                    error_at(link.range.start, message)
-                } else {
-                    at(link.range.start, message)
-                };
-                let linked_slug = link
-                    .dest
-                    .split('#')
-                    .next()
-                    .and_then(|p| p.strip_prefix("./").or(Some(p)))
-                    .and_then(|p| p.strip_suffix(".md"));
-                let near = linked_slug
-                    .and_then(|slug| crate::diagnostic::did_you_mean(slug, slugs.iter().copied()));
-                found.push(match near {
-                    Some(m) => d.with_hint(format!("{m} (issues are linked as `slug.md`)")),
-                    None => d.with_hint("relative paths are read from issues/: put the file there, or link another issue as `slug.md`"),
-                });
-            }
-        }
-    }
-    if markdown::raw_html_too_deep(&issue.body) {
-        let first = issue.body.find('<').unwrap_or(0);
-        found.push(
-            at(
-                first,
-                format!(
-                    "raw HTML nested more than {} tags deep: gazette leaves all of this issue's raw HTML out",
-                    markdown::MAX_RAW_HTML_DEPTH
-                ),
-            )
-            .with_hint("write the content in Markdown, or nest the HTML less deeply"),
-        );
-    }
-    for (what, range) in markdown::unsafe_html(&issue.body) {
-        found.push(
-            at(
-                range.start,
-                format!("raw HTML with {what}: gazette removes it from the page, the feeds and the email"),
-            )
-            .with_hint("nothing in an issue may run script or redirect the reader; link to the content instead"),
-        );
-    }
-    found
 }
