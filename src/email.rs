@@ -1269,6 +1269,13 @@ impl Header for ListUnsubscribePost {
     }
 }
 
+impl Dkim {
+    /// Signs a message built elsewhere (`gazette serve`'s confirmation mail).
+    pub fn sign(&self, message: &mut Message) {
+        message.sign(&self.config);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -118,38 +118,6 @@ impl Secret {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_token_verifies_only_for_its_list_and_key() {
-        let s = Secret::new("0123456789abcdef0123");
-        let t = s.token("papers.example.org", "Reader@Example.org");
-        assert_eq!(
-            s.verify("papers.example.org", &t).as_deref(),
-            Some("Reader@Example.org")
-        );
-        assert_eq!(s.verify("other.example.org", &t), None);
-        assert_eq!(
-            Secret::new("another key 0123456").verify("papers.example.org", &t),
-            None
-        );
-        // Tampering with the address invalidates the signature.
-        let forged = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode("victim@example.org"),
-            t.split_once('.').unwrap().1
-        );
-        assert_eq!(s.verify("papers.example.org", &forged), None);
-        assert_eq!(s.verify("papers.example.org", "garbage"), None);
-        assert!(
-            t.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        );
-    }
-}
-
 // ---- confirmation tokens (double opt-in) ----
 
 /// How long a confirmation link works.
@@ -264,6 +232,38 @@ impl Secret {
             return Err(ConfirmError::Expired);
         }
         Ok(address)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_verifies_only_for_its_list_and_key() {
+        let s = Secret::new("0123456789abcdef0123");
+        let t = s.token("papers.example.org", "Reader@Example.org");
+        assert_eq!(
+            s.verify("papers.example.org", &t).as_deref(),
+            Some("Reader@Example.org")
+        );
+        assert_eq!(s.verify("other.example.org", &t), None);
+        assert_eq!(
+            Secret::new("another key 0123456").verify("papers.example.org", &t),
+            None
+        );
+        // Tampering with the address invalidates the signature.
+        let forged = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode("victim@example.org"),
+            t.split_once('.').unwrap().1
+        );
+        assert_eq!(s.verify("papers.example.org", &forged), None);
+        assert_eq!(s.verify("papers.example.org", "garbage"), None);
+        assert!(
+            t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        );
     }
 }
 
