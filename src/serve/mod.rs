@@ -89,6 +89,9 @@ pub fn run(dir: &Path, listen: Option<&str>, quiet: bool) -> anyhow::Result<()> 
         },
         None => None,
     };
+    // Made and migrated here, once, before the queue's sender and the requests open it
+    // side by side.
+    drop(crate::store::Store::open(dir)?);
     let wake = outbox::start(dir.to_path_buf(), &config, quiet);
     let app = Arc::new(App {
         feeds,
