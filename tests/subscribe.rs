@@ -843,3 +843,75 @@ fn published_pages_carry_the_subscribe_form_only_with_serve_and_check_reads_serv
         out.stderr
     );
 }
+
+/// `gazette send SLUG --yes` to the sink, at most 120 s.
+fn send(n: &Newsletter, sink: &Sink, slug: &str) -> Run {
+    let mut c = n.command(&["send", slug, "--yes"]);
+    c.env("GAZETTE_SMTP_URL", sink.url());
+    let out = c.output().expect("gazette send runs");
+    Run {
+        status: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn browser(args: &[&str]) -> Value {
+    let script = crate::support::repo().join("tests/py/browser_subscribe.py");
+    let mut all = vec!["120", "python3", script.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = tool("timeout", &all);
+    assert_eq!(
+        out.status, 0,
+        "the browser run failed (chromium, chromedriver and python3-selenium: `bash .ci/setup`):\n{}\n{}",
+        out.stdout, out.stderr
+    );
+    serde_json::from_str(out.stdout.trim()).unwrap()
+}
+
+#[test]
+fn a_reader_subscribes_confirms_receives_and_unsubscribes_in_a_real_browser() {
+    let sink = Sink::start();
+    let port = free_port();
+    let n = newsletter(port, "");
+    let s = Serve::start(&n, port, &sink.url(), NOW);
+    let reader = "browser.reader@example.org";
+    let issue = format!("{}2023-03-papers/", s.base);
+
+    let run = browser(&["subscribe", &issue, sink.dump.to_str().unwrap(), reader]);
+    assert_eq!(run["honeypot_displayed"], false, "{run}");
+    assert_eq!(run["after_submit"], "请查收邮件", "{run}");
+    assert_eq!(run["confirm_page"], "确认订阅", "{run}");
+    assert_eq!(run["after_confirm"], "订阅成功", "{run}");
+    assert_eq!(status_of(&n, reader).as_deref(), Some("active"));
+    assert_eq!(count(&n), "1");
+    let confirm = sink.to(reader);
+    assert_eq!(confirm.len(), 1, "{confirm:?}");
+    assert_eq!(confirm[0]["to"], "浏览器读者 <browser.reader@example.org>");
+
+    // An issue reaches them.
+    send(&n, &sink, "2023-03-papers").ok();
+    let mails = sink.to(reader);
+    assert_eq!(mails.len(), 2, "{mails:?}");
+    let issue_mail = mails
+        .iter()
+        .find(|m| !m["list_unsubscribe"].is_null())
+        .expect("the issue, with List-Unsubscribe");
+    assert_eq!(issue_mail["defects"], 0);
+
+    // The footer's unsubscribe link, in the browser: one button, then gone.
+    let eml = sink.dump.join(issue_mail["file"].as_str().unwrap());
+    let run = browser(&["unsubscribe", eml.to_str().unwrap()]);
+    assert!(
+        run["unsubscribe_link"]
+            .as_str()
+            .is_some_and(|l| l.starts_with(&format!("{}unsubscribe?token=", s.base))),
+        "{run}"
+    );
+    assert_ne!(run["unsubscribe_page"], run["after_unsubscribe"], "{run}");
+    assert_eq!(status_of(&n, reader).as_deref(), Some("unsubscribed"));
+    // The next issue skips them.
+    send(&n, &sink, "2023-04-papers").ok();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sink.to(reader).len(), 2);
+}
