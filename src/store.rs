@@ -1117,6 +1117,14 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Makes every queued message due at `now` (`serve` starting: a restart is "try now").
+    pub fn outbox_retry_all(&self, now: &str) -> anyhow::Result<u64> {
+        Ok(self.conn.execute(
+            "UPDATE outbox SET next_attempt = ?1 WHERE state = 'queued' AND next_attempt > ?1",
+            [now],
+        )? as u64)
+    }
+
     /// When the next queued message is due (RFC 3339), if any.
     pub fn outbox_next_due(&self) -> anyhow::Result<Option<String>> {
         Ok(self.conn.query_row(

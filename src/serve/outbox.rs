@@ -90,7 +90,10 @@ fn run(dir: PathBuf, smtp: crate::config::SmtpConfig, wake: Receiver<()>, quiet:
             let _ = db.outbox_prune(&utc(written - chrono::Duration::days(2)));
             pruned = now;
         }
-        let due = match db.outbox_due(&utc(now), first, BATCH) {
+        if first {
+            let _ = db.outbox_retry_all(&utc(now));
+        }
+        let due = match db.outbox_due(&utc(now), false, BATCH) {
             Ok(d) => d,
             Err(e) => {
                 eprintln!("gazette serve: cannot read the queue: {e:#}");

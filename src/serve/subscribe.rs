@@ -463,3 +463,29 @@ fn page(app: &App, status: StatusCode, title: &str, body: Markup) -> Response {
         .body(Body::from(markup.into_string()))
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limiter_allows_its_allowance_per_client_then_refuses() {
+        let l = Limiter::new(3);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        assert_eq!(
+            (0..5).map(|_| l.allow(a)).collect::<Vec<_>>(),
+            [true, true, true, false, false]
+        );
+        assert!(l.allow(b), "another client has its own allowance");
+        // A client that waited 20 minutes has one more (3 an hour).
+        if let Some(entry) = l.clients.lock().unwrap().get_mut(&a) {
+            entry.1 = entry
+                .1
+                .checked_sub(std::time::Duration::from_secs(20 * 60 + 1))
+                .expect("the clock runs for more than 20 minutes");
+        }
+        assert!(l.allow(a));
+        assert!(!l.allow(a));
+    }
+}
