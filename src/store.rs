@@ -989,16 +989,16 @@ pub struct Queued {
 pub type QueuedMessage = (String, String, Vec<u8>);
 
 impl Store {
-    /// A sign-up from the subscribe form, in one transaction: a new address is recorded
+    /// A sign-up from the subscribe form, in one short transaction: a new address is recorded
     /// `pending` (with its name); unless the address complained, or a confirmation was queued
-    /// for it since `since` (RFC 3339), `message` is made and queued. No status changes here:
-    /// only a confirmation makes anyone active.
+    /// for it since `since` (RFC 3339), `message` is queued. No status changes here: only a
+    /// confirmation makes anyone active.
     pub fn sign_up(
         &mut self,
         address: &Address,
         name: Option<&str>,
         since: &str,
-        message: impl FnOnce() -> anyhow::Result<QueuedMessage>,
+        message: QueuedMessage,
     ) -> anyhow::Result<SignedUp> {
         let now = timestamp();
         let name = name.map(str::trim).filter(|n| !n.is_empty());
@@ -1038,7 +1038,7 @@ impl Store {
             tx.commit()?;
             return Ok(SignedUp::TooSoon);
         }
-        let (message_id, sender, bytes) = message()?;
+        let (message_id, sender, bytes) = message;
         tx.execute(
             "INSERT INTO outbox (kind, email, email_key, sender, message_id, message, state,
                                  next_attempt, created_at, updated_at)
@@ -1285,8 +1285,8 @@ mod tests {
 mod sign_up_tests {
     use super::*;
 
-    fn message() -> anyhow::Result<QueuedMessage> {
-        Ok(("m@x.org".into(), "from@x.org".into(), b"bytes".to_vec()))
+    fn message() -> QueuedMessage {
+        ("m@x.org".into(), "from@x.org".into(), b"bytes".to_vec())
     }
 
     #[test]
@@ -1296,14 +1296,14 @@ mod sign_up_tests {
         let a = Address::parse("new@example.org").unwrap();
         let day_ago = "2000-01-01T00:00:00Z";
         assert_eq!(
-            s.sign_up(&a, Some("Ann"), day_ago, message).unwrap(),
+            s.sign_up(&a, Some("Ann"), day_ago, message()).unwrap(),
             SignedUp::Queued(None)
         );
         assert_eq!(s.status_of(&a).unwrap(), Some(Status::Pending));
         assert_eq!(s.count_active().unwrap(), 0);
         assert!(s.recipients_page("i", 0, 10, true).unwrap().is_empty());
         assert_eq!(
-            s.sign_up(&a, None, day_ago, message).unwrap(),
+            s.sign_up(&a, None, day_ago, message()).unwrap(),
             SignedUp::TooSoon
         );
         assert_eq!(s.outbox_counts().unwrap(), (1, 0, 0));
@@ -1312,7 +1312,7 @@ mod sign_up_tests {
         // Unsubscribed: a sign-up changes nothing until the confirmation.
         s.set_status(&a, Status::Unsubscribed).unwrap();
         assert_eq!(
-            s.sign_up(&a, None, "9999-01-01T00:00:00Z", message)
+            s.sign_up(&a, None, "9999-01-01T00:00:00Z", message())
                 .unwrap(),
             SignedUp::Queued(Some(Status::Unsubscribed))
         );
@@ -1322,7 +1322,7 @@ mod sign_up_tests {
         // A complaint: no mail, and a confirmation does not lift it.
         s.set_status(&a, Status::Complained).unwrap();
         assert_eq!(
-            s.sign_up(&a, None, "9999-01-01T00:00:00Z", message)
+            s.sign_up(&a, None, "9999-01-01T00:00:00Z", message())
                 .unwrap(),
             SignedUp::Suppressed
         );

@@ -259,20 +259,21 @@ fn sign_up(app: &App, address: &Address, name: Option<&str>) -> anyhow::Result<S
     let now = crate::now()?;
     let since = (now.to_utc() - chrono::Duration::hours(24))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let mut db = Store::open(&app.dir)?;
-    db.sign_up(address, name, &since, || {
-        let token = secret.confirm_token(&app.config.email.list_id, &address.email, now);
-        let link = format!("{}confirm?token={token}", app.config.base_url);
-        super::confirm_mail::render(
-            &app.dir,
-            &app.config,
-            app.dkim.as_ref(),
-            &address.email,
-            name,
-            &link,
-            std::time::SystemTime::from(now),
-        )
-    })
+    // Made for every sign-up, even one that will not be sent (a complaint, the second of the
+    // day): the answer takes as long whatever the address's state, and the write
+    // transaction stays short.
+    let token = secret.confirm_token(&app.config.email.list_id, &address.email, now);
+    let link = format!("{}confirm?token={token}", app.config.base_url);
+    let message = super::confirm_mail::render(
+        &app.dir,
+        &app.config,
+        app.dkim.as_ref(),
+        &address.email,
+        name,
+        &link,
+        std::time::SystemTime::from(now),
+    )?;
+    Store::open(&app.dir)?.sign_up(address, name, &since, message)
 }
 
 pub(crate) async fn confirm(State(app): Shared, req: Request) -> Response {
