@@ -47,6 +47,20 @@ pub struct Config {
     pub dkim: Option<DkimConfig>,
     /// `[serve] listen`: the address `gazette serve` binds (default 127.0.0.1:8080).
     pub serve_listen: String,
+    /// The rest of `[serve]`.
+    pub serve: ServeConfig,
+}
+
+/// `[serve]` beyond `listen`: sign-up settings of `gazette serve`.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Whether gazette.toml has a `[serve]` table: published pages then carry a subscribe form.
+    pub configured: bool,
+    /// A header set by the reverse proxy in front (e.g. `X-Forwarded-For`) whose last address
+    /// is the client's; None: the peer address is the client's.
+    pub client_ip_header: Option<String>,
+    /// Sign-ups (POST subscribe) allowed per client address per hour; more answer 429.
+    pub signups_per_hour: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -119,8 +133,7 @@ struct RawConfig {
     #[serde(default)]
     smtp: RawSmtp,
     dkim: Option<RawDkim>,
-    #[serde(default)]
-    serve: RawServe,
+    serve: Option<RawServe>,
 }
 
 /// `[serve]`: where `gazette serve` listens.
@@ -129,14 +142,8 @@ struct RawConfig {
 struct RawServe {
     #[serde(default = "default_listen")]
     listen: String,
-}
-
-impl Default for RawServe {
-    fn default() -> Self {
-        RawServe {
-            listen: default_listen(),
-        }
-    }
+    client_ip_header: Option<Spanned<String>>,
+    signups_per_hour: Option<Spanned<i64>>,
 }
 
 fn default_listen() -> String {
@@ -513,6 +520,7 @@ impl Config {
                 "",
             );
         }
+        let serve = serve_settings(raw.serve.as_ref(), &mut bad);
         if has_userinfo(s.url.get_ref()) {
             let mut d = Diagnostic::error(
                 path,
@@ -559,7 +567,11 @@ impl Config {
             )
         });
         Ok(Config {
-            serve_listen: raw.serve.listen.clone(),
+            serve_listen: raw
+                .serve
+                .as_ref()
+                .map_or_else(default_listen, |s| s.listen.clone()),
+            serve,
             // Text that reaches feeds and email headers: one line, only characters XML allows.
             title: one_line(n.title.get_ref()),
             description: one_line(&n.description),
@@ -630,6 +642,57 @@ pub const URL_ENV: &str = "GAZETTE_SMTP_URL";
 
 /// The SMTP password; never read from a file.
 pub const PASSWORD_ENV: &str = "GAZETTE_SMTP_PASSWORD";
+
+/// The default of `[serve] signups_per_hour`.
+pub const DEFAULT_SIGNUPS_PER_HOUR: u32 = 20;
+
+/// `[serve]`'s sign-up settings, checked.
+fn serve_settings(
+    raw: Option<&RawServe>,
+    bad: &mut impl FnMut(Range<usize>, String, &str),
+) -> ServeConfig {
+    let mut serve = ServeConfig {
+        configured: raw.is_some(),
+        client_ip_header: None,
+        signups_per_hour: DEFAULT_SIGNUPS_PER_HOUR,
+    };
+    let Some(raw) = raw else {
+        return serve;
+    };
+    if let Some(h) = &raw.client_ip_header {
+        let name = h.get_ref().trim();
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+        {
+            bad(
+                h.span(),
+                format!(
+                    "serve.client_ip_header `{}` is not an HTTP header name",
+                    h.get_ref()
+                ),
+                "e.g. \"X-Forwarded-For\" or \"X-Real-IP\"; set it only when a reverse proxy you run sets that header",
+            );
+        } else {
+            serve.client_ip_header = Some(name.to_ascii_lowercase());
+        }
+    }
+    if let Some(n) = &raw.signups_per_hour {
+        match u32::try_from(*n.get_ref()) {
+            Ok(v) if (1..=1_000_000).contains(&v) => serve.signups_per_hour = v,
+            _ => bad(
+                n.span(),
+                format!(
+                    "serve.signups_per_hour must be between 1 and 1000000, not {}",
+                    n.get_ref()
+                ),
+                "it is how many sign-ups one client address may make in an hour (default 20)",
+            ),
+        }
+    }
+    serve
+}
 
 #[cfg(test)]
 mod tests {

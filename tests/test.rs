@@ -18,4 +18,5 @@ mod robustness;
 mod send;
 mod serve;
 mod snapshots;
+mod subscribe;
 mod subscribers;

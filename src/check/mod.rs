@@ -76,6 +76,7 @@ pub fn check(dir: &Path) -> Vec<Diagnostic> {
                 problems.extend(email_problems(dir, config, &issues));
                 problems.extend(signing_problems(dir, config));
                 problems.extend(key_place_problems(dir, config));
+                problems.extend(serve_problems(dir, config));
                 problems.extend(unwritten_id_problems(dir, &issues));
             }
         }
@@ -334,4 +335,74 @@ fn email_problems(dir: &Path, config: &Config, issues: &[Issue]) -> Vec<Diagnost
             })
         })
         .collect()
+}
+
+/// `[serve]`: a listen address `gazette serve` can bind, and an unsubscribe_url that points
+/// at the path it answers (`<base_url>unsubscribe?token={token}`).
+fn serve_problems(dir: &Path, config: &Config) -> Vec<Diagnostic> {
+    let mut found = Vec::new();
+    if !config.serve.configured {
+        return found;
+    }
+    let path = dir.join(config::FILE_NAME);
+    let text = crate::files::read_text(&path).unwrap_or_default();
+    // The line of `key = ...` (first one after `[table]`), for the location.
+    let locate = |d: Diagnostic, table: &str, key: &str| -> Diagnostic {
+        let mut in_table = false;
+        for (n, l) in text.lines().enumerate() {
+            let t = l.trim_start();
+            if t.starts_with('[') {
+                in_table = t.trim_end() == format!("[{table}]");
+            } else if in_table && t.split('=').next().is_some_and(|k| k.trim() == key) {
+                let column = l.find('"').map_or(1, |q| l[..q].chars().count() + 1);
+                return d.at(&text, n + 1, column);
+            }
+        }
+        d
+    };
+    if config.serve_listen.parse::<std::net::SocketAddr>().is_err() {
+        found.push(locate(
+            Diagnostic::error(
+                &path,
+                format!(
+                    "serve.listen `{}` is not a listen address",
+                    config.serve_listen
+                ),
+            )
+            .with_hint("write IP:PORT, e.g. \"127.0.0.1:8080\" (a reverse proxy in front serves the public address)"),
+            "serve",
+            "listen",
+        ));
+    }
+    let base = &config.base_url;
+    let expected = format!("{base}unsubscribe?token={{token}}");
+    let points_here = url::Url::parse(&config.email.unsubscribe_url.replace("{token}", "TOKEN"))
+        .is_ok_and(|u| {
+            u.scheme() == base.scheme()
+                && u.host_str() == base.host_str()
+                && u.port_or_known_default() == base.port_or_known_default()
+                && [
+                    format!("{}unsubscribe", base.path()),
+                    format!("{}unsubscribe/", base.path()),
+                ]
+                .contains(&u.path().to_string())
+                && u.query_pairs().any(|(k, v)| k == "token" && v == "TOKEN")
+        });
+    if !points_here {
+        found.push(locate(
+            Diagnostic::warning(
+                &path,
+                format!(
+                    "email.unsubscribe_url `{}` does not point at `gazette serve`, which answers `{expected}`",
+                    config.email.unsubscribe_url
+                ),
+            )
+            .with_hint(format!(
+                "set unsubscribe_url = \"{expected}\", or leave it out (that is the default); keep your own only if another server answers it"
+            )),
+            "email",
+            "unsubscribe_url",
+        ));
+    }
+    found
 }

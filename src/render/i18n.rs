@@ -92,6 +92,113 @@ impl Strings {
     }
 }
 
+/// The words of sign-up: the subscribe form (published pages and `gazette serve`), its
+/// answers, the confirm page and the confirmation mail.
+#[derive(Debug)]
+pub struct SignUp {
+    pub subscribe: &'static str,
+    /// The form's invitation, before the fields.
+    pub invite: &'static str,
+    pub email_label: &'static str,
+    pub name_label: &'static str,
+    /// The honeypot's label (read only by bots and screen readers, which are told to skip it).
+    pub honeypot_label: &'static str,
+    /// The button.
+    pub subscribe_button: &'static str,
+    pub check_inbox_title: &'static str,
+    pub check_inbox: &'static str,
+    pub bad_address_title: &'static str,
+    pub bad_address: &'static str,
+    pub too_many_title: &'static str,
+    pub too_many: &'static str,
+    pub confirm_title: &'static str,
+    /// Above the confirm button: `{title}` is the newsletter's.
+    pub confirm_question: &'static str,
+    pub confirm_button: &'static str,
+    pub confirmed_title: &'static str,
+    pub confirmed: &'static str,
+    pub invalid_link_title: &'static str,
+    pub invalid_link: &'static str,
+    pub expired_link: &'static str,
+    pub unavailable_title: &'static str,
+    pub unavailable: &'static str,
+    /// The confirmation mail's subject: `{title}` is the newsletter's.
+    pub mail_subject: &'static str,
+    /// The mail's paragraphs before the link: `{title}` is the newsletter's.
+    pub mail_intro: &'static str,
+    /// The mail's link text.
+    pub mail_button: &'static str,
+    /// After the link: what happens if the reader does nothing.
+    pub mail_ignore: &'static str,
+}
+
+const SIGN_UP_ENGLISH: SignUp = SignUp {
+    subscribe: "Subscribe",
+    invite: "Get each new issue by email.",
+    email_label: "Email address",
+    name_label: "Name (optional)",
+    honeypot_label: "Leave this field empty",
+    subscribe_button: "Subscribe",
+    check_inbox_title: "Check your inbox",
+    check_inbox: "If this address can receive the newsletter, a message with a confirmation link is on its way. Open it and confirm to start receiving issues. Nothing is sent until you confirm.",
+    bad_address_title: "Check the address",
+    bad_address: "That does not look like an email address. Please go back and check it.",
+    too_many_title: "Too many requests",
+    too_many: "Too many sign-ups from your network. Please try again later.",
+    confirm_title: "Confirm your subscription",
+    confirm_question: "Start receiving {title} by email?",
+    confirm_button: "Confirm subscription",
+    confirmed_title: "Subscribed",
+    confirmed: "Thank you: you are subscribed. Every email has a link to unsubscribe.",
+    invalid_link_title: "Invalid link",
+    invalid_link: "This confirmation link is not valid. Copy the whole link from the email, or subscribe again.",
+    expired_link: "This confirmation link has expired. Please subscribe again to get a new one.",
+    unavailable_title: "Unavailable",
+    unavailable: "Sign-ups cannot be taken right now. Please try again in a few minutes.",
+    mail_subject: "Confirm your subscription to {title}",
+    mail_intro: "Someone, hopefully you, asked to receive {title} at this address. To confirm, open the link below and press the button.",
+    mail_button: "Confirm my subscription",
+    mail_ignore: "If you did not ask for this, ignore this message: you will not be subscribed and will receive nothing more. The link works for 7 days.",
+};
+
+const SIGN_UP_CHINESE: SignUp = SignUp {
+    subscribe: "订阅",
+    invite: "每期新刊通过电子邮件送达。",
+    email_label: "电子邮件地址",
+    name_label: "称呼（可不填）",
+    honeypot_label: "此栏请留空",
+    subscribe_button: "订阅",
+    check_inbox_title: "请查收邮件",
+    check_inbox: "如果该地址可以接收本刊，一封附有确认链接的邮件正在发出。请打开邮件并确认，之后才会开始收到新刊。确认之前不会发送任何内容。",
+    bad_address_title: "请检查地址",
+    bad_address: "这看起来不是有效的电子邮件地址，请返回检查。",
+    too_many_title: "请求过多",
+    too_many: "来自您网络的订阅请求过多，请稍后再试。",
+    confirm_title: "确认订阅",
+    confirm_question: "开始通过电子邮件接收《{title}》？",
+    confirm_button: "确认订阅",
+    confirmed_title: "订阅成功",
+    confirmed: "谢谢，您已订阅。每封邮件都附有退订链接。",
+    invalid_link_title: "链接无效",
+    invalid_link: "此确认链接无效。请从邮件中复制完整链接，或重新订阅。",
+    expired_link: "此确认链接已过期。请重新订阅以获取新的链接。",
+    unavailable_title: "暂不可用",
+    unavailable: "目前无法处理订阅，请几分钟后再试。",
+    mail_subject: "请确认订阅《{title}》",
+    mail_intro: "有人（希望是您本人）申请用此地址接收《{title}》。如需确认，请打开下面的链接并点击按钮。",
+    mail_button: "确认订阅",
+    mail_ignore: "如果这不是您本人的申请，请忽略此邮件：您不会被订阅，也不会再收到任何邮件。链接 7 天内有效。",
+};
+
+/// The sign-up words for `language` (as [`strings`] chooses).
+pub fn sign_up(language: &str) -> &'static SignUp {
+    if strings(language).tag == "zh" {
+        &SIGN_UP_CHINESE
+    } else {
+        &SIGN_UP_ENGLISH
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -137,7 +137,7 @@ pub fn issue_page(
                     @if let Some(p) = previous { a rel="prev" href={ "../" (p.slug) "/" } { "← " (p.title) } }
                     @if let Some(n) = next { a rel="next" href={ "../" (n.slug) "/" } { (n.title) " →" } }
                 }
-                footer { (feeds_nav()) }
+                footer { (subscribe_form(config)) (feeds_nav()) }
             }
         }
     };
@@ -180,6 +180,7 @@ pub fn index_page(config: &Config, issues: &[(&Issue, String)]) -> String {
                     }
                 }
                 footer {
+                    (subscribe_form(config))
                     nav.feeds aria-label="Feeds" {
                         a href=(RSS_FILE) { "RSS" } " · "
                         a href=(ATOM_FILE) { "Atom" } " · "
@@ -190,6 +191,19 @@ pub fn index_page(config: &Config, issues: &[(&Issue, String)]) -> String {
         }
     };
     page.into_string()
+}
+
+/// With `[serve]` configured, the sign-up form posting to `<base_url>subscribe`.
+fn subscribe_form(config: &Config) -> Markup {
+    if !config.serve.configured {
+        return html! {};
+    }
+    let words = crate::render::i18n::sign_up(&config.language);
+    html! {
+        section.subscribe aria-label=(words.subscribe) {
+            (crate::serve::subscribe::form(&format!("{}subscribe", config.base_url), words))
+        }
+    }
 }
 
 #[cfg(test)]

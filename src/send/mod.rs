@@ -581,6 +581,61 @@ pub fn dry_run(dir: &Path, issue_id: &str, out: &Path, source: Source<'_>) -> an
     Ok(n)
 }
 
+/// What the relay did with one message sent outside the ledger (`gazette serve`'s queue).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Handed {
+    /// Accepted (250): the relay's words.
+    Accepted(String),
+    /// Not accepted this time (no connection, 4xx, an unclear outcome): try again later.
+    Transient(String),
+    /// Refused for good (5xx): the relay's words.
+    Permanent(String),
+}
+
+/// Sends one message over `conn`, connecting first when it is None; leaves it None when the
+/// connection is no longer usable.
+pub fn hand_over(server: &Server, conn: &mut Option<Conn>, msg: &Outgoing) -> Handed {
+    if conn.is_none() {
+        match server.connect() {
+            Ok(c) => *conn = Some(c),
+            Err(Failure::Transient(m) | Failure::Fatal(m)) => return Handed::Transient(m),
+        }
+    }
+    let Some(c) = conn.as_mut() else {
+        return Handed::Transient("no connection".into());
+    };
+    let pipelining = server.pipelining.load(Ordering::Relaxed);
+    match deliver(c, msg, pipelining, || Ok(())) {
+        Ok((outcome, usable)) => {
+            if !usable {
+                if let Some(mut c) = conn.take() {
+                    c.abort();
+                }
+            }
+            match outcome {
+                Outcome::Sent(w) => Handed::Accepted(w),
+                Outcome::Failed(w) | Outcome::Bounced(w) => Handed::Permanent(w),
+                Outcome::Deferred(w) | Outcome::Unknown(w) | Outcome::Stop(w) => {
+                    Handed::Transient(w)
+                }
+            }
+        }
+        Err(Failure::Transient(m) | Failure::Fatal(m)) => {
+            if let Some(mut c) = conn.take() {
+                c.abort();
+            }
+            Handed::Transient(m)
+        }
+    }
+}
+
+/// Ends a connection politely.
+pub fn close(conn: Option<Conn>) {
+    if let Some(mut c) = conn {
+        c.quit();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

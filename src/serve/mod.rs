@@ -1,7 +1,10 @@
 //! `gazette serve`: serves `feeds/` over HTTP under base_url's path prefix, meant to sit behind
 //! a reverse proxy. Every request reads the file again, so a publish shows without a restart.
 
+mod confirm_mail;
 mod files;
+mod outbox;
+pub mod subscribe;
 mod unsubscribe;
 
 use std::net::SocketAddr;
@@ -35,6 +38,12 @@ pub(crate) struct App {
     /// The unsubscribe-token key; None when it cannot be read (unsubscribe answers 503).
     pub(crate) secret: Option<crate::token::Secret>,
     pub(crate) list_id: String,
+    /// The settings (sign-up pages and mails).
+    pub(crate) config: Config,
+    pub(crate) limiter: subscribe::Limiter,
+    /// Wakes the outgoing queue's sender.
+    pub(crate) wake: outbox::Wake,
+    pub(crate) dkim: Option<crate::render::email::Dkim>,
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
@@ -70,12 +79,30 @@ pub fn run(dir: &Path, listen: Option<&str>, quiet: bool) -> anyhow::Result<()> 
             None
         }
     };
+    let dkim = match &config.dkim {
+        Some(d) => match crate::newsletter::dkim_key(d) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                eprintln!("gazette serve: confirmation mails go out unsigned: {e:#}");
+                None
+            }
+        },
+        None => None,
+    };
+    // Made and migrated here, once, before the queue's sender and the requests open it
+    // side by side.
+    drop(crate::store::Store::open(dir)?);
+    let wake = outbox::start(dir.to_path_buf(), &config, quiet);
     let app = Arc::new(App {
         feeds,
         prefix,
         dir: dir.to_path_buf(),
         secret,
         list_id: config.email.list_id.clone(),
+        limiter: subscribe::Limiter::new(config.serve.signups_per_hour),
+        config,
+        wake,
+        dkim,
     });
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -95,17 +122,29 @@ async fn serve(app: Arc<App>, addr: SocketAddr, quiet: bool) -> anyhow::Result<(
     let router = Router::new()
         .route(&format!("{prefix}unsubscribe"), unsubscribe.clone())
         .route(&format!("{prefix}unsubscribe/"), unsubscribe)
+        .route(
+            &format!("{prefix}subscribe"),
+            axum::routing::any(subscribe::subscribe),
+        )
+        .route(
+            &format!("{prefix}confirm"),
+            axum::routing::any(subscribe::confirm),
+        )
         .fallback(files::handle)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(html_headers))
         .layer(middleware::from_fn(move |req, next| log(req, next, quiet)))
         .with_state(app);
     println!("gazette serve: listening on http://{local}{prefix}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown())
-        .await
-        .context("the server stopped")?;
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown())
+    .await
+    .context("the server stopped")?;
     if !quiet {
         eprintln!("gazette serve: stopped");
     }
@@ -156,3 +195,25 @@ async fn shutdown() {
 
 /// Keeps `State` imported for submodules.
 pub(crate) type Shared = State<Arc<App>>;
+
+/// Every HTML answer carries the CSP, `Referrer-Policy: no-referrer` (tokens are in URLs) and
+/// `nosniff`, whichever handler made it.
+async fn html_headers(req: Request, next: Next) -> Response {
+    use axum::http::{HeaderValue, header};
+    let mut response = next.run(req).await;
+    let html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    let h = response.headers_mut();
+    if html {
+        h.entry(header::CONTENT_SECURITY_POLICY)
+            .or_insert(HeaderValue::from_static(CSP));
+        h.entry(header::REFERRER_POLICY)
+            .or_insert(HeaderValue::from_static("no-referrer"));
+    }
+    h.entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    response
+}

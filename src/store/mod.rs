@@ -4,9 +4,11 @@
 
 pub mod csv;
 mod ledger;
+mod outbox;
 mod subscribers;
 
 pub use ledger::{Counts, Delivery, LedgerWrite, Recipient, SentIssue, State};
+pub use outbox::{Queued, QueuedMessage, SignedUp};
 pub use subscribers::{Added, Address, Imported, Status, Subscriber};
 
 use std::fmt;
@@ -95,6 +97,26 @@ const MIGRATIONS: &[&str] = &[
         created_at     TEXT NOT NULL,
         UNIQUE (subscriber_id, kind, source)
     );",
+    // 5: the outgoing queue of `gazette serve` (confirmation mails): each message's bytes,
+    // kept `queued` until the relay's 250, then `sent` (kept a while: the one-a-day limit
+    // reads it); `failed` after a permanent refusal or too many attempts.
+    "CREATE TABLE outbox (
+        id            INTEGER PRIMARY KEY,
+        kind          TEXT NOT NULL,
+        email         TEXT NOT NULL,
+        email_key     TEXT NOT NULL,
+        sender        TEXT NOT NULL,
+        message_id    TEXT NOT NULL,
+        message       BLOB NOT NULL,
+        state         TEXT NOT NULL CHECK (state = 'queued' OR state = 'sent' OR state = 'failed'),
+        attempts      INTEGER NOT NULL DEFAULT 0,
+        next_attempt  TEXT NOT NULL,
+        last_reply    TEXT,
+        created_at    TEXT NOT NULL,
+        updated_at    TEXT NOT NULL
+    );
+    CREATE INDEX outbox_due ON outbox (state, next_attempt);
+    CREATE INDEX outbox_address ON outbox (email_key, kind, created_at);",
 ];
 
 /// The schema version this gazette writes.

@@ -197,3 +197,10 @@ text_header!(
 
 /// The value of `List-Unsubscribe-Post` that asks for a one-click POST.
 pub(super) const ONE_CLICK: &str = "List-Unsubscribe=One-Click";
+
+impl Dkim {
+    /// Signs a message built elsewhere (`gazette serve`'s confirmation mail).
+    pub fn sign(&self, message: &mut Message) {
+        message.sign(&self.config);
+    }
+}
