@@ -610,9 +610,22 @@ fn cmd_send(dir: &Path, args: &SendArgs, quiet: bool, json: bool) -> anyhow::Res
     let prepared = prepare_email(dir, &config, issue)?;
     // A real send dates each message when it is handed to SMTP; a dry run, like the outbox,
     // shows the issue's date.
-    let source = |r: &store::Recipient| match &r.date {
-        Some(date) => prepared.message_at(&email_recipient(r), date),
-        None => prepared.message(&email_recipient(r)),
+    let verp = match &config.email.bounce_address {
+        Some(b) => Some(inbound::verp::Envelope::new(
+            b,
+            &token::Secret::load(dir)?,
+            &config.email.list_id,
+            &issue.id,
+        )),
+        None => None,
+    };
+    let source = |r: &store::Recipient| {
+        let mut m = prepared.subscriber_message(&email_recipient(r), r.id, r.date.as_deref())?;
+        if let Some(v) = &verp {
+            // VERP: the envelope sender names the recipient and the issue.
+            m.from = v.address(r.id);
+        }
+        Ok(m)
     };
     if args.dry_run {
         let out = dir.join("outbox").join(&issue.slug).join("dry-run");
