@@ -290,13 +290,21 @@ fn cmd_subscribers(dir: &Path, sub: Subscribers, quiet: bool, json: bool) -> any
                 if json {
                     writeln!(out, "{}", serde_json::to_string(s)?)?;
                 } else {
-                    writeln!(
+                    write!(
                         out,
                         "{}\t{}\t{}",
                         s.email,
                         s.status,
                         s.name.as_deref().unwrap_or("")
                     )?;
+                    if let Some(at) = s.status_at.as_deref().filter(|_| {
+                        use store::Status::*;
+                        matches!(s.status, Unsubscribed | Bounced | Complained)
+                    }) {
+                        // Suppressed: why and since when.
+                        write!(out, "\t{}\t{at}", s.reason.as_deref().unwrap_or("-"))?;
+                    }
+                    writeln!(out)?;
                 }
                 Ok(())
             })
@@ -824,10 +832,15 @@ fn cmd_status_all(dir: &Path, json: bool) -> anyhow::Result<()> {
     for issue in issues.iter().rev() {
         all.push((issue, db.counts(&issue.id)?));
     }
+    let returned = db.inbound_counts()?;
+    let returned_of = |id: &str| returned.get(id).copied().unwrap_or_default();
     if json {
         let rows: Vec<_> = all
             .iter()
-            .map(|(i, c)| serde_json::json!({ "issue": i.slug, "id": i.id, "counts": c }))
+            .map(|(i, c)| {
+                serde_json::json!({ "issue": i.slug, "id": i.id, "counts": c,
+                "inbound": inbound::status_json(&returned_of(&i.id), c.sent) })
+            })
             .collect();
         say!("{}", serde_json::Value::Array(rows));
         return Ok(());
@@ -844,7 +857,18 @@ fn cmd_status_all(dir: &Path, json: bool) -> anyhow::Result<()> {
                 c.sent, c.failed, c.bounced, c.deferred, c.pending, c.unknown
             )
         };
-        say!("{:width$}  {line}", issue.slug);
+        let note = inbound::status_note(&returned_of(&issue.id), c.sent)
+            .map(|n| format!("; {n}"))
+            .unwrap_or_default();
+        say!("{:width$}  {line}{note}", issue.slug);
+    }
+    let complaints: u64 = returned.values().map(|r| r.complaints).sum();
+    if !returned.is_empty() {
+        let sent: u64 = all.iter().map(|(_, c)| c.sent).sum();
+        say!(
+            "complaint rate: {} ({complaints} complaint(s) for {sent} message(s) sent)",
+            inbound::complaint_rate(complaints, sent)
+        );
     }
     Ok(())
 }
@@ -859,6 +883,7 @@ fn cmd_status(dir: &Path, slug: &str, json: bool) -> anyhow::Result<()> {
         anyhow::bail!("no subscriber database yet: import subscribers first");
     };
     let counts = db.counts(&issue.id)?;
+    let returned = db.inbound_counts()?.remove(&issue.id).unwrap_or_default();
     use store::State;
     let rows = db.deliveries(
         &issue.id,
@@ -873,7 +898,8 @@ fn cmd_status(dir: &Path, slug: &str, json: bool) -> anyhow::Result<()> {
     if json {
         say!(
             "{}",
-            serde_json::json!({ "issue": slug, "id": issue.id, "counts": counts, "problems": rows })
+            serde_json::json!({ "issue": slug, "id": issue.id, "counts": counts, "problems": rows,
+                "inbound": inbound::status_json(&returned, counts.sent) })
         );
         return Ok(());
     }
@@ -894,6 +920,9 @@ fn cmd_status(dir: &Path, slug: &str, json: bool) -> anyhow::Result<()> {
             String::new()
         }
     );
+    if let Some(note) = inbound::status_note(&returned, counts.sent) {
+        say!("{note}");
+    }
     for r in &rows {
         say!(
             "{}\t{}\t{}\t{}",

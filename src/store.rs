@@ -160,6 +160,10 @@ pub struct Subscriber {
     pub status: Status,
     pub created_at: String,
     pub updated_at: String,
+    /// Why the subscriber was suppressed (`bounce: 5.1.1`, `complaint: -`), where recorded.
+    pub reason: Option<String>,
+    /// When the status last changed to what it is (RFC 3339); None while active.
+    pub status_at: Option<String>,
 }
 
 /// An address checked and put in its one stored form: trimmed, domain lowercased. Two
@@ -702,7 +706,8 @@ impl Store {
         mut f: impl FnMut(&Subscriber) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, email, name, status, created_at, updated_at FROM subscribers ORDER BY id",
+            "SELECT id, email, name, status, created_at, updated_at, reason, status_at
+             FROM subscribers ORDER BY id",
         )?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
@@ -713,6 +718,8 @@ impl Store {
                 status: Status::parse(&r.get::<_, String>(3)?)?,
                 created_at: r.get(4)?,
                 updated_at: r.get(5)?,
+                reason: r.get(6)?,
+                status_at: r.get(7)?,
             };
             f(&s)?;
         }
@@ -1142,23 +1149,7 @@ impl Store {
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
-
-    /// Why and since when each suppressed subscriber is suppressed, by id.
-    pub fn suppression_reasons(
-        &self,
-    ) -> anyhow::Result<std::collections::HashMap<i64, Suppression>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, reason, status_at FROM subscribers WHERE status != 'active'")?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
-    }
 }
-
-/// Why a subscriber is suppressed, and since when (RFC 3339), where recorded.
-pub type Suppression = (Option<String>, Option<String>);
 
 /// What `inbound` recorded about one issue.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]

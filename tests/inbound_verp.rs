@@ -448,3 +448,123 @@ fn a_bad_bounce_address_or_soft_bounce_limit_is_a_located_error() {
         "{err}"
     );
 }
+
+/// An ARF complaint (RFC 5965) whose provider redacted the reader: only the returned
+/// headers' Return-Path (the VERP address) names them.
+fn arf(id: &str, verp: &str) -> String {
+    format!(
+        "From: feedback@provider.example\n\
+         To: abuse@digest.example.org\n\
+         Subject: complaint about message\n\
+         Message-ID: <{id}@provider.example>\n\
+         MIME-Version: 1.0\n\
+         Content-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\n\
+         \n\
+         --F\n\
+         Content-Type: text/plain\n\
+         \n\
+         This is an email abuse report.\n\
+         --F\n\
+         Content-Type: message/feedback-report\n\
+         \n\
+         Feedback-Type: abuse\n\
+         User-Agent: provider-fbl/1.0\n\
+         Version: 1\n\
+         \n\
+         --F\n\
+         Content-Type: text/rfc822-headers\n\
+         \n\
+         Return-Path: <{verp}>\n\
+         From: digest@digest.example.org\n\
+         Subject: an issue\n\
+         \n\
+         --F--\n"
+    )
+}
+
+#[test]
+fn status_counts_what_came_back_per_issue_and_the_list_says_why_and_when() {
+    let sink = Sink::start();
+    let readers = ["ann@example.org", "ben@example.org", "cat@example.org"];
+    let n = newsletter(&readers, "");
+    let all = send(&n, &sink, ISSUES[0], 1);
+    let before = n.gazette(&["status"]).ok().stdout;
+    assert!(!before.contains("returned:"), "{before}");
+    assert!(!before.contains("complaint rate"), "{before}");
+
+    let ann = &caught(&all, "ann@example.org").mail_from;
+    inbound(&n, "b.eml", &dsn("b1", ann, "5.1.1", None));
+    let ben = &caught(&all, "ben@example.org").mail_from;
+    let out = inbound(&n, "c.eml", &arf("c1", ben));
+    assert_eq!(out["kind"], "complaint", "{out}");
+    assert_eq!(out["recipients"][0]["address"], "ben@example.org", "{out}");
+    let cat = &caught(&all, "cat@example.org").mail_from;
+    inbound(&n, "s.eml", &dsn("s1", cat, "4.2.2", None));
+
+    let one = n.gazette(&["status", ISSUES[0]]).ok().stdout;
+    assert!(
+        one.lines()
+            .any(|l| l
+                == "returned: 1 bounced, 1 soft-bounced, 1 complaint(s), complaint rate 33.33%"),
+        "{one}"
+    );
+    let all_issues = n.gazette(&["status"]).ok().stdout;
+    let line = all_issues
+        .lines()
+        .find(|l| l.starts_with(ISSUES[0]))
+        .unwrap();
+    assert!(
+        line.ends_with(
+            "; returned: 1 bounced, 1 soft-bounced, 1 complaint(s), complaint rate 33.33%"
+        ),
+        "{all_issues}"
+    );
+    assert!(
+        all_issues
+            .lines()
+            .any(|l| l == "complaint rate: 33.33% (1 complaint(s) for 3 message(s) sent)"),
+        "{all_issues}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&n.gazette(&["status", ISSUES[0], "--json"]).ok().stdout).unwrap();
+    assert_eq!(json["inbound"]["bounces"], 1, "{json}");
+    assert_eq!(json["inbound"]["soft_bounces"], 1, "{json}");
+    assert_eq!(json["inbound"]["complaints"], 1, "{json}");
+    let rate = json["inbound"]["complaint_rate"].as_f64().unwrap();
+    assert!((rate - 1.0 / 3.0).abs() < 1e-9, "{json}");
+    // Another issue, with nothing back, shows nothing extra.
+    let other = n.gazette(&["status", ISSUES[1]]).ok().stdout;
+    assert!(!other.contains("returned:"), "{other}");
+
+    let list = n.gazette(&["subscribers", "list"]).ok().stdout;
+    assert!(
+        list.lines()
+            .any(|l| l == "ann@example.org\tbounced\t\tbounce: 5.1.1\t2026-01-01T00:00:00Z"),
+        "{list}"
+    );
+    assert!(
+        list.lines()
+            .any(|l| l == "ben@example.org\tcomplained\t\tcomplaint: -\t2026-01-01T00:00:00Z"),
+        "{list}"
+    );
+    assert!(
+        list.lines().any(|l| l == "cat@example.org\tactive\t"),
+        "{list}"
+    );
+    let csv = n.gazette(&["subscribers", "export"]).ok().stdout;
+    assert!(
+        csv.starts_with("email,name,status,created_at,updated_at,reason,status_at\n"),
+        "{csv}"
+    );
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("ann@example.org,,bounced,")
+                && l.ends_with(",bounce: 5.1.1,2026-01-01T00:00:00Z")),
+        "{csv}"
+    );
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("cat@example.org,,active,") && l.ends_with(",,")),
+        "{csv}"
+    );
+}

@@ -248,3 +248,38 @@ impl Tokens {
             .map(String::as_str))
     }
 }
+
+/// What `status` adds for one issue once `inbound` has read mail about it: bounces (hard and
+/// temporary) and complaints, and the complaint rate over the messages sent. None when
+/// nothing came back.
+pub fn status_note(c: &crate::store::InboundCounts, sent: u64) -> Option<String> {
+    if *c == crate::store::InboundCounts::default() {
+        return None;
+    }
+    Some(format!(
+        "returned: {} bounced, {} soft-bounced, {} complaint(s), complaint rate {}",
+        c.bounces,
+        c.soft_bounces,
+        c.complaints,
+        complaint_rate(c.complaints, sent)
+    ))
+}
+
+/// `status --json`'s `inbound` object for one issue.
+pub fn status_json(c: &crate::store::InboundCounts, sent: u64) -> serde_json::Value {
+    serde_json::json!({
+        "bounces": c.bounces,
+        "soft_bounces": c.soft_bounces,
+        "complaints": c.complaints,
+        "complaint_rate": (sent > 0).then(|| c.complaints as f64 / sent as f64),
+    })
+}
+
+/// Complaints over messages sent, as a percentage with two decimals (`0.30%`; `-` before
+/// anything was sent). Gmail and Yahoo ask bulk senders to stay under 0.3%.
+pub fn complaint_rate(complaints: u64, sent: u64) -> String {
+    if sent == 0 {
+        return "-".into();
+    }
+    format!("{:.2}%", complaints as f64 * 100.0 / sent as f64)
+}
