@@ -397,8 +397,19 @@ fn temporary_failures_on_three_issues_in_a_row_bounce_a_reader() {
         soft("ann@example.org", 0, "a1")["action"],
         "soft bounce counted"
     );
-    soft("ann@example.org", 0, "a1");
+    let again = soft("ann@example.org", 0, "a1");
+    assert_eq!(again["action"], "soft bounce counted", "{again}");
+    let db = n.path().join(".gazette/gazette.db").display().to_string();
+    let events = || {
+        crate::support::tool("sqlite3", &[&db, "SELECT COUNT(*) FROM events"])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
+    };
+    assert_eq!(events(), "1");
     soft("ann@example.org", 1, "a2");
+    assert_eq!(events(), "2");
     assert_eq!(status_of(&n, "ann@example.org"), "active");
     // Issue 3 fails too: three issues in a row.
     let out = soft("ann@example.org", 2, "a3");
