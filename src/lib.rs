@@ -618,15 +618,7 @@ fn cmd_send(dir: &Path, args: &SendArgs, quiet: bool, json: bool) -> anyhow::Res
     let prepared = prepare_email(dir, &config, issue)?;
     // A real send dates each message when it is handed to SMTP; a dry run, like the outbox,
     // shows the issue's date.
-    let verp = match &config.email.bounce_address {
-        Some(b) => Some(inbound::verp::Envelope::new(
-            b,
-            &token::Secret::load(dir)?,
-            &config.email.list_id,
-            &issue.id,
-        )),
-        None => None,
-    };
+    let verp = inbound::verp::Envelope::for_issue(dir, &config, &issue.id)?;
     let source = |r: &store::Recipient| {
         let mut m = prepared.subscriber_message(&email_recipient(r), r.id, r.date.as_deref())?;
         if let Some(v) = &verp {

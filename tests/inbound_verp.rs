@@ -273,6 +273,22 @@ fn each_message_leaves_with_a_signed_verp_sender_and_a_bounce_to_it_names_its_re
     assert_eq!(out["action"], "none", "{out}");
     assert_eq!(status_of(&n, "cat@example.org"), "active");
 
+    // A plain-text bounce to cat's VERP address whose body names nobody: counted for cat, as
+    // temporary (its cause is unknown); the same with a forged token names nobody.
+    let plain = |to: &str, id: &str| {
+        format!(
+            "From: MAILER-DAEMON@mx.example.net\nTo: {to}\nSubject: Mail delivery failed\n\
+             Message-ID: <{id}@mx.example.net>\n\nYour message could not be delivered.\n"
+        )
+    };
+    let out = inbound(&n, "plain-forged.eml", &plain(&bad, "p1"));
+    assert_eq!(out["kind"], "bounce", "{out}");
+    assert_eq!(out["recipients"], serde_json::json!([]), "{out}");
+    let out = inbound(&n, "plain.eml", &plain(cat, "p2"));
+    assert_eq!(out["recipients"][0]["address"], "cat@example.org", "{out}");
+    assert_eq!(out["action"], "soft bounce counted", "{out}");
+    assert_eq!(status_of(&n, "cat@example.org"), "active");
+
     // Without bounce_address, the envelope sender is the From address, as before.
     let plain = Newsletter::sample();
     plain

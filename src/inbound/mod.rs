@@ -224,7 +224,12 @@ impl Tokens {
                 }];
             }
             (Some(e), _) => {
-                if c.recipients.is_empty() && matches!(c.kind, Kind::Complaint | Kind::Delivery) {
+                // A report naming nobody (a plain-text bounce without address lines, a
+                // redacted complaint, a success report) is still about this subscriber; a
+                // bounce whose status is unknown counts as temporary.
+                if c.recipients.is_empty()
+                    && matches!(c.kind, Kind::Bounce | Kind::Complaint | Kind::Delivery)
+                {
                     c.recipients.push(classify::Recipient {
                         address: e.clone(),
                         status: None,

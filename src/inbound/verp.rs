@@ -35,6 +35,23 @@ impl Envelope {
         }
     }
 
+    /// The envelope of one issue's messages under `[email] bounce_address`, if set.
+    pub fn for_issue(
+        dir: &std::path::Path,
+        config: &crate::config::Config,
+        issue_id: &str,
+    ) -> anyhow::Result<Option<Envelope>> {
+        let Some(bounce) = &config.email.bounce_address else {
+            return Ok(None);
+        };
+        Ok(Some(Envelope::new(
+            bounce,
+            &Secret::load(dir)?,
+            &config.email.list_id,
+            issue_id,
+        )))
+    }
+
     /// `local+TOKEN@domain` for one subscriber.
     pub fn address(&self, subscriber_id: i64) -> Address {
         let token = self.secret.local_token(
