@@ -1093,6 +1093,25 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// The issue whose message to `address` had this Message-ID (without angle brackets).
+    pub fn issue_of_message(
+        &self,
+        address: &Address,
+        message_id: &str,
+    ) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT d.issue_id FROM subscribers s
+                 JOIN sent_issues si
+                 JOIN deliveries d ON d.issue_id = si.issue_id AND d.subscriber_id = s.id
+                 WHERE s.email_key = ?1 AND d.message_id = ?2 LIMIT 1",
+                params![address.key, message_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// The soft-bounce streak of a subscriber: walking the issues sent to them from the
     /// newest one with a temporary failure (`kind`) back, how many in a row failed. An issue
     /// sent to them in between with no failure recorded (or a success report) was delivered

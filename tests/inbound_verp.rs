@@ -91,6 +91,7 @@ impl Sink {
                     .trim_start_matches('<')
                     .to_string(),
                 list_unsubscribe: field("List-Unsubscribe"),
+                message_id: field("Message-ID"),
             });
         }
         all
@@ -101,6 +102,7 @@ struct Caught {
     rcpt: String,
     mail_from: String,
     list_unsubscribe: String,
+    message_id: String,
 }
 
 fn newsletter(readers: &[&str], extra: &str) -> Newsletter {
@@ -152,6 +154,20 @@ fn caught<'a>(all: &'a [Caught], rcpt: &str) -> &'a Caught {
 /// A Postfix-style DSN to `to` (the envelope sender of the returned message), whose report
 /// names `final_rcpt` or, with None, nobody.
 fn dsn(id: &str, to: &str, status: &str, final_rcpt: Option<&str>) -> String {
+    dsn_of(id, to, status, final_rcpt, None)
+}
+
+/// [`dsn`], its returned headers with the original's Message-ID.
+fn dsn_of(
+    id: &str,
+    to: &str,
+    status: &str,
+    final_rcpt: Option<&str>,
+    original: Option<&str>,
+) -> String {
+    let original = original
+        .map(|m| format!("Message-ID: {m}\n"))
+        .unwrap_or_default();
     let final_rcpt = final_rcpt
         .map(|r| format!("Final-Recipient: rfc822; {r}\n"))
         .unwrap_or_default();
@@ -182,7 +198,7 @@ fn dsn(id: &str, to: &str, status: &str, final_rcpt: Option<&str>) -> String {
          \n\
          Return-Path: <{to}>\n\
          From: digest@digest.example.org\n\
-         Subject: an issue\n\
+         {original}Subject: an issue\n\
          \n\
          --B--\n"
     )
@@ -594,4 +610,52 @@ fn status_counts_what_came_back_per_issue_and_the_list_says_why_and_when() {
             .any(|l| l.starts_with("cat@example.org,,active,") && l.ends_with(",,")),
         "{csv}"
     );
+}
+
+#[test]
+fn without_verp_the_returned_message_id_names_the_issue_of_a_soft_bounce() {
+    let sink = Sink::start();
+    let n = Newsletter::sample();
+    for r in ["ann@example.org", "ben@example.org"] {
+        n.gazette(&["subscribers", "add", r]).ok();
+    }
+    let sent: Vec<Vec<Caught>> = ISSUES[..3]
+        .iter()
+        .enumerate()
+        .map(|(i, issue)| send(&n, &sink, issue, i as u32 + 1))
+        .collect();
+    assert_eq!(sent[0][0].mail_from, "digest@digest.example.org");
+    let soft = |who: &str, issue: usize, id: &str, original: Option<&str>| {
+        let mid = caught(&sent[issue], who).message_id.clone();
+        let dsn = dsn_of(
+            id,
+            "digest@digest.example.org",
+            "4.2.2",
+            Some(who),
+            Some(original.unwrap_or(&mid)),
+        );
+        inbound(&n, &format!("{id}.eml"), &dsn)
+    };
+    // ben: Message-IDs gazette never sent name no issue, so they never add up.
+    for (i, id) in ["b1", "b2", "b3"].iter().enumerate() {
+        let out = soft(
+            "ben@example.org",
+            i,
+            id,
+            Some(&format!("<forged{i}@example.org>")),
+        );
+        assert_eq!(out["action"], "soft bounce counted", "{out}");
+    }
+    assert_eq!(status_of(&n, "ben@example.org"), "active");
+    soft("ann@example.org", 0, "a1", None);
+    soft("ann@example.org", 1, "a2", None);
+    assert_eq!(status_of(&n, "ann@example.org"), "active");
+    let out = soft("ann@example.org", 2, "a3", None);
+    assert_eq!(
+        out["action"], "bounced: soft bounces on too many issues",
+        "{out}"
+    );
+    assert_eq!(status_of(&n, "ann@example.org"), "bounced");
+    let one = n.gazette(&["status", ISSUES[1]]).ok().stdout;
+    assert!(one.contains("returned: 0 bounced, 1 soft-bounced"), "{one}");
 }

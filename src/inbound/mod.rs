@@ -75,8 +75,13 @@ pub fn run(dir: &Path, paths: &[PathBuf], dry_run: bool, json: bool) -> anyhow::
                     k => k.as_str(),
                 };
                 let source = c.message_id.clone().unwrap_or_else(|| msg.name.clone());
-                let first =
-                    db.record_issue_event(&addr, kind, r.status.as_deref(), &source, issue)?;
+                let first = db.record_issue_event(
+                    &addr,
+                    kind,
+                    r.status.as_deref(),
+                    &source,
+                    issue.as_deref(),
+                )?;
                 if first && let Some(s) = status {
                     let suppress = match s {
                         Status::Bounced => r.hard,
@@ -191,6 +196,33 @@ impl Tokens {
         c: &mut Classified,
         raw: &[u8],
         db: &Store,
+    ) -> anyhow::Result<Option<String>> {
+        if let Some(issue) = self.attribute_token(c, raw, db)? {
+            return Ok(Some(issue.to_string()));
+        }
+        // No token: the returned message's Message-ID, which gazette makes per issue and
+        // recipient, names the issue in the ledger.
+        if !matches!(c.kind, Kind::Bounce | Kind::Complaint) || c.recipients.is_empty() {
+            return Ok(None);
+        }
+        let Some(message_id) = returned_message_id(raw) else {
+            return Ok(None);
+        };
+        for r in &c.recipients {
+            if let Ok(addr) = Address::parse(&r.address)
+                && let Some(issue) = db.issue_of_message(&addr, &message_id)?
+            {
+                return Ok(Some(issue));
+            }
+        }
+        Ok(None)
+    }
+
+    fn attribute_token(
+        &self,
+        c: &mut Classified,
+        raw: &[u8],
+        db: &Store,
     ) -> anyhow::Result<Option<&str>> {
         let Some(secret) = &self.secret else {
             if c.kind == Kind::Unsubscribe {
@@ -287,4 +319,36 @@ pub fn complaint_rate(complaints: u64, sent: u64) -> String {
         return "-".into();
     }
     format!("{:.2}%", complaints as f64 * 100.0 / sent as f64)
+}
+
+/// The Message-ID of the message a report returns (a `message/rfc822` part or the
+/// `text/rfc822-headers` of a DSN or ARF), without angle brackets.
+fn returned_message_id(raw: &[u8]) -> Option<String> {
+    use mail_parser::{MimeHeaders, PartType};
+    let msg = mail_parser::MessageParser::default().parse(raw)?;
+    for part in msg.parts.iter() {
+        let Some(ct) = part.content_type() else {
+            continue;
+        };
+        let ctype = ct.ctype().to_ascii_lowercase();
+        let sub = ct.subtype().unwrap_or("").to_ascii_lowercase();
+        let found = match (ctype.as_str(), sub.as_str(), &part.body) {
+            ("message", "rfc822" | "global", PartType::Message(m)) => {
+                m.message_id().map(str::to_string)
+            }
+            ("text", "rfc822-headers", _) => String::from_utf8_lossy(part.contents())
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.trim()
+                        .eq_ignore_ascii_case("message-id")
+                        .then(|| v.trim().trim_matches(['<', '>']).to_string())
+                }),
+            _ => None,
+        };
+        if let Some(id) = found.filter(|id| !id.is_empty()) {
+            return Some(id);
+        }
+    }
+    None
 }
