@@ -49,6 +49,7 @@ pub struct Config {
     pub serve_listen: String,
     /// The rest of `[serve]`.
     pub serve: ServeConfig,
+    pub inbound: InboundConfig,
 }
 
 /// `[serve]` beyond `listen`: sign-up settings of `gazette serve`.
@@ -75,6 +76,17 @@ pub struct EmailConfig {
     pub unsubscribe_url: String,
     /// The recipient of the sample message that `publish` and `preview` write.
     pub sample_recipient: Mailbox,
+    /// `bounce_address`: each message of `send` leaves with MAIL FROM `local+TOKEN@domain`
+    /// (VERP), so whatever comes back names its recipient. None: the `From` address.
+    pub bounce_address: Option<lettre::Address>,
+}
+
+/// `[inbound]`: how `gazette inbound` acts on what it reads.
+#[derive(Clone, Debug)]
+pub struct InboundConfig {
+    /// Temporary failures on this many different issues, with no delivery in between, mark
+    /// a subscriber `bounced`.
+    pub soft_bounce_limit: u32,
 }
 
 /// How the SMTP connection is secured.
@@ -134,6 +146,14 @@ struct RawConfig {
     smtp: RawSmtp,
     dkim: Option<RawDkim>,
     serve: Option<RawServe>,
+    #[serde(default)]
+    inbound: RawInbound,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawInbound {
+    soft_bounce_limit: Option<Spanned<i64>>,
 }
 
 /// `[serve]`: where `gazette serve` listens.
@@ -195,6 +215,7 @@ struct RawEmail {
     unsubscribe_mailto: Option<Spanned<String>>,
     unsubscribe_url: Option<Spanned<String>>,
     sample_recipient: Option<Spanned<String>>,
+    bounce_address: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -493,6 +514,36 @@ impl Config {
                 .unwrap_or_default(),
         };
 
+        let bounce_address = e
+            .bounce_address
+            .as_ref()
+            .and_then(|b| match bounce_address(b.get_ref()) {
+                Ok(a) => Some(a),
+                Err(why) => {
+                    bad(
+                        b.span(),
+                        format!("email.bounce_address `{}` {why}", b.get_ref()),
+                        "write a plain address whose mailbox also receives `local+anything@domain`, e.g. \"bounces@example.org\"",
+                    );
+                    None
+                }
+            });
+        let soft_bounce_limit = match &raw.inbound.soft_bounce_limit {
+            None => 3,
+            Some(n) if (1..=100).contains(n.get_ref()) => *n.get_ref() as u32,
+            Some(n) => {
+                bad(
+                    n.span(),
+                    format!(
+                        "inbound.soft_bounce_limit must be between 1 and 100, not {}",
+                        n.get_ref()
+                    ),
+                    "e.g. soft_bounce_limit = 3: temporary failures on three issues in a row",
+                );
+                3
+            }
+        };
+
         let s = raw.smtp;
         let concurrency = *s.concurrency.get_ref();
         if !(1..=256).contains(&concurrency) {
@@ -592,7 +643,9 @@ impl Config {
                 unsubscribe_mailto,
                 unsubscribe_url,
                 sample_recipient,
+                bounce_address,
             },
+            inbound: InboundConfig { soft_bounce_limit },
             smtp: SmtpConfig {
                 url: s.url.into_inner(),
                 tls: s.tls,
@@ -632,6 +685,27 @@ fn is_language_tag(tag: &str) -> bool {
     (2..=3).contains(&first.len())
         && first.chars().all(|c| c.is_ascii_alphabetic())
         && parts.all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+/// `email.bounce_address`: an ASCII address with room for `+TOKEN` in its local part.
+fn bounce_address(text: &str) -> Result<lettre::Address, String> {
+    let a: lettre::Address = text
+        .trim()
+        .parse()
+        .map_err(|e| format!("is not an email address: {e}"))?;
+    if !AsRef::<str>::as_ref(&a).is_ascii() {
+        return Err("must be ASCII (it is the SMTP envelope sender)".into());
+    }
+    if a.user().contains('+') {
+        return Err("must not hold `+`: gazette adds `+TOKEN` to it".into());
+    }
+    let room = 64 - 1 - crate::token::LOCAL_TOKEN_MAX;
+    if a.user().len() > room {
+        return Err(format!(
+            "has a local part over {room} characters: with `+TOKEN` it would exceed 64"
+        ));
+    }
+    Ok(a)
 }
 
 /// The first pause before a temporary failure is retried in the same run.

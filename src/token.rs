@@ -370,3 +370,189 @@ mod confirm_tests {
         );
     }
 }
+
+/// What a [`Secret::local_token`] is for: a token made for one purpose never verifies for
+/// another (a bounce address cannot unsubscribe anyone, and the reverse).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// The `+TOKEN` of the envelope sender (VERP): who a returned message was sent to.
+    Bounce,
+    /// The `+TOKEN` of the List-Unsubscribe mailto: who asked to leave.
+    Unsubscribe,
+}
+
+/// What a local-part token names: a subscriber id and the first bytes of the SHA-256 of the
+/// issue id (see [`issue_tag`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalToken {
+    pub subscriber_id: i64,
+    pub issue: [u8; 4],
+}
+
+/// The bytes of the issue id's SHA-256 that a local-part token carries.
+pub fn issue_tag(issue_id: &str) -> [u8; 4] {
+    use sha2::Digest;
+    let h = Sha256::digest(issue_id.as_bytes());
+    [h[0], h[1], h[2], h[3]]
+}
+
+/// The longest token [`Secret::local_token`] makes (a 9-byte id, 4 issue bytes, 8 MAC bytes).
+pub const LOCAL_TOKEN_MAX: usize = 34;
+
+/// RFC 4648 base32, lowercase, no padding: survives relays that change the case of local parts
+/// and holds only letters and digits.
+const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+
+fn base32(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 8 / 5 + 1);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for &b in bytes {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(BASE32[((acc >> bits) & 31) as usize] as char);
+        }
+        acc &= (1 << bits) - 1;
+    }
+    if bits > 0 {
+        out.push(BASE32[((acc << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+fn unbase32(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 5 / 8);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.bytes() {
+        let v = BASE32.iter().position(|&x| x == c.to_ascii_lowercase())? as u32;
+        acc = (acc << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+        acc &= (1 << bits) - 1;
+    }
+    // Left-over bits must be the zero padding of the last character.
+    (acc == 0).then_some(out)
+}
+
+impl Secret {
+    fn local_mac(&self, purpose: Purpose, list_id: &str, payload: &[u8]) -> Hmac<Sha256> {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        mac.update(match purpose {
+            Purpose::Bounce => b"gazette-bounce\0".as_slice(),
+            Purpose::Unsubscribe => b"gazette-unsubscribe\0".as_slice(),
+        });
+        mac.update(list_id.as_bytes());
+        mac.update(b"\0");
+        mac.update(payload);
+        mac
+    }
+
+    /// A short token for a local part (`bounces+TOKEN@…`): the subscriber id, the issue's tag
+    /// and 8 bytes of HMAC-SHA256, in lowercase base32 (at most [`LOCAL_TOKEN_MAX`] characters).
+    pub fn local_token(
+        &self,
+        purpose: Purpose,
+        list_id: &str,
+        subscriber_id: i64,
+        issue_id: &str,
+    ) -> String {
+        let mut payload = Vec::with_capacity(21);
+        // The id as a LEB128 varint: 2 bytes up to 16,383 subscribers.
+        let mut id = subscriber_id.max(0) as u64;
+        loop {
+            let b = (id & 0x7f) as u8;
+            id >>= 7;
+            if id == 0 {
+                payload.push(b);
+                break;
+            }
+            payload.push(b | 0x80);
+        }
+        payload.extend_from_slice(&issue_tag(issue_id));
+        let tag = self
+            .local_mac(purpose, list_id, &payload)
+            .finalize()
+            .into_bytes();
+        payload.extend_from_slice(&tag[..8]);
+        base32(&payload)
+    }
+
+    /// What a local-part token names, if its signature is right (case does not matter).
+    pub fn verify_local_token(
+        &self,
+        purpose: Purpose,
+        list_id: &str,
+        token: &str,
+    ) -> Option<LocalToken> {
+        if token.len() > LOCAL_TOKEN_MAX || token.len() < 20 {
+            return None;
+        }
+        let bytes = unbase32(token)?;
+        let split = bytes.len().checked_sub(8)?;
+        let (payload, tag) = bytes.split_at(split);
+        let id_len = payload.iter().position(|b| b & 0x80 == 0)? + 1;
+        if payload.len() != id_len + 4 || id_len > 9 {
+            return None;
+        }
+        self.local_mac(purpose, list_id, payload)
+            .verify_truncated_left(tag)
+            .ok()?;
+        let mut id = 0u64;
+        for (i, b) in payload[..id_len].iter().enumerate() {
+            id |= u64::from(b & 0x7f) << (7 * i);
+        }
+        let issue = payload[id_len..].try_into().ok()?;
+        Some(LocalToken {
+            subscriber_id: i64::try_from(id).ok()?,
+            issue,
+        })
+    }
+}
+
+#[cfg(test)]
+mod local_token_tests {
+    use super::*;
+
+    #[test]
+    fn a_local_token_is_short_lowercase_and_verifies_only_for_its_purpose() {
+        let s = Secret::new("0123456789abcdef0123");
+        for id in [1i64, 127, 128, 16_383, 1_000_000, i64::MAX] {
+            let t = s.local_token(Purpose::Bounce, "list.example.org", id, "tag:x,2026:a");
+            assert!(t.len() <= LOCAL_TOKEN_MAX, "{t}");
+            assert!(
+                t.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            );
+            let v = s
+                .verify_local_token(Purpose::Bounce, "list.example.org", &t.to_uppercase())
+                .expect("verifies in any case");
+            assert_eq!(v.subscriber_id, id);
+            assert_eq!(v.issue, issue_tag("tag:x,2026:a"));
+            assert_eq!(
+                s.verify_local_token(Purpose::Unsubscribe, "list.example.org", &t),
+                None
+            );
+            assert_eq!(
+                s.verify_local_token(Purpose::Bounce, "other.example.org", &t),
+                None
+            );
+        }
+        let t = s.local_token(Purpose::Bounce, "l", 42, "i");
+        assert_eq!(t.len(), 21);
+        // One character changed: refused.
+        let mut forged = t.clone().into_bytes();
+        forged[0] = if forged[0] == b'a' { b'b' } else { b'a' };
+        let forged = String::from_utf8(forged).unwrap();
+        assert_eq!(s.verify_local_token(Purpose::Bounce, "l", &forged), None);
+        for junk in ["", "not a token", "0000000000000000000000", &"a".repeat(40)] {
+            assert_eq!(s.verify_local_token(Purpose::Bounce, "l", junk), None);
+        }
+        assert_eq!(base32(b"foobar"), "mzxw6ytboi");
+        assert_eq!(unbase32("MZXW6YTBOI").as_deref(), Some(&b"foobar"[..]));
+    }
+}

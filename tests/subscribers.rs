@@ -107,7 +107,7 @@ fn export_writes_csv_that_imports_again() {
     n.gazette(&["subscribers", "add", "b@example.org"]).ok();
     let out = n.gazette(&["subscribers", "export"]).ok().stdout;
     assert!(
-        out.starts_with("email,name,status,created_at,updated_at\n"),
+        out.starts_with("email,name,status,created_at,updated_at,reason,status_at\n"),
         "{out}"
     );
     assert!(

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::check;
 use crate::cli::SendArgs;
 use crate::diagnostic;
+use crate::inbound;
 use crate::issue::Issue;
 use crate::layout;
 use crate::newsletter::Newsletter;
@@ -36,9 +37,14 @@ pub fn run(dir: &Path, args: &SendArgs, out: &Output) -> anyhow::Result<()> {
     let prepared = prepare_email(&newsletter, issue)?;
     // A real send dates each message when it is handed to SMTP; a dry run, like the outbox,
     // shows the issue's date.
-    let source = |r: &store::Recipient| match &r.date {
-        Some(date) => prepared.message_at(&email_recipient(r), date),
-        None => prepared.message(&email_recipient(r)),
+    let verp = inbound::verp::Envelope::for_issue(dir, &newsletter.config, &issue.id)?;
+    let source = |r: &store::Recipient| {
+        let mut m = prepared.subscriber_message(&email_recipient(r), r.id, r.date.as_deref())?;
+        if let Some(v) = &verp {
+            // VERP: the envelope sender names the recipient and the issue.
+            m.from = v.address(r.id);
+        }
+        Ok(m)
     };
     if args.dry_run {
         let to = layout::outbox(dir, &issue.slug).join("dry-run");

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::inbound;
 use crate::newsletter::Newsletter;
 use crate::output::Output;
 use crate::store::{self, State};
@@ -25,10 +26,15 @@ fn all(dir: &Path, out: &Output) -> anyhow::Result<()> {
     for issue in issues.iter().rev() {
         all.push((issue, db.counts(&issue.id)?));
     }
+    let returned = db.inbound_counts()?;
+    let returned_of = |id: &str| returned.get(id).copied().unwrap_or_default();
     if out.json {
         let rows: Vec<_> = all
             .iter()
-            .map(|(i, c)| serde_json::json!({ "issue": i.slug, "id": i.id, "counts": c }))
+            .map(|(i, c)| {
+                serde_json::json!({ "issue": i.slug, "id": i.id, "counts": c,
+                "inbound": inbound::status_json(&returned_of(&i.id), c.sent) })
+            })
             .collect();
         return out.json_line(&rows);
     }
@@ -44,7 +50,18 @@ fn all(dir: &Path, out: &Output) -> anyhow::Result<()> {
                 c.sent, c.failed, c.bounced, c.deferred, c.pending, c.unknown
             )
         };
-        out.line(format_args!("{:width$}  {line}", issue.slug))?;
+        let note = inbound::status_note(&returned_of(&issue.id), c.sent)
+            .map(|n| format!("; {n}"))
+            .unwrap_or_default();
+        out.line(format_args!("{:width$}  {line}{note}", issue.slug))?;
+    }
+    let complaints: u64 = returned.values().map(|r| r.complaints).sum();
+    if !returned.is_empty() {
+        let sent: u64 = all.iter().map(|(_, c)| c.sent).sum();
+        out.line(format_args!(
+            "complaint rate: {} ({complaints} complaint(s) for {sent} message(s) sent)",
+            inbound::complaint_rate(complaints, sent)
+        ))?;
     }
     Ok(())
 }
@@ -56,6 +73,7 @@ fn one(dir: &Path, slug: &str, out: &Output) -> anyhow::Result<()> {
         anyhow::bail!("no subscriber database yet: import subscribers first");
     };
     let counts = db.counts(&issue.id)?;
+    let returned = db.inbound_counts()?.remove(&issue.id).unwrap_or_default();
     let rows = db.deliveries(
         &issue.id,
         &[
@@ -68,7 +86,8 @@ fn one(dir: &Path, slug: &str, out: &Output) -> anyhow::Result<()> {
     )?;
     if out.json {
         return out.json_line(
-            &serde_json::json!({ "issue": slug, "id": issue.id, "counts": counts, "problems": rows }),
+            &serde_json::json!({ "issue": slug, "id": issue.id, "counts": counts, "problems": rows,
+                "inbound": inbound::status_json(&returned, counts.sent) }),
         );
     }
     out.line(format_args!(
@@ -88,6 +107,9 @@ fn one(dir: &Path, slug: &str, out: &Output) -> anyhow::Result<()> {
             String::new()
         }
     ))?;
+    if let Some(note) = inbound::status_note(&returned, counts.sent) {
+        out.line(note)?;
+    }
     for r in &rows {
         out.line(format_args!(
             "{}\t{}\t{}\t{}",

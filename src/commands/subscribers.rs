@@ -57,13 +57,21 @@ pub fn run(dir: &Path, sub: Subscribers, out: &Output) -> anyhow::Result<()> {
                 if out.json {
                     writeln!(stdout, "{}", serde_json::to_string(s)?)?;
                 } else {
-                    writeln!(
+                    write!(
                         stdout,
                         "{}\t{}\t{}",
                         s.email,
                         s.status,
                         s.name.as_deref().unwrap_or("")
                     )?;
+                    if let Some(at) = s.status_at.as_deref().filter(|_| {
+                        use store::Status::*;
+                        matches!(s.status, Unsubscribed | Bounced | Complained)
+                    }) {
+                        // Suppressed: why and since when.
+                        write!(stdout, "\t{}\t{at}", s.reason.as_deref().unwrap_or("-"))?;
+                    }
+                    writeln!(stdout)?;
                 }
                 Ok(())
             })

@@ -194,11 +194,14 @@ pub fn classify(raw: &[u8], unsubscribe: Option<&str>) -> Classified {
                     }
                     cur = Some((typed_address(&v), None, String::new(), String::new()));
                 }
-                "status" => {
-                    if let Some(c) = cur.as_mut() {
-                        c.1 = find_code(&v);
+                "status" => match cur.as_mut() {
+                    Some(c) => c.1 = find_code(&v),
+                    // A status with no Final-Recipient: the recipient is unnamed (a VERP
+                    // token may still name them).
+                    None => {
+                        cur = Some((String::new(), find_code(&v), String::new(), String::new()))
                     }
-                }
+                },
                 "action" => {
                     if let Some(c) = cur.as_mut() {
                         c.2 = v.to_lowercase();
@@ -214,7 +217,7 @@ pub fn classify(raw: &[u8], unsubscribe: Option<&str>) -> Classified {
         }
         groups.extend(cur);
         for (addr, status, action, diag) in groups {
-            if !addr.contains('@') {
+            if !(addr.contains('@') || addr.is_empty() && status.is_some()) {
                 continue;
             }
             if matches!(action.as_str(), "delivered" | "relayed" | "expanded") {
@@ -320,19 +323,27 @@ pub fn classify(raw: &[u8], unsubscribe: Option<&str>) -> Classified {
         return out;
     }
     if let Some(unsub) = unsubscribe {
-        let to_unsub = msg
-            .to()
+        // To the unsubscribe address, with or without `+TOKEN`. Who asked is read from the
+        // token (inbound::verp), never from From, which anyone can write.
+        let base = |a: &str| {
+            let a = a.trim().trim_matches(['<', '>']).to_lowercase();
+            match a.rsplit_once('@') {
+                Some((local, domain)) => {
+                    format!("{}@{domain}", local.split('+').next().unwrap_or(local))
+                }
+                None => a,
+            }
+        };
+        let listed = [msg.to(), msg.cc()]
             .into_iter()
+            .flatten()
             .flat_map(|a| a.iter())
-            .any(|a| a.address().is_some_and(|x| x.to_lowercase() == unsub));
-        if to_unsub && !from.is_empty() {
+            .filter_map(|a| a.address().map(str::to_string));
+        let delivered = ["Delivered-To", "X-Original-To", "Envelope-To"]
+            .into_iter()
+            .filter_map(|h| msg.header_raw(h).map(str::to_string));
+        if listed.chain(delivered).any(|a| base(&a) == unsub) {
             out.kind = Kind::Unsubscribe;
-            out.recipients.push(Recipient {
-                address: from,
-                status: None,
-                hard: false,
-                policy: false,
-            });
         }
     }
     out

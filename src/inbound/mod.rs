@@ -4,6 +4,7 @@
 
 pub mod classify;
 pub mod read;
+pub mod verp;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,9 +28,10 @@ fn action(c: &Classified) -> (&'static str, Option<Status>) {
 
 /// Reads every message under `paths` (standard input when empty), classifies and applies it.
 pub fn run(dir: &Path, paths: &[PathBuf], dry_run: bool, json: bool) -> anyhow::Result<()> {
-    let unsubscribe = crate::config::Config::from_dir(dir)
-        .ok()
-        .map(|c| c.email.unsubscribe_mailto)
+    let config = crate::config::Config::from_dir(dir).ok();
+    let unsubscribe = config
+        .as_ref()
+        .map(|c| c.email.unsubscribe_mailto.clone())
         .and_then(|m| {
             let m = m.strip_prefix("mailto:")?.split('?').next()?.to_lowercase();
             Some(m)
@@ -39,22 +41,47 @@ pub fn run(dir: &Path, paths: &[PathBuf], dry_run: bool, json: bool) -> anyhow::
     } else {
         Some(Store::open(dir)?)
     };
+    let tokens = Tokens::new(dir, config.as_ref(), db.as_ref())?;
+    let soft_limit = config.as_ref().map_or(3, |c| c.inbound.soft_bounce_limit);
     let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
     let mut out = std::io::stdout().lock();
     let mut handle = |msg: read::Message| -> anyhow::Result<()> {
-        let c = match &msg.bytes {
+        let mut c = match &msg.bytes {
             Some(b) => classify::classify(b, unsubscribe.as_deref()),
             None => Classified::other(),
         };
-        let (act, status) = action(&c);
+        let issue = match (&msg.bytes, &db) {
+            (Some(b), Some(db)) => tokens.attribute(&mut c, b, db)?,
+            _ => {
+                c.recipients.retain(|r| !r.address.is_empty());
+                if c.kind == Kind::Unsubscribe {
+                    c.recipients.clear();
+                }
+                None
+            }
+        };
+        let (mut act, status) = action(&c);
+        if c.kind == Kind::Unsubscribe && c.recipients.is_empty() {
+            act = "none: no valid token";
+        }
         if !dry_run && let Some(db) = &db {
             for r in &c.recipients {
                 let Ok(addr) = Address::parse(&r.address) else {
                     continue;
                 };
-                let kind = if r.policy { "policy" } else { c.kind.as_str() };
+                let kind = match c.kind {
+                    _ if r.policy => "policy",
+                    Kind::Bounce if !r.hard => SOFT,
+                    k => k.as_str(),
+                };
                 let source = c.message_id.clone().unwrap_or_else(|| msg.name.clone());
-                let first = db.record_event(&addr, kind, r.status.as_deref(), &source)?;
+                let first = db.record_issue_event(
+                    &addr,
+                    kind,
+                    r.status.as_deref(),
+                    &source,
+                    issue.as_deref(),
+                )?;
                 if first && let Some(s) = status {
                     let suppress = match s {
                         Status::Bounced => r.hard,
@@ -66,6 +93,20 @@ pub fn run(dir: &Path, paths: &[PathBuf], dry_run: bool, json: bool) -> anyhow::
                             s,
                             &format!("{}: {}", kind, r.status.as_deref().unwrap_or("-")),
                         )?;
+                    }
+                }
+                if first && kind == SOFT {
+                    let streak = db.soft_bounce_streak(&addr, SOFT)?;
+                    if streak >= soft_limit {
+                        db.suppress(
+                            &addr,
+                            Status::Bounced,
+                            &format!(
+                                "{SOFT}: {streak} issues in a row, last {}",
+                                r.status.as_deref().unwrap_or("-")
+                            ),
+                        )?;
+                        act = "bounced: soft bounces on too many issues";
                     }
                 }
             }
@@ -112,4 +153,202 @@ pub fn run(dir: &Path, paths: &[PathBuf], dry_run: bool, json: bool) -> anyhow::
         )?;
     }
     Ok(())
+}
+
+/// The event kind of a temporary failure.
+const SOFT: &str = "soft-bounce";
+
+/// What verifies the signed tokens of returned mail (see [`verp`]).
+struct Tokens {
+    secret: Option<crate::token::Secret>,
+    list_id: String,
+    /// Issue ids by the tag a token carries.
+    issues: std::collections::HashMap<[u8; 4], String>,
+}
+
+impl Tokens {
+    fn new(
+        dir: &Path,
+        config: Option<&crate::config::Config>,
+        db: Option<&Store>,
+    ) -> anyhow::Result<Tokens> {
+        let issues = match db {
+            Some(db) => db
+                .sent_issue_ids()?
+                .into_iter()
+                .map(|id| (crate::token::issue_tag(&id), id))
+                .collect(),
+            None => Default::default(),
+        };
+        Ok(Tokens {
+            // Without a key no token verifies: returned mail is read by its content alone.
+            secret: crate::token::Secret::load(dir).ok(),
+            list_id: config.map(|c| c.email.list_id.clone()).unwrap_or_default(),
+            issues,
+        })
+    }
+
+    /// Applies a valid token: a bounce or complaint to a VERP address is attributed to its
+    /// subscriber (even when its body names nobody, or names an address they forward to); an
+    /// unsubscribe request names the reader its token names, or nobody. Returns the issue.
+    fn attribute(
+        &self,
+        c: &mut Classified,
+        raw: &[u8],
+        db: &Store,
+    ) -> anyhow::Result<Option<String>> {
+        if let Some(issue) = self.attribute_token(c, raw, db)? {
+            return Ok(Some(issue.to_string()));
+        }
+        // No token: the returned message's Message-ID, which gazette makes per issue and
+        // recipient, names the issue in the ledger.
+        if !matches!(c.kind, Kind::Bounce | Kind::Complaint) || c.recipients.is_empty() {
+            return Ok(None);
+        }
+        let Some(message_id) = returned_message_id(raw) else {
+            return Ok(None);
+        };
+        for r in &c.recipients {
+            if let Ok(addr) = Address::parse(&r.address)
+                && let Some(issue) = db.issue_of_message(&addr, &message_id)?
+            {
+                return Ok(Some(issue));
+            }
+        }
+        Ok(None)
+    }
+
+    fn attribute_token(
+        &self,
+        c: &mut Classified,
+        raw: &[u8],
+        db: &Store,
+    ) -> anyhow::Result<Option<&str>> {
+        let Some(secret) = &self.secret else {
+            if c.kind == Kind::Unsubscribe {
+                c.recipients.clear();
+            }
+            c.recipients.retain(|r| !r.address.is_empty());
+            return Ok(None);
+        };
+        let token = match c.kind {
+            Kind::Unsubscribe => verp::unsubscribe_token(secret, &self.list_id, raw),
+            Kind::Bounce | Kind::Complaint | Kind::Delivery => {
+                verp::bounce_token(secret, &self.list_id, raw)
+            }
+            _ => None,
+        };
+        let email = match token {
+            Some(t) => db
+                .subscriber_email(t.subscriber_id)?
+                .map(|e| e.to_lowercase()),
+            None => None,
+        };
+        match (&email, c.kind) {
+            (None, Kind::Unsubscribe) => c.recipients.clear(),
+            (None, _) => c.recipients.retain(|r| !r.address.is_empty()),
+            (Some(e), Kind::Unsubscribe) => {
+                c.recipients = vec![classify::Recipient {
+                    address: e.clone(),
+                    status: None,
+                    hard: false,
+                    policy: false,
+                }];
+            }
+            (Some(e), _) => {
+                // A report naming nobody (a plain-text bounce without address lines, a
+                // redacted complaint, a success report) is still about this subscriber; a
+                // bounce whose status is unknown counts as temporary.
+                if c.recipients.is_empty()
+                    && matches!(c.kind, Kind::Bounce | Kind::Complaint | Kind::Delivery)
+                {
+                    c.recipients.push(classify::Recipient {
+                        address: e.clone(),
+                        status: None,
+                        hard: false,
+                        policy: false,
+                    });
+                }
+                // One message went to one subscriber: whatever the report names, it is theirs.
+                // A report about the sender or the message wins (never suppresses), then a
+                // permanent failure.
+                c.recipients.sort_by_key(|r| (!r.policy, !r.hard));
+                for r in &mut c.recipients {
+                    r.address = e.clone();
+                }
+                c.recipients.truncate(1);
+            }
+        }
+        Ok(token
+            .filter(|_| email.is_some())
+            .and_then(|t| self.issues.get(&t.issue))
+            .map(String::as_str))
+    }
+}
+
+/// What `status` adds for one issue once `inbound` has read mail about it: bounces (hard and
+/// temporary) and complaints, and the complaint rate over the messages sent. None when
+/// nothing came back.
+pub fn status_note(c: &crate::store::InboundCounts, sent: u64) -> Option<String> {
+    if *c == crate::store::InboundCounts::default() {
+        return None;
+    }
+    Some(format!(
+        "returned: {} bounced, {} soft-bounced, {} complaint(s), complaint rate {}",
+        c.bounces,
+        c.soft_bounces,
+        c.complaints,
+        complaint_rate(c.complaints, sent)
+    ))
+}
+
+/// `status --json`'s `inbound` object for one issue.
+pub fn status_json(c: &crate::store::InboundCounts, sent: u64) -> serde_json::Value {
+    serde_json::json!({
+        "bounces": c.bounces,
+        "soft_bounces": c.soft_bounces,
+        "complaints": c.complaints,
+        "complaint_rate": (sent > 0).then(|| c.complaints as f64 / sent as f64),
+    })
+}
+
+/// Complaints over messages sent, as a percentage with two decimals (`0.30%`; `-` before
+/// anything was sent). Gmail and Yahoo ask bulk senders to stay under 0.3%.
+pub fn complaint_rate(complaints: u64, sent: u64) -> String {
+    if sent == 0 {
+        return "-".into();
+    }
+    format!("{:.2}%", complaints as f64 * 100.0 / sent as f64)
+}
+
+/// The Message-ID of the message a report returns (a `message/rfc822` part or the
+/// `text/rfc822-headers` of a DSN or ARF), without angle brackets.
+fn returned_message_id(raw: &[u8]) -> Option<String> {
+    use mail_parser::{MimeHeaders, PartType};
+    let msg = mail_parser::MessageParser::default().parse(raw)?;
+    for part in msg.parts.iter() {
+        let Some(ct) = part.content_type() else {
+            continue;
+        };
+        let ctype = ct.ctype().to_ascii_lowercase();
+        let sub = ct.subtype().unwrap_or("").to_ascii_lowercase();
+        let found = match (ctype.as_str(), sub.as_str(), &part.body) {
+            ("message", "rfc822" | "global", PartType::Message(m)) => {
+                m.message_id().map(str::to_string)
+            }
+            ("text", "rfc822-headers", _) => String::from_utf8_lossy(part.contents())
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.trim()
+                        .eq_ignore_ascii_case("message-id")
+                        .then(|| v.trim().trim_matches(['<', '>']).to_string())
+                }),
+            _ => None,
+        };
+        if let Some(id) = found.filter(|id| !id.is_empty()) {
+            return Some(id);
+        }
+    }
+    None
 }

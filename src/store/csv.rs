@@ -484,13 +484,22 @@ fn odd_quotes(source: &(impl Source + ?Sized), from: u64, to: u64) -> std::io::R
     Ok(quotes % 2 == 1)
 }
 
-/// Writes the list as CSV: `email,name,status,created_at,updated_at`.
+/// Writes the list as CSV: `email,name,status,created_at,updated_at,reason,status_at` (the
+/// last two: why and since when a subscriber is suppressed; empty while active).
 pub fn write_csv(
     out: impl Write,
     each: impl FnOnce(&mut dyn FnMut(&Subscriber) -> anyhow::Result<()>) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let mut w = csv::Writer::from_writer(out);
-    w.write_record(["email", "name", "status", "created_at", "updated_at"])?;
+    w.write_record([
+        "email",
+        "name",
+        "status",
+        "created_at",
+        "updated_at",
+        "reason",
+        "status_at",
+    ])?;
     each(&mut |s: &Subscriber| {
         w.write_record([
             s.email.as_str(),
@@ -498,6 +507,8 @@ pub fn write_csv(
             s.status.as_str(),
             &s.created_at,
             &s.updated_at,
+            s.reason.as_deref().unwrap_or(""),
+            s.status_at.as_deref().unwrap_or(""),
         ])?;
         Ok(())
     })?;

@@ -3,10 +3,12 @@
 //! nothing about SMTP, CSV or the terminal.
 
 pub mod csv;
+mod events;
 mod ledger;
 mod outbox;
 mod subscribers;
 
+pub use events::InboundCounts;
 pub use ledger::{Counts, Delivery, LedgerWrite, Recipient, SentIssue, State};
 pub use outbox::{Queued, QueuedMessage, SignedUp};
 pub use subscribers::{Added, Address, Imported, Status, Subscriber};
@@ -117,6 +119,10 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX outbox_due ON outbox (state, next_attempt);
     CREATE INDEX outbox_address ON outbox (email_key, kind, created_at);",
+    // 6: the issue an inbound event is about (from its VERP token), for the soft-bounce rule
+    // and the per-issue counts of `status`.
+    "ALTER TABLE events ADD COLUMN issue_id TEXT;
+    CREATE INDEX events_subscriber ON events (subscriber_id, kind);",
 ];
 
 /// The schema version this gazette writes.

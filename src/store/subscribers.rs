@@ -66,6 +66,10 @@ pub struct Subscriber {
     pub status: Status,
     pub created_at: String,
     pub updated_at: String,
+    /// Why the subscriber was suppressed (`bounce: 5.1.1`, `complaint: -`), where recorded.
+    pub reason: Option<String>,
+    /// When the status last changed to what it is (RFC 3339); None while active.
+    pub status_at: Option<String>,
 }
 
 /// An address checked and put in its one stored form: trimmed, domain lowercased. Two
@@ -317,7 +321,8 @@ impl Store {
         mut f: impl FnMut(&Subscriber) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, email, name, status, created_at, updated_at FROM subscribers ORDER BY id",
+            "SELECT id, email, name, status, created_at, updated_at, reason, status_at
+             FROM subscribers ORDER BY id",
         )?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
@@ -328,6 +333,8 @@ impl Store {
                 status: Status::parse(&r.get::<_, String>(3)?)?,
                 created_at: r.get(4)?,
                 updated_at: r.get(5)?,
+                reason: r.get(6)?,
+                status_at: r.get(7)?,
             };
             f(&s)?;
         }

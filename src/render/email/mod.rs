@@ -398,7 +398,27 @@ impl Prepared {
     /// The complete RFC 5322 message for one recipient, and its Message-ID (without <>).
     /// Its `Date` is the issue's: this is the message as previews and the outbox show it.
     pub fn message(&self, to: &Recipient<'_>) -> anyhow::Result<Outgoing> {
-        self.build(to, false, self.date)
+        self.build(to, false, self.date, None)
+    }
+
+    /// The message for a subscriber of the list: as [`Prepared::message`] (or, with `date`,
+    /// [`Prepared::message_at`]), and the mailto half of List-Unsubscribe carries their signed
+    /// token (`unsubscribe+TOKEN@…`), so `gazette inbound` knows who asked without trusting
+    /// the request's From.
+    pub fn subscriber_message(
+        &self,
+        to: &Recipient<'_>,
+        subscriber_id: i64,
+        date: Option<&str>,
+    ) -> anyhow::Result<Outgoing> {
+        let at = match date {
+            Some(date) => SystemTime::from(
+                chrono::DateTime::parse_from_rfc3339(date)
+                    .with_context(|| format!("the ledger's date `{date}` is not RFC 3339"))?,
+            ),
+            None => self.date,
+        };
+        self.build(to, false, at, Some(subscriber_id))
     }
 
     /// The message as sent: its `Date` is `date`, the moment it is handed to SMTP (RFC 3339,
@@ -406,17 +426,23 @@ impl Prepared {
     pub fn message_at(&self, to: &Recipient<'_>, date: &str) -> anyhow::Result<Outgoing> {
         let date = chrono::DateTime::parse_from_rfc3339(date)
             .with_context(|| format!("the ledger's date `{date}` is not RFC 3339"))?;
-        self.build(to, false, SystemTime::from(date))
+        self.build(to, false, SystemTime::from(date), None)
     }
 
     /// A test copy (`send --to`): the same message under a Message-ID of its own, so that a
     /// receiver that drops repeated Message-IDs never drops the real issue sent later. Dated
     /// now, as it is sent now.
     pub fn test_message(&self, to: &Recipient<'_>) -> anyhow::Result<Outgoing> {
-        self.build(to, true, SystemTime::now())
+        self.build(to, true, SystemTime::now(), None)
     }
 
-    fn build(&self, to: &Recipient<'_>, test: bool, date: SystemTime) -> anyhow::Result<Outgoing> {
+    fn build(
+        &self,
+        to: &Recipient<'_>,
+        test: bool,
+        date: SystemTime,
+        subscriber_id: Option<i64>,
+    ) -> anyhow::Result<Outgoing> {
         let address: Address = to
             .email
             .parse()
@@ -442,7 +468,7 @@ impl Prepared {
         }
         let id_line = header_line(header::MessageId::from(format!("<{message_id}>")));
         let date_line = header_line(header::Date::new(date));
-        let unsubscribe = self.list_unsubscribe(&values.unsubscribe_url);
+        let unsubscribe = self.list_unsubscribe(&values.unsubscribe_url, subscriber_id);
         let unsubscribe_line = header_line(unsubscribe.clone());
 
         let mut bytes = Vec::with_capacity(self.fixed.len() + 1024);
@@ -525,8 +551,20 @@ impl Prepared {
         })
     }
 
-    fn list_unsubscribe(&self, url: &str) -> ListUnsubscribe {
-        ListUnsubscribe(format!("<{url}>, <{}>", self.unsubscribe_mailto))
+    fn list_unsubscribe(&self, url: &str, subscriber_id: Option<i64>) -> ListUnsubscribe {
+        let mailto = match subscriber_id {
+            Some(id) => crate::inbound::verp::mailto_with_token(
+                &self.unsubscribe_mailto,
+                &self.secret.local_token(
+                    crate::token::Purpose::Unsubscribe,
+                    &self.list_id,
+                    id,
+                    &self.issue_id,
+                ),
+            ),
+            None => self.unsubscribe_mailto.clone(),
+        };
+        ListUnsubscribe(format!("<{url}>, <{mailto}>"))
     }
 }
 
