@@ -9,6 +9,7 @@ mod email;
 mod feeds;
 mod hardening;
 mod inbound;
+mod inbound_formats;
 mod lifecycle;
 mod links;
 mod pages;

@@ -14,6 +14,10 @@ use classify::{Classified, Kind};
 /// What a message changed (or, with --dry-run, would change).
 fn action(c: &Classified) -> (&'static str, Option<Status>) {
     match c.kind {
+        Kind::Bounce if c.delayed => ("delayed, not counted", None),
+        Kind::Other if c.recipients.iter().any(|r| r.policy) => {
+            ("auth-failure report, not suppressed", None)
+        }
         Kind::Complaint if !c.recipients.is_empty() => ("complained", Some(Status::Complained)),
         Kind::Unsubscribe if !c.recipients.is_empty() => {
             ("unsubscribed", Some(Status::Unsubscribed))
@@ -40,14 +44,23 @@ pub fn run(dir: &Path, paths: &[PathBuf], dry_run: bool, json: bool) -> anyhow::
         Some(Store::open(dir)?)
     };
     let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut skipped: Vec<String> = Vec::new();
+    let mut actions: std::collections::BTreeMap<String, u64> = Default::default();
     let mut out = std::io::stdout().lock();
     let mut handle = |msg: read::Message| -> anyhow::Result<()> {
         let c = match &msg.bytes {
             Some(b) => classify::classify(b, unsubscribe.as_deref()),
             None => Classified::other(),
         };
-        let (act, status) = action(&c);
-        if !dry_run && let Some(db) = &db {
+        let (mut act, status) = action(&c);
+        if msg.bytes.is_none() {
+            act = "skipped: over the size limit";
+            skipped.push(msg.name.clone());
+        }
+        if !dry_run
+            && !c.delayed
+            && let Some(db) = &db
+        {
             for r in &c.recipients {
                 let Ok(addr) = Address::parse(&r.address) else {
                     continue;
@@ -71,6 +84,7 @@ pub fn run(dir: &Path, paths: &[PathBuf], dry_run: bool, json: bool) -> anyhow::
             }
         }
         *counts.entry(c.kind.as_str().to_string()).or_default() += 1;
+        *actions.entry(act.to_string()).or_default() += 1;
         if json {
             let recipients: Vec<_> = c
                 .recipients
@@ -97,19 +111,56 @@ pub fn run(dir: &Path, paths: &[PathBuf], dry_run: bool, json: bool) -> anyhow::
         }
     }
     if !json {
-        let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
-        let total: u64 = counts.values().sum();
         writeln!(
             std::io::stdout(),
-            "{total} message(s){}{}{}",
-            if parts.is_empty() { "" } else { ": " },
-            parts.join(", "),
-            if dry_run {
-                " (dry run: nothing changed)"
-            } else {
-                ""
-            }
+            "{}",
+            summary(&counts, &actions, &skipped, dry_run)
         )?;
     }
     Ok(())
+}
+
+/// The one line printed after a run without `--json`: counts by kind, then by action, then the
+/// messages that were not read (named, at most ten).
+fn summary(
+    kinds: &std::collections::BTreeMap<String, u64>,
+    actions: &std::collections::BTreeMap<String, u64>,
+    skipped: &[String],
+    dry_run: bool,
+) -> String {
+    let total: u64 = kinds.values().sum();
+    let mut line = format!("{total} message(s)");
+    if !kinds.is_empty() {
+        let parts: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        line.push_str(": ");
+        line.push_str(&parts.join(", "));
+    }
+    let acts: Vec<String> = actions
+        .iter()
+        .filter(|(a, _)| a.as_str() != "none")
+        .map(|(a, n)| format!("{n} {a}"))
+        .collect();
+    if !acts.is_empty() {
+        line.push_str("; actions: ");
+        line.push_str(&acts.join("; "));
+    }
+    if !skipped.is_empty() {
+        let mb = read::MAX_BYTES / (1024 * 1024);
+        line.push_str(&format!("; not read (over {mb} MiB): "));
+        line.push_str(
+            &skipped
+                .iter()
+                .take(10)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        if skipped.len() > 10 {
+            line.push_str(&format!(" and {} more", skipped.len() - 10));
+        }
+    }
+    if dry_run {
+        line.push_str(" (dry run: nothing changed)");
+    }
+    line
 }

@@ -112,6 +112,7 @@ fn mbox(path: &Path, f: &mut Handler<'_>) -> anyhow::Result<()> {
     let mut current: Option<(usize, Vec<u8>, bool)> = None;
     let mut n = 0usize;
     let mut prev_blank = true;
+    let mut at_line_start = true;
     let emit = |cur: Option<(usize, Vec<u8>, bool)>, f: &mut Handler<'_>| -> anyhow::Result<()> {
         if let Some((i, bytes, over)) = cur {
             f(Message {
@@ -124,25 +125,30 @@ fn mbox(path: &Path, f: &mut Handler<'_>) -> anyhow::Result<()> {
     };
     loop {
         line.clear();
-        let got = r
+        // A line is read in pieces of at most 64 KiB, so one huge line never sits in memory.
+        let got = (&mut r)
+            .take(64 * 1024)
             .read_until(b'\n', &mut line)
             .with_context(|| format!("cannot read {}", path.display()))?;
         if got == 0 {
             break;
         }
-        if prev_blank && line.starts_with(b"From ") {
+        let line_start = at_line_start;
+        at_line_start = line.ends_with(b"\n");
+        if line_start && prev_blank && line.starts_with(b"From ") {
             emit(current.take(), f)?;
             n += 1;
             current = Some((n, Vec::new(), false));
             prev_blank = false;
             continue;
         }
-        prev_blank = line == b"\n" || line == b"\r\n";
+        prev_blank = line_start && (line == b"\n" || line == b"\r\n");
         if let Some((_, bytes, over)) = current.as_mut() {
             if *over {
                 continue;
             }
-            let body: &[u8] = if line.first() == Some(&b'>')
+            let body: &[u8] = if line_start
+                && line.first() == Some(&b'>')
                 && line
                     .iter()
                     .skip_while(|&&c| c == b'>')
