@@ -494,3 +494,41 @@ fn a_malformed_mime_tree_is_bounded() {
     assert_eq!(out[2]["recipients"][0]["address"], "gone@example.org");
     assert!(kib < 80 * 1024, "peak RSS {kib} KiB");
 }
+
+#[test]
+fn a_progress_bar_only_on_a_terminal_and_only_for_a_big_mailbox() {
+    let n = Newsletter::sample();
+    let bounce = std::fs::read(fixtures().join("postfix-5.1.1.eml")).unwrap();
+    let big: Vec<(String, Vec<u8>)> = (0..400)
+        .map(|i| (format!("{i:04}.eml"), bounce.clone()))
+        .collect();
+    let big = maildir(&n, "Big", &big);
+    let small: Vec<(String, Vec<u8>)> = (0..200)
+        .map(|i| (format!("{i:04}.eml"), bounce.clone()))
+        .collect();
+    let small = maildir(&n, "Small", &small);
+    // Not a terminal: nothing on standard error, the one summary line on standard output.
+    let run = n.gazette(&["inbound", "--dry-run", &big]).ok();
+    assert_eq!(run.stderr, "");
+    assert!(
+        run.stdout
+            .starts_with("400 message(s): 400 bounce; actions: 400 bounced")
+    );
+    // On a terminal (script(1) gives gazette a pseudo-terminal): the bar for 400, none for 200.
+    let on_tty = |md: &str| {
+        let cmd = format!(
+            "{} -C {} inbound --dry-run {md}",
+            env!("CARGO_BIN_EXE_gazette"),
+            n.path().display()
+        );
+        crate::support::tool("timeout", &["60", "script", "-qec", &cmd, "/dev/null"])
+            .ok()
+            .stdout
+    };
+    let tty = on_tty(&big);
+    assert!(tty.contains("/400 messages"), "{tty:?}");
+    assert!(tty.contains("400 message(s): 400 bounce"), "{tty:?}");
+    let tty = on_tty(&small);
+    assert!(!tty.contains("messages "), "{tty:?}");
+    assert!(tty.contains("200 message(s): 200 bounce"), "{tty:?}");
+}

@@ -47,6 +47,7 @@ pub fn run(dir: &Path, paths: &[PathBuf], dry_run: bool, json: bool) -> anyhow::
     let mut skipped: Vec<String> = Vec::new();
     let mut actions: std::collections::BTreeMap<String, u64> = Default::default();
     let mut out = std::io::stdout().lock();
+    let bar = progress(paths);
     let mut handle = |msg: read::Message| -> anyhow::Result<()> {
         let c = match &msg.bytes {
             Some(b) => classify::classify(b, unsubscribe.as_deref()),
@@ -85,6 +86,7 @@ pub fn run(dir: &Path, paths: &[PathBuf], dry_run: bool, json: bool) -> anyhow::
         }
         *counts.entry(c.kind.as_str().to_string()).or_default() += 1;
         *actions.entry(act.to_string()).or_default() += 1;
+        bar.inc(1);
         if json {
             let recipients: Vec<_> = c
                 .recipients
@@ -110,6 +112,7 @@ pub fn run(dir: &Path, paths: &[PathBuf], dry_run: bool, json: bool) -> anyhow::
             read::path(p, &mut handle)?;
         }
     }
+    bar.finish_and_clear();
     if !json {
         writeln!(
             std::io::stdout(),
@@ -163,4 +166,33 @@ fn summary(
         line.push_str(" (dry run: nothing changed)");
     }
     line
+}
+
+/// Mailboxes with more messages than this get a progress bar (on a terminal only).
+const PROGRESS_FROM: u64 = 300;
+
+/// A progress bar on standard error when it is a terminal and `paths` hold more than
+/// [`PROGRESS_FROM`] messages; hidden otherwise.
+fn progress(paths: &[PathBuf]) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if paths.is_empty() || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let total: u64 = paths.iter().map(|p| read::count(p)).sum();
+    if total <= PROGRESS_FROM {
+        return indicatif::ProgressBar::hidden();
+    }
+    progress_bar(total)
+}
+
+/// The progress bar itself (also used for IMAP, where the count comes from the server).
+fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr())
+        .with_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} messages {rate} eta {eta}",
+            )
+            .expect("a constant template parses")
+            .with_key("rate", crate::rounded_rate),
+        )
 }

@@ -168,3 +168,31 @@ fn mbox(path: &Path, f: &mut Handler<'_>) -> anyhow::Result<()> {
     }
     emit(current, f)
 }
+
+/// How many messages `path` holds (a Maildir's new/, an mbox's `From ` lines, 1 for a file),
+/// for the progress bar; 0 when it cannot tell.
+pub fn count(path: &Path) -> u64 {
+    if path.is_dir() {
+        return std::fs::read_dir(path.join("new")).map_or(0, |d| d.count() as u64);
+    }
+    let Ok(file) = std::fs::File::open(path) else {
+        return 0;
+    };
+    let mut r = std::io::BufReader::with_capacity(64 * 1024, file);
+    let (mut n, mut prev_blank, mut at_start) = (0u64, true, true);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut r).take(64 * 1024).read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let start = at_start;
+        at_start = line.ends_with(b"\n");
+        if start && prev_blank && line.starts_with(b"From ") {
+            n += 1;
+        }
+        prev_blank = start && (line == b"\n" || line == b"\r\n");
+    }
+    n.max(1)
+}
