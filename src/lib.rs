@@ -94,7 +94,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             cmd_unsubscribe(dir, &token_or_address, cli.quiet)
         }
         Command::Serve { listen } => serve::run(dir, listen.as_deref(), cli.quiet),
-        Command::Inbound { dry_run, paths } => inbound::run(dir, &paths, dry_run, cli.json),
+        Command::Inbound {
+            dry_run,
+            paths,
+            imap: None,
+        } => inbound::run(dir, &paths, dry_run, cli.json),
+        Command::Inbound {
+            dry_run,
+            imap: Some(url),
+            ..
+        } => inbound::run_imap(dir, &url, dry_run, cli.json),
         Command::Preview { slug, out } => cmd_preview(dir, &slug, out.as_deref(), cli.quiet),
     }
 }

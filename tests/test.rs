@@ -10,6 +10,7 @@ mod feeds;
 mod hardening;
 mod inbound;
 mod inbound_formats;
+mod inbound_imap;
 mod lifecycle;
 mod links;
 mod pages;

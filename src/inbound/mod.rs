@@ -3,6 +3,7 @@
 //! module applies the outcome to the database and prints it.
 
 pub mod classify;
+pub mod imap;
 pub mod read;
 
 use std::io::Write;
@@ -31,6 +32,24 @@ fn action(c: &Classified) -> (&'static str, Option<Status>) {
 
 /// Reads every message under `paths` (standard input when empty), classifies and applies it.
 pub fn run(dir: &Path, paths: &[PathBuf], dry_run: bool, json: bool) -> anyhow::Result<()> {
+    process(dir, None, paths, dry_run, json)
+}
+
+/// Reads the unprocessed messages of an IMAP mailbox (see [`imap`]), classifies and applies
+/// them, and marks them processed (not with --dry-run).
+pub fn run_imap(dir: &Path, url: &str, dry_run: bool, json: bool) -> anyhow::Result<()> {
+    process(dir, Some(url), &[], dry_run, json)
+}
+
+fn process(
+    dir: &Path,
+    imap_url: Option<&str>,
+    paths: &[PathBuf],
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    // Settings and credentials are checked before the database is touched.
+    let imap_source = imap_url.map(imap::Source::parse).transpose()?;
     let unsubscribe = crate::config::Config::from_dir(dir)
         .ok()
         .map(|c| c.email.unsubscribe_mailto)
@@ -105,7 +124,9 @@ pub fn run(dir: &Path, paths: &[PathBuf], dry_run: bool, json: bool) -> anyhow::
         }
         Ok(())
     };
-    if paths.is_empty() {
+    if let Some(source) = &imap_source {
+        imap::read(source, dry_run, &bar, &mut handle)?;
+    } else if paths.is_empty() {
         read::stdin(&mut handle)?;
     } else {
         for p in paths {
@@ -185,7 +206,18 @@ fn progress(paths: &[PathBuf]) -> indicatif::ProgressBar {
     progress_bar(total)
 }
 
-/// The progress bar itself (also used for IMAP, where the count comes from the server).
+/// Shows a hidden bar for `total` messages (IMAP, where the count comes from the server)
+/// when standard error is a terminal and `total` is over [`PROGRESS_FROM`].
+fn reveal(bar: &indicatif::ProgressBar, total: u64) {
+    use std::io::IsTerminal;
+    if total > PROGRESS_FROM && std::io::stderr().is_terminal() {
+        bar.set_style(progress_bar(total).style());
+        bar.set_length(total);
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    }
+}
+
+/// The progress bar itself.
 fn progress_bar(total: u64) -> indicatif::ProgressBar {
     indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr())
         .with_style(
