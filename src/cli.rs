@@ -95,6 +95,11 @@ pub enum Command {
         dry_run: bool,
         /// Files, mboxes or Maildirs (standard input when none).
         paths: Vec<PathBuf>,
+        /// Read an IMAP mailbox instead: `imaps://user@host[:993]/MAILBOX`. The password comes
+        /// from GAZETTE_IMAP_PASSWORD, never the URL; GAZETTE_IMAP_CA names a PEM file of
+        /// extra trusted certificates. Processed messages get the `$GazetteProcessed` keyword.
+        #[arg(long, value_name = "URL", conflicts_with = "paths")]
+        imap: Option<String>,
     },
 }
 

@@ -63,6 +63,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             commands::unsubscribe::run(dir, &token_or_address, out)
         }
         Command::Serve { listen } => commands::serve::run(dir, listen.as_deref(), out),
-        Command::Inbound { dry_run, paths } => commands::inbound::run(dir, &paths, dry_run, out),
+        Command::Inbound {
+            dry_run,
+            paths,
+            imap,
+        } => commands::inbound::run(dir, &paths, imap.as_deref(), dry_run, out),
     }
 }

@@ -9,6 +9,8 @@ mod email;
 mod feeds;
 mod hardening;
 mod inbound;
+mod inbound_formats;
+mod inbound_imap;
 mod inbound_postfix;
 mod inbound_verp;
 mod lifecycle;

@@ -41,6 +41,8 @@ pub struct Classified {
     pub kind: Kind,
     pub recipients: Vec<Recipient>,
     pub message_id: Option<String>,
+    /// A delay notice (`Action: delayed`): not yet a failure, counts nothing.
+    pub delayed: bool,
 }
 
 impl Classified {
@@ -49,6 +51,7 @@ impl Classified {
             kind: Kind::Other,
             recipients: Vec::new(),
             message_id: None,
+            delayed: false,
         }
     }
 }
@@ -71,7 +74,11 @@ fn recipient(address: &str, status: Option<String>, diagnostic: &str) -> Recipie
         ]
         .iter()
         .any(|w| d.contains(w));
-    let hard = !policy && status.as_deref().is_some_and(|s| HARD.contains(&s));
+    // Exchange Online answers `550 5.4.1 Recipient address rejected: Access denied` for an
+    // address its directory does not know (directory-based edge blocking).
+    let hard = !policy
+        && (status.as_deref().is_some_and(|s| HARD.contains(&s))
+            || status.as_deref() == Some("5.4.1") && d.contains("recipient address rejected"));
     Recipient {
         address: address.trim().to_lowercase(),
         status,
@@ -117,7 +124,162 @@ fn typed_address(v: &str) -> String {
     v.trim().trim_matches(['<', '>']).to_string()
 }
 
+/// One per-recipient block of a delivery-status report.
+struct DsnGroup {
+    address: Option<String>,
+    status: Option<String>,
+    action: String,
+    diagnostic: String,
+}
+
+/// The per-recipient blocks of a `message/delivery-status` body: blank-line separated field
+/// groups (RFC 3464 §2.1) holding an `Action` or a recipient; the order of fields inside a
+/// block does not matter (Amazon SES writes `Action` first). A block without
+/// `Final-Recipient` falls back to `Original-Recipient`.
+fn dsn_groups(report: &str) -> Vec<DsnGroup> {
+    let mut out = Vec::new();
+    let mut block = String::new();
+    let mut flush = |block: &mut String| {
+        let f = fields(block);
+        block.clear();
+        let get = |name: &str| f.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let address = get("final-recipient")
+            .or_else(|| get("original-recipient"))
+            .map(typed_address)
+            .filter(|a| !a.is_empty());
+        let action = get("action").unwrap_or("").to_lowercase();
+        if address.is_none() && action.is_empty() {
+            return;
+        }
+        out.push(DsnGroup {
+            address,
+            status: get("status").and_then(find_code),
+            action,
+            diagnostic: get("diagnostic-code").unwrap_or("").to_string(),
+        });
+    };
+    for line in report.lines() {
+        if line.trim().is_empty() {
+            flush(&mut block);
+        } else {
+            block.push_str(line);
+            block.push('\n');
+        }
+    }
+    flush(&mut block);
+    out
+}
+
+/// Declared a `multipart/report` (however broken its parts are).
+fn looks_like_report(msg: &mail_parser::Message<'_>) -> bool {
+    msg.content_type().is_some_and(|ct| {
+        ct.ctype().eq_ignore_ascii_case("multipart")
+            && ct
+                .subtype()
+                .is_some_and(|s| s.eq_ignore_ascii_case("report"))
+    })
+}
+
+/// From a mail system: `MAILER-DAEMON@`/`postmaster@`, or the null return path.
+fn from_daemon(msg: &mail_parser::Message<'_>) -> bool {
+    let from = msg
+        .from()
+        .and_then(|a| a.first())
+        .and_then(|a| a.address())
+        .unwrap_or("")
+        .to_lowercase();
+    from.starts_with("mailer-daemon@")
+        || from.starts_with("postmaster@")
+        || msg.return_address().is_some_and(str::is_empty)
+}
+
+/// Lines after which a plain-text bounce quotes the returned message: addresses there are
+/// not failed recipients.
+const COPY_MARKERS: &[&str] = &[
+    "--- below this line is a copy of the message",
+    "------ this is a copy of the message",
+    "----- original message -----",
+    "----- message header follows -----",
+    "--- the header of the original message is following",
+    "original message headers",
+];
+
+/// Diagnostic phrases (without an enhanced status code) that say the address is gone.
+const GONE: &[&str] = &[
+    "unknown user",
+    "no such user",
+    "user unknown",
+    "does not exist",
+    "unrouteable address",
+    "no mailbox here by that name",
+    "doesn't have a",
+    "no such recipient",
+    "recipient not found",
+    "address not found",
+    "user doesn't exist",
+    "mailbox not found",
+    "invalid recipient",
+];
+
+/// Subjects (lowercase) of vacation and out-of-office replies sent without RFC 3834 headers.
+const AUTO_SUBJECTS: &[&str] = &[
+    "out of office",
+    "out-of-office",
+    "out of the office",
+    "automatic reply",
+    "auto-reply",
+    "auto reply",
+    "autoreply",
+    "auto response",
+    "autoresponse",
+    "vacation",
+    "on holiday",
+    "abwesenheit",
+    "automatische antwort",
+    "réponse automatique",
+    "absence",
+    "respuesta automática",
+    "fuera de la oficina",
+    "risposta automatica",
+    "resposta automática",
+    "automatisch antwoord",
+    "afwezig",
+    "自动回复",
+    "自動回覆",
+    "自動回复",
+    "自動応答",
+    "不在",
+    "자동 응답",
+];
+
+/// Challenge-response systems (TMDA, Boxbe, SpamArrest, ...): the message asks the sender to
+/// prove it is human; it says nothing about the reader.
+fn challenge(msg: &mail_parser::Message<'_>, subject: &str) -> bool {
+    msg.header_raw("X-Delivery-Agent")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("tmda"))
+        || msg.header_raw("X-Boxbe-Challenge").is_some()
+        || msg.header_raw("X-Challenge").is_some()
+        || [
+            "confirm your message",
+            "please confirm your",
+            "verify your email",
+            "verification required",
+            "challenge",
+            "guest list",
+            "spamarrest",
+            "sender verification",
+        ]
+        .iter()
+        .any(|w| subject.contains(w))
+}
+
+/// Only the first this many bytes of a message are parsed. A report's machine-readable part
+/// comes before the returned message (RFC 3464, RFC 5965), so a large returned attachment or a
+/// malformed MIME tree past this point costs neither time nor memory.
+pub const PARSE_BYTES: usize = 1024 * 1024;
+
 pub fn classify(raw: &[u8], unsubscribe: Option<&str>) -> Classified {
+    let raw = &raw[..raw.len().min(PARSE_BYTES)];
     let Some(msg) = MessageParser::default().parse(raw) else {
         return Classified::other();
     };
@@ -126,6 +288,7 @@ pub fn classify(raw: &[u8], unsubscribe: Option<&str>) -> Classified {
         kind: Kind::Other,
         recipients: Vec::new(),
         message_id,
+        delayed: false,
     };
     let header = |name: &str| msg.header_raw(name).map(|v| v.trim().to_lowercase());
 
@@ -146,6 +309,7 @@ pub fn classify(raw: &[u8], unsubscribe: Option<&str>) -> Classified {
                 if let PartType::Message(m) = &part.body {
                     embedded_to = m
                         .to()
+                        .filter(|a| a.iter().count() == 1)
                         .and_then(|a| a.first())
                         .and_then(|a| a.address())
                         .map(str::to_string);
@@ -155,6 +319,7 @@ pub fn classify(raw: &[u8], unsubscribe: Option<&str>) -> Classified {
                 embedded_to = fields(&text())
                     .into_iter()
                     .find(|(k, _)| k == "to")
+                    .filter(|(_, v)| v.matches('@').count() == 1)
                     .map(|(_, v)| typed_address(v.rsplit('<').next().unwrap_or(&v)));
             }
             _ => {}
@@ -162,8 +327,17 @@ pub fn classify(raw: &[u8], unsubscribe: Option<&str>) -> Classified {
     }
 
     if let Some(report) = arf {
-        out.kind = Kind::Complaint;
         let f = fields(&report);
+        // An authentication failure report (RFC 6591) is about the sender's DKIM/SPF, not a
+        // reader's complaint: it never suppresses anyone.
+        let auth_failure = f
+            .iter()
+            .any(|(k, v)| k == "feedback-type" && v.eq_ignore_ascii_case("auth-failure"));
+        out.kind = if auth_failure {
+            Kind::Other
+        } else {
+            Kind::Complaint
+        };
         let rcpt = f
             .iter()
             .find(|(k, _)| k == "original-rcpt-to")
@@ -174,64 +348,61 @@ pub fn classify(raw: &[u8], unsubscribe: Option<&str>) -> Classified {
                 address: a.to_lowercase(),
                 status: None,
                 hard: false,
-                policy: false,
+                policy: auth_failure,
             });
         }
         return out;
     }
+    // A delivery-status report whose MIME structure is broken (wrong boundary): its fields
+    // are still read from the raw text when the message comes from a mail system.
+    if dsn.is_none() && (looks_like_report(&msg) || from_daemon(&msg)) {
+        let raw_text = String::from_utf8_lossy(raw);
+        let lower = raw_text.to_ascii_lowercase();
+        if let Some(at) = lower.find("\nfinal-recipient:")
+            && lower.contains("\naction:")
+        {
+            dsn = Some(raw_text[at..].to_string());
+        }
+    }
     if let Some(report) = dsn {
-        let f = fields(&report);
         let mut delivered = false;
         let mut failed = false;
-        // Per-recipient groups start at Final-Recipient.
-        let mut cur: Option<(String, Option<String>, String, String)> = None;
-        let mut groups = Vec::new();
-        for (k, v) in f {
-            match k.as_str() {
-                "final-recipient" => {
-                    if let Some(c) = cur.take() {
-                        groups.push(c);
-                    }
-                    cur = Some((typed_address(&v), None, String::new(), String::new()));
-                }
-                "status" => match cur.as_mut() {
-                    Some(c) => c.1 = find_code(&v),
-                    // A status with no Final-Recipient: the recipient is unnamed (a VERP
-                    // token may still name them).
-                    None => {
-                        cur = Some((String::new(), find_code(&v), String::new(), String::new()))
-                    }
-                },
-                "action" => {
-                    if let Some(c) = cur.as_mut() {
-                        c.2 = v.to_lowercase();
-                    }
-                }
-                "diagnostic-code" => {
-                    if let Some(c) = cur.as_mut() {
-                        c.3 = v;
-                    }
-                }
-                _ => {}
-            }
-        }
-        groups.extend(cur);
-        for (addr, status, action, diag) in groups {
-            if !(addr.contains('@') || addr.is_empty() && status.is_some()) {
+        let mut delays = Vec::new();
+        let groups = dsn_groups(&report);
+        let anonymous = groups.iter().filter(|g| g.address.is_none()).count();
+        for g in groups {
+            // A group naming no recipient is attributed to the returned message's single
+            // `To` (gazette sends one message per reader), and only when it is the only one.
+            let named = g
+                .address
+                .clone()
+                .or_else(|| (anonymous == 1).then(|| embedded_to.clone()).flatten())
+                .filter(|a| a.contains('@'));
+            let Some(addr) = named.or_else(|| {
+                // A status naming no recipient: unnamed (a VERP token may still name them).
+                g.status.is_some().then(String::new)
+            }) else {
                 continue;
-            }
-            if matches!(action.as_str(), "delivered" | "relayed" | "expanded") {
+            };
+            if matches!(g.action.as_str(), "delivered" | "relayed" | "expanded") {
                 delivered = true;
                 continue;
             }
-            if action == "delayed" {
+            let status = g.status.or_else(|| find_code(&g.diagnostic));
+            let mut r = recipient(&addr, status, &g.diagnostic);
+            if g.action == "delayed" {
+                r.hard = false;
+                delays.push(r);
                 continue;
             }
             failed = true;
-            let status = status.or_else(|| find_code(&diag));
-            out.recipients.push(recipient(&addr, status, &diag));
+            out.recipients.push(r);
         }
         out.kind = if failed {
+            Kind::Bounce
+        } else if !delays.is_empty() {
+            out.delayed = true;
+            out.recipients = delays;
             Kind::Bounce
         } else if delivered {
             Kind::Delivery
@@ -246,18 +417,8 @@ pub fn classify(raw: &[u8], unsubscribe: Option<&str>) -> Classified {
         || msg.header_raw("X-Autoreply").is_some()
         || msg.header_raw("X-Autorespond").is_some()
         || header("precedence").is_some_and(|v| v == "auto_reply")
-        || [
-            "out of office",
-            "out-of-office",
-            "automatic reply",
-            "auto-reply",
-            "autoreply",
-            "vacation",
-            "abwesenheit",
-            "absence",
-        ]
-        .iter()
-        .any(|w| subject.contains(w));
+        || AUTO_SUBJECTS.iter().any(|w| subject.contains(w))
+        || challenge(&msg, &subject);
 
     // Plain-text bounces (Exim, qmail, older Postfix) from a mailer daemon.
     let from = msg
@@ -278,6 +439,10 @@ pub fn classify(raw: &[u8], unsubscribe: Option<&str>) -> Classified {
         let mut lines = body.lines().peekable();
         while let Some(line) = lines.next() {
             let t = line.trim();
+            let lower = t.to_lowercase();
+            if COPY_MARKERS.iter().any(|m| lower.starts_with(m)) {
+                break;
+            }
             let addr = t.trim_matches(['<', '>', ':']).trim();
             if addr.contains('@') && !addr.contains(' ') && t.len() < 200 {
                 let mut diag = String::new();
@@ -293,6 +458,7 @@ pub fn classify(raw: &[u8], unsubscribe: Option<&str>) -> Classified {
                 }
                 let status = find_code(&diag).or_else(|| {
                     diag.split_whitespace()
+                        .map(|w| w.trim_end_matches([':', '-', ',']))
                         .find(|w| {
                             w.len() == 3
                                 && (w.starts_with('5') || w.starts_with('4'))
@@ -302,13 +468,7 @@ pub fn classify(raw: &[u8], unsubscribe: Option<&str>) -> Classified {
                 });
                 let mut r = recipient(addr, status, &diag);
                 let d = diag.to_lowercase();
-                if !r.policy
-                    && (d.contains("unknown user")
-                        || d.contains("no such user")
-                        || d.contains("user unknown")
-                        || d.contains("does not exist")
-                        || d.contains("unrouteable address"))
-                {
+                if !r.policy && GONE.iter().any(|w| d.contains(w)) {
                     r.hard = true;
                     r.status.get_or_insert_with(|| "5.1.1".into());
                 }

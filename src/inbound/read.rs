@@ -112,6 +112,7 @@ fn mbox(path: &Path, f: &mut Handler<'_>) -> anyhow::Result<()> {
     let mut current: Option<(usize, Vec<u8>, bool)> = None;
     let mut n = 0usize;
     let mut prev_blank = true;
+    let mut at_line_start = true;
     let emit = |cur: Option<(usize, Vec<u8>, bool)>, f: &mut Handler<'_>| -> anyhow::Result<()> {
         if let Some((i, bytes, over)) = cur {
             f(Message {
@@ -124,25 +125,30 @@ fn mbox(path: &Path, f: &mut Handler<'_>) -> anyhow::Result<()> {
     };
     loop {
         line.clear();
-        let got = r
+        // A line is read in pieces of at most 64 KiB, so one huge line never sits in memory.
+        let got = (&mut r)
+            .take(64 * 1024)
             .read_until(b'\n', &mut line)
             .with_context(|| format!("cannot read {}", path.display()))?;
         if got == 0 {
             break;
         }
-        if prev_blank && line.starts_with(b"From ") {
+        let line_start = at_line_start;
+        at_line_start = line.ends_with(b"\n");
+        if line_start && prev_blank && line.starts_with(b"From ") {
             emit(current.take(), f)?;
             n += 1;
             current = Some((n, Vec::new(), false));
             prev_blank = false;
             continue;
         }
-        prev_blank = line == b"\n" || line == b"\r\n";
+        prev_blank = line_start && (line == b"\n" || line == b"\r\n");
         if let Some((_, bytes, over)) = current.as_mut() {
             if *over {
                 continue;
             }
-            let body: &[u8] = if line.first() == Some(&b'>')
+            let body: &[u8] = if line_start
+                && line.first() == Some(&b'>')
                 && line
                     .iter()
                     .skip_while(|&&c| c == b'>')
@@ -161,4 +167,32 @@ fn mbox(path: &Path, f: &mut Handler<'_>) -> anyhow::Result<()> {
         }
     }
     emit(current, f)
+}
+
+/// How many messages `path` holds (a Maildir's new/, an mbox's `From ` lines, 1 for a file),
+/// for the progress bar; 0 when it cannot tell.
+pub fn count(path: &Path) -> u64 {
+    if path.is_dir() {
+        return std::fs::read_dir(path.join("new")).map_or(0, |d| d.count() as u64);
+    }
+    let Ok(file) = std::fs::File::open(path) else {
+        return 0;
+    };
+    let mut r = std::io::BufReader::with_capacity(64 * 1024, file);
+    let (mut n, mut prev_blank, mut at_start) = (0u64, true, true);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut r).take(64 * 1024).read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let start = at_start;
+        at_start = line.ends_with(b"\n");
+        if start && prev_blank && line.starts_with(b"From ") {
+            n += 1;
+        }
+        prev_blank = start && (line == b"\n" || line == b"\r\n");
+    }
+    n.max(1)
 }
