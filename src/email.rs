@@ -546,8 +546,10 @@ impl Prepared {
         );
         let html = Pattern::parse(&inlined);
 
-        let body = markdown::to_text(&issue.body, place, TEXT_WIDTH, 1);
-        let footer = markdown::to_text(&footer, place, TEXT_WIDTH, body.next_reference);
+        let language = &config.language;
+        let body = markdown::to_text_in(&issue.body, place, TEXT_WIDTH, 1, language);
+        let footer =
+            markdown::to_text_in(&footer, place, TEXT_WIDTH, body.next_reference, language);
         let text = Pattern::parse(&plain_text(config, issue, &body.text, &footer.text));
 
         let (before, after) = split_unsubscribe_url(&config.email.unsubscribe_url)?;
@@ -1065,12 +1067,15 @@ fn footer_markdown(template: &str, config: &Config, title: &str, page_url: &str)
             .find(|(s, _)| *s == slot)
             .map_or("", |(_, m)| *m)
     };
-    let template = crate::i18n::strings(&config.language).footer(template);
+    let words = crate::i18n::strings(&config.language);
+    let template = words.footer(template);
     let mut template = template.trim_end().to_string();
     for (placeholder, line) in FOOTER_REQUIRED {
         if !template.contains(placeholder) {
             template.push_str("\n\n");
-            template.push_str(line);
+            // The link's words in the newsletter's language.
+            template
+                .push_str(&line.replace("[Unsubscribe]", &format!("[{}]", words.unsubscribe())));
         }
     }
     template.push('\n');

@@ -198,6 +198,8 @@ pub fn nesting_problems(body: &str) -> Vec<(String, Range<usize>)> {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Target {
     Html,
+    /// HTML for email: task items carry one marker, footnote numbers stand in their text.
+    Email,
     Text,
 }
 
@@ -223,6 +225,8 @@ fn events<'s>(
     let mut images_kept: Vec<bool> = Vec::new();
     let mut in_code = 0usize;
     let mut footnotes: HashMap<String, usize> = HashMap::new();
+    // Email: the number of the note just opened, written at the start of its first paragraph.
+    let mut note_label: Option<usize> = None;
     let mut heading_ids: HashSet<String> = HashSet::new();
     // A heading's events are held back until its text, and so its id, is known.
     let mut heading: Option<(Tag<'s>, Vec<Event<'s>>, String)> = None;
@@ -243,6 +247,18 @@ fn events<'s>(
         if !block_html.is_empty() {
             let html = std::mem::take(&mut block_html);
             out.push(Event::Html(absolute_html(CowStr::from(html), place)));
+        }
+        if let Some(n) = note_label.take() {
+            let label = Event::InlineHtml(CowStr::from(format!(
+                "<sup class=\"footnote-definition-label\">{n}</sup> "
+            )));
+            if matches!(event, Event::Start(Tag::Paragraph)) {
+                all.append(&mut out);
+                all.push(event);
+                all.push(label);
+                continue;
+            }
+            all.push(label);
         }
         match event {
             Event::Start(Tag::Link {
@@ -304,13 +320,22 @@ fn events<'s>(
                 in_code = in_code.saturating_sub(1);
                 out.push(Event::End(TagEnd::CodeBlock));
             }
-            Event::FootnoteReference(label) if target == Target::Html => {
+            Event::FootnoteReference(label) if target != Target::Text => {
                 let n = footnote_number(&mut footnotes, &label);
                 let mut href = place.page_url.clone();
                 href.set_fragment(Some(&format!("fn-{n}")));
                 out.push(Event::InlineHtml(CowStr::from(format!(
                     "<sup class=\"footnote-reference\"><a href=\"{href}\">{n}</a></sup>"
                 ))));
+            }
+            Event::Start(Tag::FootnoteDefinition(label)) if target == Target::Email => {
+                let n = footnote_number(&mut footnotes, &label);
+                // The parser's writer closes this <div> at the definition's end; the number
+                // goes into the note's first paragraph (see `note_label`), not above it.
+                out.push(Event::Html(CowStr::from(format!(
+                    "<div class=\"footnote-definition\" id=\"fn-{n}\">"
+                ))));
+                note_label = Some(n);
             }
             Event::Start(Tag::FootnoteDefinition(label)) if target == Target::Html => {
                 let n = footnote_number(&mut footnotes, &label);
@@ -320,6 +345,21 @@ fn events<'s>(
                 ))));
             }
             Event::InlineHtml(h) => out.push(Event::InlineHtml(absolute_html(h, place))),
+            Event::TaskListMarker(done) if target == Target::Email => {
+                // One marker: the item's bullet gives way to the box (`to_email_html` styles
+                // the class).
+                if let Some(item) = all
+                    .iter()
+                    .rposition(|e| matches!(e, Event::Start(Tag::Item)))
+                {
+                    all[item] = Event::Html(CowStr::from(format!("<li class=\"{TASK_CLASS}\">")));
+                }
+                out.push(Event::Text(CowStr::from(if done {
+                    "☑ "
+                } else {
+                    "☐ "
+                })));
+            }
             Event::TaskListMarker(done) if target == Target::Html => {
                 // Feed readers and email clients drop <input>; a box character survives.
                 out.push(Event::Text(CowStr::from(if done {
@@ -844,8 +884,12 @@ const EMAIL_UNSAFE_TAGS: [&str; 7] = [
 ];
 
 /// Whether [`to_email_html`] may differ from [`to_html`] for this body: a quick look for the
-/// tags it drops, so that a caller holding [`to_html`]'s output can reuse it.
+/// tags it drops, footnotes and task lists, so that a caller holding [`to_html`]'s output can
+/// reuse it.
 pub fn may_hold_unsafe_html(body: &str) -> bool {
+    if body.contains("[^") || body.contains("[ ]") || body.contains("[x]") || body.contains("[X]") {
+        return true;
+    }
     if !body.contains('<') {
         return false;
     }
@@ -855,23 +899,54 @@ pub fn may_hold_unsafe_html(body: &str) -> bool {
         .any(|tag| lower.contains(&format!("<{tag}")))
 }
 
+/// The class of a task-list item in email, which shows its box instead of a bullet.
+const TASK_CLASS: &str = "task-list-item";
+
 /// The body as an HTML fragment for email: like [`to_html`], but raw HTML that holds a
-/// script, form, frame, SVG, object, embed or input is dropped (`check` warns about it).
+/// script, form, frame, SVG, object, embed or input is dropped (`check` warns about it);
+/// footnotes are gathered at the end, small, under a rule, each number in its note's text;
+/// a task-list item shows its box and no bullet.
 pub fn to_email_html(body: &str, place: Place<'_>) -> String {
-    write_html(
-        events(body, place, Target::Html, None)
-            .into_iter()
-            .filter(|event| match event {
-                Event::Html(h) | Event::InlineHtml(h) => {
-                    let lower = h.to_ascii_lowercase();
-                    !EMAIL_UNSAFE_TAGS
-                        .iter()
-                        .any(|tag| lower.contains(&format!("<{tag}")))
+    let mut kept = Vec::new();
+    let mut notes = Vec::new();
+    let mut in_note = false;
+    for event in events(body, place, Target::Email, None) {
+        if let Event::Html(h) | Event::InlineHtml(h) = &event {
+            if h.starts_with("<div class=\"footnote-definition\"") {
+                in_note = true;
+            } else {
+                let lower = h.to_ascii_lowercase();
+                if EMAIL_UNSAFE_TAGS
+                    .iter()
+                    .any(|tag| lower.contains(&format!("<{tag}")))
+                {
+                    continue;
                 }
-                _ => true,
-            })
-            .collect(),
-    )
+            }
+        }
+        let closes_note = matches!(event, Event::End(TagEnd::FootnoteDefinition));
+        if in_note {
+            notes.push(event);
+        } else {
+            kept.push(event);
+        }
+        in_note &= !closes_note;
+    }
+    if !notes.is_empty() {
+        kept.push(Event::Html(CowStr::from("<hr class=\"footnotes\">\n")));
+        kept.extend(notes);
+    }
+    // The sanitiser keeps no `style`; these are set after it, on gazette's own markup, so an
+    // editor's older `email.css` without the rules still gets them.
+    write_html(kept)
+        .replace(
+            &format!("<li class=\"{TASK_CLASS}\">"),
+            &format!("<li class=\"{TASK_CLASS}\" style=\"list-style-type: none;\">"),
+        )
+        .replace(
+            "<div class=\"footnote-definition\" ",
+            "<div class=\"footnote-definition\" style=\"font-size: 13px; line-height: 1.6;\" ",
+        )
 }
 
 /// The plain-text rendering of a body.
@@ -887,9 +962,25 @@ pub struct Text {
 /// headings underlined, lists with hanging indents, quotes behind `> `, code indented and
 /// never wrapped, tables as aligned columns (or one block per row when too wide), links as
 /// numbered references `[n]` listed under the text starting at `first_reference`. A link
-/// whose text is its address stays inline. URLs are never broken across lines.
+/// whose text is its address stays inline. URLs are never broken across lines; link text and
+/// inline code are not either when they fit on a line. Footnotes take the next number too
+/// (`[n]` in the text) and are written as notes under a short rule after the text, before the
+/// links; task-list items show `[ ]`/`[x]` instead of a bullet; struck-out text reads
+/// `[struck out: …]` (in Chinese `[删去：…]`).
 pub fn to_text(body: &str, place: Place<'_>, width: usize, first_reference: usize) -> Text {
+    to_text_in(body, place, width, first_reference, "en")
+}
+
+/// [`to_text`] with gazette's own words (the strikethrough marker) in `language`.
+pub fn to_text_in(
+    body: &str,
+    place: Place<'_>,
+    width: usize,
+    first_reference: usize,
+    language: &str,
+) -> Text {
     let mut w = TextWriter::new(width, first_reference);
+    w.struck = crate::i18n::strings(language).struck();
     for event in events(body, place, Target::Text, None) {
         w.event(event);
     }
@@ -901,8 +992,16 @@ pub fn to_text(body: &str, place: Place<'_>, width: usize, first_reference: usiz
 /// `，。、」》）`, never inside a URL, never inside a word. Words and URLs longer than the
 /// width stay whole on a line of their own.
 pub fn wrap(text: &str, width: usize, first_indent: &str, rest_indent: &str) -> Vec<String> {
-    if !text.contains('\n') && display_width(first_indent) + display_width(text) <= width {
-        return vec![format!("{first_indent}{text}").trim_end().to_string()];
+    let indent = display_width(first_indent).max(display_width(rest_indent));
+    let text = &keep_fitting_spans(text, width.saturating_sub(indent));
+    if !text.contains('\n')
+        && display_width(first_indent) + display_width(&strip_keep(text)) <= width
+    {
+        return vec![
+            strip_keep(&format!("{first_indent}{text}"))
+                .trim_end()
+                .to_string(),
+        ];
     }
     let options = textwrap::Options::new(width.max(1))
         .initial_indent(first_indent)
@@ -913,15 +1012,83 @@ pub fn wrap(text: &str, width: usize, first_indent: &str, rest_indent: &str) -> 
         .wrap_algorithm(textwrap::WrapAlgorithm::FirstFit);
     textwrap::wrap(text, options)
         .into_iter()
-        .map(|line| line.trim_end().to_string())
+        .map(|line| strip_keep(&line).trim_end().to_string())
         .collect()
+}
+
+/// Opens and closes a span of text kept on one line (a link's text with its `[n]`, inline
+/// code). ANSI escapes, which textwrap measures as zero columns and ignores when it looks for
+/// line breaks; the editor's own escape characters are removed from the text before.
+const KEEP_OPEN: &str = "\u{1b}[1m";
+const KEEP_CLOSE: &str = "\u{1b}[0m";
+
+/// `text` without the keep-together marks.
+fn strip_keep(text: &str) -> String {
+    text.replace(KEEP_OPEN, "").replace(KEEP_CLOSE, "")
+}
+
+/// `text` with the marks of kept spans removed where the span would not fit in `available`
+/// columns or holds a line break (or the marks do not pair up): such a span wraps as usual.
+fn keep_fitting_spans(text: &str, available: usize) -> String {
+    if !text.contains('\u{1b}') {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find(KEEP_OPEN) {
+        out.push_str(&strip_keep(&rest[..open]));
+        // The outermost span: up to the close that brings the depth back to zero.
+        let mut depth = 0usize;
+        let mut end = None;
+        let mut i = open;
+        while i < rest.len() {
+            if rest[i..].starts_with(KEEP_OPEN) {
+                depth += 1;
+                i += KEEP_OPEN.len();
+            } else if rest[i..].starts_with(KEEP_CLOSE) {
+                depth -= 1;
+                i += KEEP_CLOSE.len();
+                if depth == 0 {
+                    end = Some(i);
+                    break;
+                }
+            } else {
+                i += rest[i..].chars().next().map_or(1, char::len_utf8);
+            }
+        }
+        let Some(end) = end else {
+            out.push_str(&strip_keep(&rest[open..]));
+            return out;
+        };
+        let inner = strip_keep(&rest[open..end]);
+        if inner.contains('\n') || display_width(&inner) > available {
+            out.push_str(&inner);
+        } else {
+            out.push_str(KEEP_OPEN);
+            out.push_str(&inner);
+            out.push_str(KEEP_CLOSE);
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(&strip_keep(rest));
+    out
+}
+
+/// Whether `word` starts with a reference such as `[12]`, which stays with the word before.
+fn starts_with_reference(word: &str) -> bool {
+    let word = word.trim_start_matches(KEEP_CLOSE);
+    let Some(rest) = word.strip_prefix('[') else {
+        return false;
+    };
+    let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    digits > 0 && rest[digits..].starts_with(']')
 }
 
 /// textwrap's Unicode line-break words, with the breaks inside URLs removed (UAX #14 allows a
 /// break after `/`, which would cut a link in two).
 fn words_keeping_urls(line: &str) -> Box<dyn Iterator<Item = textwrap::core::Word<'_>> + '_> {
     let words = textwrap::WordSeparator::UnicodeBreakProperties.find_words(line);
-    if !line.contains("://") {
+    if !line.contains("://") && !line.contains('\u{1b}') && !line.contains('[') {
         return words;
     }
     let mut finder = linkify::LinkFinder::new();
@@ -939,15 +1106,24 @@ fn words_keeping_urls(line: &str) -> Box<dyn Iterator<Item = textwrap::core::Wor
             s.start()..s.start() + ascii
         })
         .collect();
-    if urls.is_empty() {
-        return words;
-    }
+    let words: Vec<textwrap::core::Word<'_>> = words.collect();
     let base = line.as_ptr() as usize;
     let mut out = Vec::new();
     let mut start = 0;
-    for word in words {
+    // How many kept spans are open after the word just read.
+    let mut depth = 0usize;
+    for (i, word) in words.iter().enumerate() {
         let end = word.whitespace.as_ptr() as usize - base + word.whitespace.len();
-        if urls.iter().any(|u| u.start < end && end < u.end) {
+        depth = (depth + word.word.matches(KEEP_OPEN).count())
+            .saturating_sub(word.word.matches(KEEP_CLOSE).count());
+        let next = words.get(i + 1).map_or("", |w| w.word);
+        // The next word may begin by closing the span the break would cut.
+        let leading_closes =
+            (next.len() - next.trim_start_matches(KEEP_CLOSE).len()) / KEEP_CLOSE.len();
+        let in_span = depth.saturating_sub(leading_closes) > 0;
+        if urls.iter().any(|u| u.start < end && end < u.end)
+            || (i + 1 < words.len() && (in_span || starts_with_reference(next)))
+        {
             continue;
         }
         out.push(textwrap::core::Word::from(&line[start..end]));
@@ -972,9 +1148,18 @@ fn is_wide(c: char) -> bool {
 /// (no space) or words (a space).
 const SOFT_BREAK: char = '\u{0}';
 
+/// The rule above the footnotes of a text.
+const NOTES_RULE: &str = "----------";
+
 enum Container {
     Quote,
-    Item { marker: String, used: bool },
+    /// A list item, or a footnote's note (marker `[n] `). `task` is the box that stands in
+    /// for a bullet in a task list.
+    Item {
+        marker: String,
+        used: bool,
+        task: Option<&'static str>,
+    },
 }
 
 struct Table {
@@ -1001,7 +1186,15 @@ struct TextWriter {
     blank_before_next: bool,
     /// Inside a Markdown paragraph (the text of a tight list item is not in one).
     paragraph: bool,
-    footnote: Option<String>,
+    /// Inside a footnote's definition: its number, and the text, containers and spacing of
+    /// the body around it, put back at its end.
+    footnote: Option<(usize, String, Vec<Container>, bool)>,
+    /// Footnote labels and their numbers, taken from the same count as links.
+    footnote_numbers: HashMap<String, usize>,
+    /// Each footnote's note, written, with its number.
+    notes: Vec<(usize, String)>,
+    /// What stands before and after struck-out text.
+    struck: (&'static str, &'static str),
 }
 
 impl TextWriter {
@@ -1021,6 +1214,29 @@ impl TextWriter {
             blank_before_next: false,
             paragraph: false,
             footnote: None,
+            footnote_numbers: HashMap::new(),
+            notes: Vec::new(),
+            struck: ("[struck out: ", "]"),
+        }
+    }
+
+    /// The number of footnote `label`: the next reference number when first seen.
+    fn footnote_number(&mut self, label: &str) -> usize {
+        if let Some(n) = self.footnote_numbers.get(label) {
+            return *n;
+        }
+        let n = self.next_reference;
+        self.next_reference += 1;
+        self.footnote_numbers.insert(label.to_string(), n);
+        n
+    }
+
+    /// Text as the writer keeps it: without escape characters, which mark kept spans.
+    fn push_text(&mut self, text: &str) {
+        if text.contains('\u{1b}') {
+            self.inline.push_str(&text.replace('\u{1b}', ""));
+        } else {
+            self.inline.push_str(text);
         }
     }
 
@@ -1033,7 +1249,8 @@ impl TextWriter {
                     first.push_str("> ");
                     rest.push_str("> ");
                 }
-                Container::Item { marker, used } => {
+                Container::Item { marker, used, task } => {
+                    let marker = task.unwrap_or(marker.as_str());
                     let pad = " ".repeat(display_width(marker));
                     if *used {
                         first.push_str(&pad);
@@ -1075,10 +1292,22 @@ impl TextWriter {
         let mut text = String::with_capacity(raw.len());
         // The last character before a run of soft breaks (looking back for it each time made
         // a run of many breaks quadratic).
+        // Keep-together marks (`\u{1b}[…m`) are not characters of the text: looked past.
         let mut before: Option<char> = None;
+        let mut in_mark = false;
         for (i, &c) in chars.iter().enumerate() {
-            if c == SOFT_BREAK {
-                let after = chars.get(i + 1);
+            if in_mark || c == '\u{1b}' {
+                text.push(c);
+                in_mark = c != 'm';
+            } else if c == SOFT_BREAK {
+                let mut j = i + 1;
+                while chars.get(j) == Some(&'\u{1b}') {
+                    j += chars[j..]
+                        .iter()
+                        .position(|&c| c == 'm')
+                        .map_or(1, |p| p + 1);
+                }
+                let after = chars.get(j);
                 let joins_cjk = before.is_some_and(is_wide) || after.is_some_and(|c| is_wide(*c));
                 if !joins_cjk {
                     text.push(' ');
@@ -1094,15 +1323,11 @@ impl TextWriter {
     fn flush_paragraph(&mut self) {
         let text = self.take_inline();
         let text = text.trim();
-        if text.is_empty() && self.footnote.is_none() {
+        if text.is_empty() {
             return;
         }
         self.start_block();
-        let (mut first, mut rest) = self.prefixes();
-        if let Some(label) = self.footnote.take() {
-            first.push_str(&format!("[^{label}]: "));
-            rest.push_str("    ");
-        }
+        let (first, rest) = self.prefixes();
         let width = self.width;
         for line in wrap(text, width, &first, &rest) {
             self.out.push_str(&line);
@@ -1144,11 +1369,13 @@ impl TextWriter {
         match event {
             Event::Start(tag) => self.start(tag),
             Event::End(tag) => self.end(tag),
-            Event::Text(t) => self.inline.push_str(&t),
+            Event::Text(t) => self.push_text(&t),
             Event::Code(t) => {
+                self.inline.push_str(KEEP_OPEN);
                 self.inline.push('`');
-                self.inline.push_str(&t);
+                self.push_text(&t);
                 self.inline.push('`');
+                self.inline.push_str(KEEP_CLOSE);
             }
             Event::SoftBreak => self.inline.push(SOFT_BREAK),
             Event::HardBreak => self.inline.push('\n'),
@@ -1161,10 +1388,21 @@ impl TextWriter {
                 self.blank_before_next = true;
             }
             Event::FootnoteReference(label) => {
-                self.inline.push_str(&format!("[^{label}]"));
+                let n = self.footnote_number(&label);
+                self.inline.push_str(&format!("[{n}]"));
             }
             Event::TaskListMarker(done) => {
-                self.inline.push_str(if done { "[x] " } else { "[ ] " });
+                let text = if done { "[x] " } else { "[ ] " };
+                // In a bulleted list the box replaces the bullet; a numbered item keeps its
+                // number and shows the box after it.
+                match self.containers.last_mut() {
+                    Some(Container::Item {
+                        marker,
+                        used: false,
+                        task,
+                    }) if marker == "- " => *task = Some(text),
+                    _ => self.inline.push_str(text),
+                }
             }
             Event::InlineMath(t) | Event::DisplayMath(t) => self.inline.push_str(&t),
             Event::Html(_) | Event::InlineHtml(_) => {}
@@ -1196,17 +1434,31 @@ impl TextWriter {
                         None => "- ".to_string(),
                     },
                     used: true,
+                    task: None,
                 });
             }
             Tag::Item => {
                 self.flush_paragraph();
-                if let Some(Container::Item { used, .. }) = self.containers.last_mut() {
+                if let Some(Container::Item { used, task, .. }) = self.containers.last_mut() {
                     *used = false;
+                    *task = None;
                 }
             }
             Tag::FootnoteDefinition(label) => {
                 self.flush_paragraph();
-                self.footnote = Some(label.to_string());
+                let n = self.footnote_number(&label);
+                // A note is written apart and put under the text at the end.
+                let out = std::mem::take(&mut self.out);
+                let containers = std::mem::replace(
+                    &mut self.containers,
+                    vec![Container::Item {
+                        marker: format!("[{n}] "),
+                        used: false,
+                        task: None,
+                    }],
+                );
+                let blank = std::mem::replace(&mut self.blank_before_next, false);
+                self.footnote = Some((n, out, containers, blank));
             }
             Tag::Table(_) => {
                 self.flush_paragraph();
@@ -1238,7 +1490,7 @@ impl TextWriter {
             | Tag::DefinitionListDefinition
             | Tag::Superscript
             | Tag::Subscript => {}
-            Tag::Strikethrough => self.inline.push_str("~~"),
+            Tag::Strikethrough => self.inline.push_str(self.struck.0),
         }
     }
 
@@ -1298,8 +1550,12 @@ impl TextWriter {
                 self.flush_paragraph();
                 // Items of a tight list follow each other without a blank line.
                 self.blank_before_next = false;
-                if let Some(Container::Item { marker, used }) = self.containers.last_mut() {
+                if let Some(Container::Item {
+                    marker, used, task, ..
+                }) = self.containers.last_mut()
+                {
                     *used = true;
+                    *task = None;
                     if let Some(n) = marker
                         .strip_suffix(". ")
                         .and_then(|n| n.parse::<u64>().ok())
@@ -1310,10 +1566,15 @@ impl TextWriter {
             }
             TagEnd::FootnoteDefinition => {
                 self.flush_paragraph();
-                self.footnote = None;
+                if let Some((n, out, containers, blank)) = self.footnote.take() {
+                    let note = std::mem::replace(&mut self.out, out);
+                    self.containers = containers;
+                    self.blank_before_next = blank;
+                    self.notes.push((n, note));
+                }
             }
             TagEnd::TableCell => {
-                let cell = self.take_inline().trim().to_string();
+                let cell = strip_keep(self.take_inline().trim());
                 if let Some(row) = self.table.as_mut().and_then(|t| t.rows.last_mut()) {
                     row.push(cell);
                 }
@@ -1341,7 +1602,9 @@ impl TextWriter {
                     self.inline.push_str(&dest);
                 } else if !inline_address {
                     let n = self.reference(&dest);
-                    self.inline.push_str(&format!("[{n}]"));
+                    // The link's text and its number stay on one line.
+                    self.inline.insert_str(start, KEEP_OPEN);
+                    self.inline.push_str(&format!("[{n}]{KEEP_CLOSE}"));
                 }
             }
             TagEnd::Image => {
@@ -1350,10 +1613,12 @@ impl TextWriter {
                 };
                 let alt = self.inline.split_off(start);
                 let n = self.reference(&dest);
-                self.inline
-                    .push_str(&format!("[{}][{n}]", alt.trim().replace(SOFT_BREAK, " ")));
+                self.inline.push_str(&format!(
+                    "{KEEP_OPEN}[{}][{n}]{KEEP_CLOSE}",
+                    alt.trim().replace(SOFT_BREAK, " ")
+                ));
             }
-            TagEnd::Strikethrough => self.inline.push_str("~~"),
+            TagEnd::Strikethrough => self.inline.push_str(self.struck.1),
             _ => {}
         }
     }
@@ -1425,6 +1690,21 @@ impl TextWriter {
 
     fn finish(mut self) -> Text {
         self.flush_paragraph();
+        if !self.notes.is_empty() {
+            self.notes.sort_by_key(|(n, _)| *n);
+            if !self.out.is_empty() {
+                self.out.push('\n');
+            }
+            self.out.push_str(NOTES_RULE);
+            self.out.push('\n');
+            for (n, note) in std::mem::take(&mut self.notes) {
+                if note.trim().is_empty() {
+                    self.out.push_str(&format!("[{n}]\n"));
+                } else {
+                    self.out.push_str(&note);
+                }
+            }
+        }
         if !self.references.is_empty() {
             self.out.push('\n');
             for (n, dest) in &self.references {
@@ -1700,5 +1980,117 @@ mod tests {
         assert!(!may_hold_unsafe_html("a <b>b</b> <https://x.example/>"));
         let plain = "a <b>b</b> <https://x.example/>";
         assert_eq!(to_email_html(plain, p), to_html(plain, p));
+    }
+
+    fn text_of(body: &str, width: usize, language: &str) -> String {
+        let (base, page) = place();
+        let p = Place {
+            base_url: &base,
+            page_url: &page,
+        };
+        to_text_in(body, p, width, 1, language).text
+    }
+
+    #[test]
+    fn footnotes_are_numbered_notes_under_a_rule() {
+        let body = "A claim[^a] with [a link](https://x.example/), again[^a] and one\nmore[^b].\n\n[^b]: Short.\n\n[^a]: The note, which is long enough that it has to wrap onto a second line.\n\n    With a second paragraph.\n";
+        let text = text_of(body, 40, "en");
+        let expected = "A claim[1] with a link[2], again[1] and\none more[3].\n\n----------\n[1] The note, which is long enough that\n    it has to wrap onto a second line.\n\n    With a second paragraph.\n[3] Short.\n\n[2] https://x.example/\n";
+        assert_eq!(text, expected, "{text}");
+        assert!(!text.contains("[^"), "{text}");
+    }
+
+    #[test]
+    fn struck_text_and_task_boxes_read_as_plain_text() {
+        let body = "~~old~~ new\n\n- [x] done\n- [ ] to do\n  more\n- plain\n\n1. [x] first\n";
+        assert_eq!(
+            text_of(body, 72, "en"),
+            "[struck out: old] new\n\n[x] done\n[ ] to do more\n- plain\n\n1. [x] first\n"
+        );
+        assert!(text_of(body, 72, "zh-CN").starts_with("[删去：old] new\n"));
+        assert!(!text_of(body, 72, "zh-CN").contains("~~"));
+    }
+
+    #[test]
+    fn link_text_and_inline_code_stay_on_one_line_when_they_fit() {
+        let body = "Some words before [the link text](https://x.example/a) and `inline code span` then 中文的句子里有[一个中文链接](https://x.example/b)和更多的中文文字，还有很多很多。";
+        for width in 24..=72 {
+            let text = text_of(body, width, "en");
+            let lines: Vec<&str> = text.lines().collect();
+            for kept in ["the link text[1]", "`inline code span`", "一个中文链接[2]"] {
+                assert!(
+                    lines.iter().any(|l| l.contains(kept)),
+                    "{width}: {kept} split:\n{text}"
+                );
+            }
+            for line in &lines {
+                assert!(display_width(line) <= width, "{width}: {line}");
+            }
+            assert!(!text.contains('\u{1b}'), "{text:?}");
+        }
+        // Longer than a line: wrapped like any text, no line too wide.
+        let long = "x [a link whose text is far longer than the narrow width](https://x.example/)";
+        let text = text_of(long, 20, "en");
+        assert!(
+            text.lines()
+                .take_while(|l| !l.is_empty())
+                .all(|l| display_width(l) <= 20),
+            "{text}"
+        );
+        assert_eq!(
+            text.lines().take_while(|l| !l.is_empty()).count(),
+            3,
+            "{text}"
+        );
+        // A reference number never starts a line.
+        for width in 8..=30 {
+            let text = text_of(
+                "one two three four.[^n] five six seven 一二三四五六七八九十[^n]一二三。\n\n[^n]: x\n",
+                width,
+                "en",
+            );
+            let body = text.split(NOTES_RULE).next().unwrap_or_default();
+            assert!(body.contains("four.[1]"), "{width}: {text}");
+            assert!(body.contains("十[1]"), "{width}: {text}");
+            assert!(
+                !body.lines().any(|l| l.starts_with("[1]")),
+                "{width}: {text}"
+            );
+        }
+        // The editor's own escape characters never reach the text.
+        assert_eq!(
+            text_of("a \u{1b}[1mb\u{1b}[0m `c\u{1b}`", 72, "en"),
+            "a [1mb[0m `c`\n"
+        );
+    }
+
+    #[test]
+    fn email_footnotes_are_small_under_a_rule_and_task_items_have_one_marker() {
+        let (base, page) = place();
+        let p = Place {
+            base_url: &base,
+            page_url: &page,
+        };
+        let html = to_email_html(
+            "Text[^1].\n\n[^1]: The note.\n\nAfter the note.\n\n- [x] done\n- plain\n",
+            p,
+        );
+        let rule = html.find("<hr class=\"footnotes\">").expect(&html);
+        let note = html.find("The note.").expect(&html);
+        assert!(html.find("After the note.").expect(&html) < rule, "{html}");
+        assert!(rule < note, "{html}");
+        assert!(
+            html.contains("<p><sup class=\"footnote-definition-label\">1</sup> The note.</p>"),
+            "{html}"
+        );
+        assert!(html.contains("style=\"font-size: 13px;"), "{html}");
+        assert!(
+            html.contains(
+                "<li class=\"task-list-item\" style=\"list-style-type: none;\">☑ done</li>"
+            ),
+            "{html}"
+        );
+        assert!(html.contains("<li>plain</li>"), "{html}");
+        assert!(may_hold_unsafe_html("a[^1]") && may_hold_unsafe_html("- [ ] x"));
     }
 }
