@@ -19,3 +19,4 @@ mod send;
 mod serve;
 mod snapshots;
 mod subscribers;
+mod tokens;
