@@ -13,6 +13,7 @@ mod lifecycle;
 mod links;
 mod pages;
 mod publish;
+mod received;
 mod render;
 mod robustness;
 mod send;
