@@ -566,7 +566,7 @@ impl Prepared {
         let html_part_bytes = html_part.size;
         let boundary = format!("=_{}", &hex(&Sha256::digest(issue.id.as_bytes()))[..40]);
         let placeholder: Address = "recipient@gazette.invalid".parse()?;
-        let mut builder = Message::builder().from(from.clone());
+        let mut builder = with_from(Message::builder(), &from);
         if let Some(reply_to) = &config.email.reply_to {
             builder = builder.reply_to(reply_to.clone());
         }
@@ -748,8 +748,7 @@ impl Prepared {
                 .position(|w| w == b"\r\n\r\n")
                 .map(|i| i + 4)
                 .context("the message has no body")?;
-            let mut signed = Message::builder()
-                .from(self.from.clone())
+            let mut signed = with_from(Message::builder(), &self.from)
                 .to(mailbox)
                 .subject(self.subject.clone())
                 .date(date)
@@ -1271,6 +1270,41 @@ impl Header for ListUnsubscribePost {
     }
     fn display(&self) -> HeaderValue {
         HeaderValue::new(Self::name(), "List-Unsubscribe=One-Click".to_string())
+    }
+}
+
+/// `From`, written by lettre, except for a display name such as `my.news` that lettre writes
+/// bare (RFC 5322's obsolete phrase, which parsers flag): that one is quoted.
+fn with_from(
+    builder: lettre::message::MessageBuilder,
+    from: &Mailbox,
+) -> lettre::message::MessageBuilder {
+    match from.name.as_deref() {
+        Some(name)
+            if name.contains('.')
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) =>
+        {
+            builder.header(QuotedFrom(format!("\"{name}\" <{}>", from.email)))
+        }
+        _ => builder.from(from.clone()),
+    }
+}
+
+/// A `From` value already written (see [`with_from`]).
+#[derive(Clone, Debug)]
+struct QuotedFrom(String);
+
+impl Header for QuotedFrom {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("From")
+    }
+    fn parse(s: &str) -> Result<Self, BoxError> {
+        Ok(QuotedFrom(s.to_string()))
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.clone())
     }
 }
 

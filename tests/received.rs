@@ -128,3 +128,41 @@ fn every_sample_issue_as_received_over_smtp_scores_at_most_zero() {
         assert!(score <= 0.0, "{} scores {score}:{details}", path.display());
     }
 }
+
+/// Regression: `gazette init` in a directory whose name holds a dot (`.tmpXYZ`, `my.news`)
+/// made a `From:` display name that lettre writes bare, an obsolete phrase that parsers flag.
+#[test]
+fn a_sender_name_with_a_dot_is_quoted_in_from() {
+    let n = Newsletter::empty();
+    n.gazette(&["init"]).ok();
+    let name = n.path().file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.contains('.'), "{name}");
+    n.gazette(&["publish"]).ok();
+    let outbox = n.path().join("outbox");
+    let slug = std::fs::read_dir(&outbox)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let eml = slug.join("message.eml");
+    let text = std::fs::read_to_string(&eml).unwrap();
+    assert!(text.contains(&format!("From: \"{name}\" <")), "{text:.400}");
+    let script = r#"
+import email, email.policy, sys
+m = email.message_from_binary_file(open(sys.argv[1], "rb"), policy=email.policy.default)
+f = m["From"]
+print(len(f.defects), f.addresses[0].display_name)
+"#;
+    let run = std::process::Command::new("python3")
+        .args(["-c", script, eml.to_str().unwrap()])
+        .output()
+        .expect("python3");
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(
+        out.trim(),
+        format!("0 {name}"),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
