@@ -51,8 +51,16 @@ pub fn one_line(s: &str) -> String {
 /// `，。、」》）`, never inside a URL, never inside a word. Words and URLs longer than the
 /// width stay whole on a line of their own.
 pub fn wrap(text: &str, width: usize, first_indent: &str, rest_indent: &str) -> Vec<String> {
-    if !text.contains('\n') && display_width(first_indent) + display_width(text) <= width {
-        return vec![format!("{first_indent}{text}").trim_end().to_string()];
+    let indent = display_width(first_indent).max(display_width(rest_indent));
+    let text = &keep_fitting_spans(text, width.saturating_sub(indent));
+    if !text.contains('\n')
+        && display_width(first_indent) + display_width(&strip_keep(text)) <= width
+    {
+        return vec![
+            strip_keep(&format!("{first_indent}{text}"))
+                .trim_end()
+                .to_string(),
+        ];
     }
     let options = textwrap::Options::new(width.max(1))
         .initial_indent(first_indent)
@@ -63,15 +71,84 @@ pub fn wrap(text: &str, width: usize, first_indent: &str, rest_indent: &str) -> 
         .wrap_algorithm(textwrap::WrapAlgorithm::FirstFit);
     textwrap::wrap(text, options)
         .into_iter()
-        .map(|line| line.trim_end().to_string())
+        .map(|line| strip_keep(&line).trim_end().to_string())
         .collect()
+}
+
+/// Opens and closes a span of text kept on one line (a link's text with its `[n]`, inline
+/// code). ANSI escapes, which textwrap measures as zero columns and ignores when it looks for
+/// line breaks; the editor's own escape characters are removed from the text before.
+pub const KEEP_OPEN: &str = "\u{1b}[1m";
+
+pub const KEEP_CLOSE: &str = "\u{1b}[0m";
+
+/// `text` without the keep-together marks.
+pub fn strip_keep(text: &str) -> String {
+    text.replace(KEEP_OPEN, "").replace(KEEP_CLOSE, "")
+}
+
+/// `text` with the marks of kept spans removed where the span would not fit in `available`
+/// columns or holds a line break (or the marks do not pair up): such a span wraps as usual.
+fn keep_fitting_spans(text: &str, available: usize) -> String {
+    if !text.contains('\u{1b}') {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find(KEEP_OPEN) {
+        out.push_str(&strip_keep(&rest[..open]));
+        // The outermost span: up to the close that brings the depth back to zero.
+        let mut depth = 0usize;
+        let mut end = None;
+        let mut i = open;
+        while i < rest.len() {
+            if rest[i..].starts_with(KEEP_OPEN) {
+                depth += 1;
+                i += KEEP_OPEN.len();
+            } else if rest[i..].starts_with(KEEP_CLOSE) {
+                depth -= 1;
+                i += KEEP_CLOSE.len();
+                if depth == 0 {
+                    end = Some(i);
+                    break;
+                }
+            } else {
+                i += rest[i..].chars().next().map_or(1, char::len_utf8);
+            }
+        }
+        let Some(end) = end else {
+            out.push_str(&strip_keep(&rest[open..]));
+            return out;
+        };
+        let inner = strip_keep(&rest[open..end]);
+        if inner.contains('\n') || display_width(&inner) > available {
+            out.push_str(&inner);
+        } else {
+            out.push_str(KEEP_OPEN);
+            out.push_str(&inner);
+            out.push_str(KEEP_CLOSE);
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(&strip_keep(rest));
+    out
+}
+
+/// Whether `word` starts with a reference such as `[12]`, which stays with the word before.
+fn starts_with_reference(word: &str) -> bool {
+    let word = word.trim_start_matches(KEEP_CLOSE);
+    let Some(rest) = word.strip_prefix('[') else {
+        return false;
+    };
+    let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    digits > 0 && rest[digits..].starts_with(']')
 }
 
 /// textwrap's Unicode line-break words, with the breaks inside URLs removed (UAX #14 allows a
 /// break after `/`, which would cut a link in two).
 fn words_keeping_urls(line: &str) -> Box<dyn Iterator<Item = textwrap::core::Word<'_>> + '_> {
     let words = textwrap::WordSeparator::UnicodeBreakProperties.find_words(line);
-    if !line.contains("://") {
+    if !line.contains("://") && !line.contains('\u{1b}') && !line.contains('[') {
         return words;
     }
     let mut finder = linkify::LinkFinder::new();
@@ -89,15 +166,24 @@ fn words_keeping_urls(line: &str) -> Box<dyn Iterator<Item = textwrap::core::Wor
             s.start()..s.start() + ascii
         })
         .collect();
-    if urls.is_empty() {
-        return words;
-    }
+    let words: Vec<textwrap::core::Word<'_>> = words.collect();
     let base = line.as_ptr() as usize;
     let mut out = Vec::new();
     let mut start = 0;
-    for word in words {
+    // How many kept spans are open after the word just read.
+    let mut depth = 0usize;
+    for (i, word) in words.iter().enumerate() {
         let end = word.whitespace.as_ptr() as usize - base + word.whitespace.len();
-        if urls.iter().any(|u| u.start < end && end < u.end) {
+        depth = (depth + word.word.matches(KEEP_OPEN).count())
+            .saturating_sub(word.word.matches(KEEP_CLOSE).count());
+        let next = words.get(i + 1).map_or("", |w| w.word);
+        // The next word may begin by closing the span the break would cut.
+        let leading_closes =
+            (next.len() - next.trim_start_matches(KEEP_CLOSE).len()) / KEEP_CLOSE.len();
+        let in_span = depth.saturating_sub(leading_closes) > 0;
+        if urls.iter().any(|u| u.start < end && end < u.end)
+            || (i + 1 < words.len() && (in_span || starts_with_reference(next)))
+        {
             continue;
         }
         out.push(textwrap::core::Word::from(&line[start..end]));

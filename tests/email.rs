@@ -571,7 +571,11 @@ fn a_footer_without_unsubscribe_link_or_address_still_gets_them() {
     n.gazette(&["publish"]).ok();
     let html = n.read(&format!("outbox/{MARCH}/email.html"));
     let text = n.read(&format!("outbox/{MARCH}/email.txt"));
-    assert!(html.contains(">Unsubscribe</a>"), "{html}");
+    // The sample is a zh-CN newsletter: the added link is in its language, in both parts.
+    assert!(html.contains(">退订</a>"), "{html}");
+    assert!(!html.contains("Unsubscribe</a>"), "{html}");
+    assert!(text.contains("退订["), "{text}");
+    assert!(!text.contains("Unsubscribe"), "{text}");
     assert!(html.contains("上海市徐汇区示例路 100 号"));
     assert!(text.contains("https://digest.example.org/unsubscribe?token="));
     assert!(text.contains("上海市徐汇区示例路 100 号"));

@@ -73,6 +73,24 @@ impl Strings {
         }
     }
 
+    /// What stands before and after struck-out text in the plain-text email.
+    pub fn struck(&self) -> (&'static str, &'static str) {
+        if self.tag == "zh" {
+            ("[删去：", "]")
+        } else {
+            ("[struck out: ", "]")
+        }
+    }
+
+    /// The text of the unsubscribe link gazette adds to a footer that has none.
+    pub fn unsubscribe(&self) -> &'static str {
+        if self.tag == "zh" {
+            "退订"
+        } else {
+            "Unsubscribe"
+        }
+    }
+
     /// An issue's number: `No. 3` or `第 3 期`.
     pub fn issue_number(&self, n: impl std::fmt::Display) -> String {
         match self.date {

@@ -204,6 +204,8 @@ pub fn nesting_problems(body: &str) -> Vec<(String, Range<usize>)> {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Target {
     Html,
+    /// HTML for email: task items carry one marker, footnote numbers stand in their text.
+    Email,
     Text,
 }
 
@@ -229,6 +231,8 @@ pub(super) fn events<'s>(
     let mut images_kept: Vec<bool> = Vec::new();
     let mut in_code = 0usize;
     let mut footnotes: HashMap<String, usize> = HashMap::new();
+    // Email: the number of the note just opened, written at the start of its first paragraph.
+    let mut note_label: Option<usize> = None;
     let mut heading_ids: HashSet<String> = HashSet::new();
     // A heading's events are held back until its text, and so its id, is known.
     let mut heading: Option<(Tag<'s>, Vec<Event<'s>>, String)> = None;
@@ -249,6 +253,18 @@ pub(super) fn events<'s>(
         if !block_html.is_empty() {
             let html = std::mem::take(&mut block_html);
             out.push(Event::Html(absolute_html(CowStr::from(html), place)));
+        }
+        if let Some(n) = note_label.take() {
+            let label = Event::InlineHtml(CowStr::from(format!(
+                "<sup class=\"footnote-definition-label\">{n}</sup> "
+            )));
+            if matches!(event, Event::Start(Tag::Paragraph)) {
+                all.append(&mut out);
+                all.push(event);
+                all.push(label);
+                continue;
+            }
+            all.push(label);
         }
         match event {
             Event::Start(Tag::Link {
@@ -310,13 +326,22 @@ pub(super) fn events<'s>(
                 in_code = in_code.saturating_sub(1);
                 out.push(Event::End(TagEnd::CodeBlock));
             }
-            Event::FootnoteReference(label) if target == Target::Html => {
+            Event::FootnoteReference(label) if target != Target::Text => {
                 let n = footnote_number(&mut footnotes, &label);
                 let mut href = place.page_url.clone();
                 href.set_fragment(Some(&format!("fn-{n}")));
                 out.push(Event::InlineHtml(CowStr::from(format!(
                     "<sup class=\"footnote-reference\"><a href=\"{href}\">{n}</a></sup>"
                 ))));
+            }
+            Event::Start(Tag::FootnoteDefinition(label)) if target == Target::Email => {
+                let n = footnote_number(&mut footnotes, &label);
+                // The parser's writer closes this <div> at the definition's end; the number
+                // goes into the note's first paragraph (see `note_label`), not above it.
+                out.push(Event::Html(CowStr::from(format!(
+                    "<div class=\"footnote-definition\" id=\"fn-{n}\">"
+                ))));
+                note_label = Some(n);
             }
             Event::Start(Tag::FootnoteDefinition(label)) if target == Target::Html => {
                 let n = footnote_number(&mut footnotes, &label);
@@ -326,6 +351,21 @@ pub(super) fn events<'s>(
                 ))));
             }
             Event::InlineHtml(h) => out.push(Event::InlineHtml(absolute_html(h, place))),
+            Event::TaskListMarker(done) if target == Target::Email => {
+                // One marker: the item's bullet gives way to the box (`to_email_html` styles
+                // the class).
+                if let Some(item) = all
+                    .iter()
+                    .rposition(|e| matches!(e, Event::Start(Tag::Item)))
+                {
+                    all[item] = Event::Html(CowStr::from(format!("<li class=\"{TASK_CLASS}\">")));
+                }
+                out.push(Event::Text(CowStr::from(if done {
+                    "☑ "
+                } else {
+                    "☐ "
+                })));
+            }
             Event::TaskListMarker(done) if target == Target::Html => {
                 // Feed readers and email clients drop <input>; a box character survives.
                 out.push(Event::Text(CowStr::from(if done {
@@ -743,8 +783,12 @@ const EMAIL_UNSAFE_TAGS: [&str; 7] = [
 ];
 
 /// Whether [`to_email_html`] may differ from [`to_html`] for this body: a quick look for the
-/// tags it drops, so that a caller holding [`to_html`]'s output can reuse it.
+/// tags it drops, footnotes and task lists, so that a caller holding [`to_html`]'s output can
+/// reuse it.
 pub fn may_hold_unsafe_html(body: &str) -> bool {
+    if body.contains("[^") || body.contains("[ ]") || body.contains("[x]") || body.contains("[X]") {
+        return true;
+    }
     if !body.contains('<') {
         return false;
     }
@@ -754,23 +798,54 @@ pub fn may_hold_unsafe_html(body: &str) -> bool {
         .any(|tag| lower.contains(&format!("<{tag}")))
 }
 
+/// The class of a task-list item in email, which shows its box instead of a bullet.
+const TASK_CLASS: &str = "task-list-item";
+
 /// The body as an HTML fragment for email: like [`to_html`], but raw HTML that holds a
-/// script, form, frame, SVG, object, embed or input is dropped (`check` warns about it).
+/// script, form, frame, SVG, object, embed or input is dropped (`check` warns about it);
+/// footnotes are gathered at the end, small, under a rule, each number in its note's text;
+/// a task-list item shows its box and no bullet.
 pub fn to_email_html(body: &str, place: Place<'_>) -> String {
-    write_html(
-        events(body, place, Target::Html, None)
-            .into_iter()
-            .filter(|event| match event {
-                Event::Html(h) | Event::InlineHtml(h) => {
-                    let lower = h.to_ascii_lowercase();
-                    !EMAIL_UNSAFE_TAGS
-                        .iter()
-                        .any(|tag| lower.contains(&format!("<{tag}")))
+    let mut kept = Vec::new();
+    let mut notes = Vec::new();
+    let mut in_note = false;
+    for event in events(body, place, Target::Email, None) {
+        if let Event::Html(h) | Event::InlineHtml(h) = &event {
+            if h.starts_with("<div class=\"footnote-definition\"") {
+                in_note = true;
+            } else {
+                let lower = h.to_ascii_lowercase();
+                if EMAIL_UNSAFE_TAGS
+                    .iter()
+                    .any(|tag| lower.contains(&format!("<{tag}")))
+                {
+                    continue;
                 }
-                _ => true,
-            })
-            .collect(),
-    )
+            }
+        }
+        let closes_note = matches!(event, Event::End(TagEnd::FootnoteDefinition));
+        if in_note {
+            notes.push(event);
+        } else {
+            kept.push(event);
+        }
+        in_note &= !closes_note;
+    }
+    if !notes.is_empty() {
+        kept.push(Event::Html(CowStr::from("<hr class=\"footnotes\">\n")));
+        kept.extend(notes);
+    }
+    // The sanitiser keeps no `style`; these are set after it, on gazette's own markup, so an
+    // editor's older `email.css` without the rules still gets them.
+    write_html(kept)
+        .replace(
+            &format!("<li class=\"{TASK_CLASS}\">"),
+            &format!("<li class=\"{TASK_CLASS}\" style=\"list-style-type: none;\">"),
+        )
+        .replace(
+            "<div class=\"footnote-definition\" ",
+            "<div class=\"footnote-definition\" style=\"font-size: 13px; line-height: 1.6;\" ",
+        )
 }
 
 #[cfg(test)]
@@ -974,5 +1049,35 @@ mod tests {
         assert!(!may_hold_unsafe_html("a <b>b</b> <https://x.example/>"));
         let plain = "a <b>b</b> <https://x.example/>";
         assert_eq!(to_email_html(plain, p), to_html(plain, p));
+    }
+
+    #[test]
+    fn email_footnotes_are_small_under_a_rule_and_task_items_have_one_marker() {
+        let (base, page) = place();
+        let p = Place {
+            base_url: &base,
+            page_url: &page,
+        };
+        let html = to_email_html(
+            "Text[^1].\n\n[^1]: The note.\n\nAfter the note.\n\n- [x] done\n- plain\n",
+            p,
+        );
+        let rule = html.find("<hr class=\"footnotes\">").expect(&html);
+        let note = html.find("The note.").expect(&html);
+        assert!(html.find("After the note.").expect(&html) < rule, "{html}");
+        assert!(rule < note, "{html}");
+        assert!(
+            html.contains("<p><sup class=\"footnote-definition-label\">1</sup> The note.</p>"),
+            "{html}"
+        );
+        assert!(html.contains("style=\"font-size: 13px;"), "{html}");
+        assert!(
+            html.contains(
+                "<li class=\"task-list-item\" style=\"list-style-type: none;\">☑ done</li>"
+            ),
+            "{html}"
+        );
+        assert!(html.contains("<li>plain</li>"), "{html}");
+        assert!(may_hold_unsafe_html("a[^1]") && may_hold_unsafe_html("- [ ] x"));
     }
 }

@@ -4,7 +4,9 @@
 use pulldown_cmark::{Event, HeadingLevel, Tag, TagEnd};
 
 use super::markdown::{Place, Target, events};
-use crate::text::{display_width, is_wide, wrap};
+use std::collections::HashMap;
+
+use crate::text::{KEEP_CLOSE, KEEP_OPEN, display_width, is_wide, strip_keep, wrap};
 
 /// The plain-text rendering of a body.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,9 +21,25 @@ pub struct Text {
 /// headings underlined, lists with hanging indents, quotes behind `> `, code indented and
 /// never wrapped, tables as aligned columns (or one block per row when too wide), links as
 /// numbered references `[n]` listed under the text starting at `first_reference`. A link
-/// whose text is its address stays inline. URLs are never broken across lines.
+/// whose text is its address stays inline. URLs are never broken across lines; link text and
+/// inline code are not either when they fit on a line. Footnotes take the next number too
+/// (`[n]` in the text) and are written as notes under a short rule after the text, before the
+/// links; task-list items show `[ ]`/`[x]` instead of a bullet; struck-out text reads
+/// `[struck out: …]` (in Chinese `[删去：…]`).
 pub fn to_text(body: &str, place: Place<'_>, width: usize, first_reference: usize) -> Text {
+    to_text_in(body, place, width, first_reference, "en")
+}
+
+/// [`to_text`] with gazette's own words (the strikethrough marker) in `language`.
+pub fn to_text_in(
+    body: &str,
+    place: Place<'_>,
+    width: usize,
+    first_reference: usize,
+    language: &str,
+) -> Text {
     let mut w = TextWriter::new(width, first_reference);
+    w.struck = crate::render::i18n::strings(language).struck();
     for event in events(body, place, Target::Text, None) {
         w.event(event);
     }
@@ -32,9 +50,18 @@ pub fn to_text(body: &str, place: Place<'_>, width: usize, first_reference: usiz
 /// (no space) or words (a space).
 const SOFT_BREAK: char = '\u{0}';
 
+/// The rule above the footnotes of a text.
+const NOTES_RULE: &str = "----------";
+
 enum Container {
     Quote,
-    Item { marker: String, used: bool },
+    /// A list item, or a footnote's note (marker `[n] `). `task` is the box that stands in
+    /// for a bullet in a task list.
+    Item {
+        marker: String,
+        used: bool,
+        task: Option<&'static str>,
+    },
 }
 
 struct Table {
@@ -61,7 +88,15 @@ struct TextWriter {
     blank_before_next: bool,
     /// Inside a Markdown paragraph (the text of a tight list item is not in one).
     paragraph: bool,
-    footnote: Option<String>,
+    /// Inside a footnote's definition: its number, and the text, containers and spacing of
+    /// the body around it, put back at its end.
+    footnote: Option<(usize, String, Vec<Container>, bool)>,
+    /// Footnote labels and their numbers, taken from the same count as links.
+    footnote_numbers: HashMap<String, usize>,
+    /// Each footnote's note, written, with its number.
+    notes: Vec<(usize, String)>,
+    /// What stands before and after struck-out text.
+    struck: (&'static str, &'static str),
 }
 
 impl TextWriter {
@@ -81,6 +116,29 @@ impl TextWriter {
             blank_before_next: false,
             paragraph: false,
             footnote: None,
+            footnote_numbers: HashMap::new(),
+            notes: Vec::new(),
+            struck: ("[struck out: ", "]"),
+        }
+    }
+
+    /// The number of footnote `label`: the next reference number when first seen.
+    fn footnote_number(&mut self, label: &str) -> usize {
+        if let Some(n) = self.footnote_numbers.get(label) {
+            return *n;
+        }
+        let n = self.next_reference;
+        self.next_reference += 1;
+        self.footnote_numbers.insert(label.to_string(), n);
+        n
+    }
+
+    /// Text as the writer keeps it: without escape characters, which mark kept spans.
+    fn push_text(&mut self, text: &str) {
+        if text.contains('\u{1b}') {
+            self.inline.push_str(&text.replace('\u{1b}', ""));
+        } else {
+            self.inline.push_str(text);
         }
     }
 
@@ -93,7 +151,8 @@ impl TextWriter {
                     first.push_str("> ");
                     rest.push_str("> ");
                 }
-                Container::Item { marker, used } => {
+                Container::Item { marker, used, task } => {
+                    let marker = task.unwrap_or(marker.as_str());
                     let pad = " ".repeat(display_width(marker));
                     if *used {
                         first.push_str(&pad);
@@ -135,10 +194,22 @@ impl TextWriter {
         let mut text = String::with_capacity(raw.len());
         // The last character before a run of soft breaks (looking back for it each time made
         // a run of many breaks quadratic).
+        // Keep-together marks (`\u{1b}[…m`) are not characters of the text: looked past.
         let mut before: Option<char> = None;
+        let mut in_mark = false;
         for (i, &c) in chars.iter().enumerate() {
-            if c == SOFT_BREAK {
-                let after = chars.get(i + 1);
+            if in_mark || c == '\u{1b}' {
+                text.push(c);
+                in_mark = c != 'm';
+            } else if c == SOFT_BREAK {
+                let mut j = i + 1;
+                while chars.get(j) == Some(&'\u{1b}') {
+                    j += chars[j..]
+                        .iter()
+                        .position(|&c| c == 'm')
+                        .map_or(1, |p| p + 1);
+                }
+                let after = chars.get(j);
                 let joins_cjk = before.is_some_and(is_wide) || after.is_some_and(|c| is_wide(*c));
                 if !joins_cjk {
                     text.push(' ');
@@ -154,15 +225,11 @@ impl TextWriter {
     fn flush_paragraph(&mut self) {
         let text = self.take_inline();
         let text = text.trim();
-        if text.is_empty() && self.footnote.is_none() {
+        if text.is_empty() {
             return;
         }
         self.start_block();
-        let (mut first, mut rest) = self.prefixes();
-        if let Some(label) = self.footnote.take() {
-            first.push_str(&format!("[^{label}]: "));
-            rest.push_str("    ");
-        }
+        let (first, rest) = self.prefixes();
         let width = self.width;
         for line in wrap(text, width, &first, &rest) {
             self.out.push_str(&line);
@@ -204,11 +271,13 @@ impl TextWriter {
         match event {
             Event::Start(tag) => self.start(tag),
             Event::End(tag) => self.end(tag),
-            Event::Text(t) => self.inline.push_str(&t),
+            Event::Text(t) => self.push_text(&t),
             Event::Code(t) => {
+                self.inline.push_str(KEEP_OPEN);
                 self.inline.push('`');
-                self.inline.push_str(&t);
+                self.push_text(&t);
                 self.inline.push('`');
+                self.inline.push_str(KEEP_CLOSE);
             }
             Event::SoftBreak => self.inline.push(SOFT_BREAK),
             Event::HardBreak => self.inline.push('\n'),
@@ -221,10 +290,21 @@ impl TextWriter {
                 self.blank_before_next = true;
             }
             Event::FootnoteReference(label) => {
-                self.inline.push_str(&format!("[^{label}]"));
+                let n = self.footnote_number(&label);
+                self.inline.push_str(&format!("[{n}]"));
             }
             Event::TaskListMarker(done) => {
-                self.inline.push_str(if done { "[x] " } else { "[ ] " });
+                let text = if done { "[x] " } else { "[ ] " };
+                // In a bulleted list the box replaces the bullet; a numbered item keeps its
+                // number and shows the box after it.
+                match self.containers.last_mut() {
+                    Some(Container::Item {
+                        marker,
+                        used: false,
+                        task,
+                    }) if marker == "- " => *task = Some(text),
+                    _ => self.inline.push_str(text),
+                }
             }
             Event::InlineMath(t) | Event::DisplayMath(t) => self.inline.push_str(&t),
             Event::Html(_) | Event::InlineHtml(_) => {}
@@ -256,17 +336,31 @@ impl TextWriter {
                         None => "- ".to_string(),
                     },
                     used: true,
+                    task: None,
                 });
             }
             Tag::Item => {
                 self.flush_paragraph();
-                if let Some(Container::Item { used, .. }) = self.containers.last_mut() {
+                if let Some(Container::Item { used, task, .. }) = self.containers.last_mut() {
                     *used = false;
+                    *task = None;
                 }
             }
             Tag::FootnoteDefinition(label) => {
                 self.flush_paragraph();
-                self.footnote = Some(label.to_string());
+                let n = self.footnote_number(&label);
+                // A note is written apart and put under the text at the end.
+                let out = std::mem::take(&mut self.out);
+                let containers = std::mem::replace(
+                    &mut self.containers,
+                    vec![Container::Item {
+                        marker: format!("[{n}] "),
+                        used: false,
+                        task: None,
+                    }],
+                );
+                let blank = std::mem::replace(&mut self.blank_before_next, false);
+                self.footnote = Some((n, out, containers, blank));
             }
             Tag::Table(_) => {
                 self.flush_paragraph();
@@ -298,7 +392,7 @@ impl TextWriter {
             | Tag::DefinitionListDefinition
             | Tag::Superscript
             | Tag::Subscript => {}
-            Tag::Strikethrough => self.inline.push_str("~~"),
+            Tag::Strikethrough => self.inline.push_str(self.struck.0),
         }
     }
 
@@ -358,8 +452,12 @@ impl TextWriter {
                 self.flush_paragraph();
                 // Items of a tight list follow each other without a blank line.
                 self.blank_before_next = false;
-                if let Some(Container::Item { marker, used }) = self.containers.last_mut() {
+                if let Some(Container::Item {
+                    marker, used, task, ..
+                }) = self.containers.last_mut()
+                {
                     *used = true;
+                    *task = None;
                     if let Some(n) = marker
                         .strip_suffix(". ")
                         .and_then(|n| n.parse::<u64>().ok())
@@ -370,10 +468,15 @@ impl TextWriter {
             }
             TagEnd::FootnoteDefinition => {
                 self.flush_paragraph();
-                self.footnote = None;
+                if let Some((n, out, containers, blank)) = self.footnote.take() {
+                    let note = std::mem::replace(&mut self.out, out);
+                    self.containers = containers;
+                    self.blank_before_next = blank;
+                    self.notes.push((n, note));
+                }
             }
             TagEnd::TableCell => {
-                let cell = self.take_inline().trim().to_string();
+                let cell = strip_keep(self.take_inline().trim());
                 if let Some(row) = self.table.as_mut().and_then(|t| t.rows.last_mut()) {
                     row.push(cell);
                 }
@@ -401,7 +504,9 @@ impl TextWriter {
                     self.inline.push_str(&dest);
                 } else if !inline_address {
                     let n = self.reference(&dest);
-                    self.inline.push_str(&format!("[{n}]"));
+                    // The link's text and its number stay on one line.
+                    self.inline.insert_str(start, KEEP_OPEN);
+                    self.inline.push_str(&format!("[{n}]{KEEP_CLOSE}"));
                 }
             }
             TagEnd::Image => {
@@ -410,10 +515,12 @@ impl TextWriter {
                 };
                 let alt = self.inline.split_off(start);
                 let n = self.reference(&dest);
-                self.inline
-                    .push_str(&format!("[{}][{n}]", alt.trim().replace(SOFT_BREAK, " ")));
+                self.inline.push_str(&format!(
+                    "{KEEP_OPEN}[{}][{n}]{KEEP_CLOSE}",
+                    alt.trim().replace(SOFT_BREAK, " ")
+                ));
             }
-            TagEnd::Strikethrough => self.inline.push_str("~~"),
+            TagEnd::Strikethrough => self.inline.push_str(self.struck.1),
             _ => {}
         }
     }
@@ -485,6 +592,21 @@ impl TextWriter {
 
     fn finish(mut self) -> Text {
         self.flush_paragraph();
+        if !self.notes.is_empty() {
+            self.notes.sort_by_key(|(n, _)| *n);
+            if !self.out.is_empty() {
+                self.out.push('\n');
+            }
+            self.out.push_str(NOTES_RULE);
+            self.out.push('\n');
+            for (n, note) in std::mem::take(&mut self.notes) {
+                if note.trim().is_empty() {
+                    self.out.push_str(&format!("[{n}]\n"));
+                } else {
+                    self.out.push_str(&note);
+                }
+            }
+        }
         if !self.references.is_empty() {
             self.out.push('\n');
             for (n, dest) in &self.references {
@@ -524,5 +646,87 @@ mod tests {
         // A second text continues the numbering; a link seen twice keeps its number.
         let t = to_text("[a](https://x.example/) [b](https://x.example/)", p, 72, 7);
         assert_eq!(t.text, "a[7] b[7]\n\n[7] https://x.example/\n");
+    }
+
+    fn text_of(body: &str, width: usize, language: &str) -> String {
+        let (base, page) = place();
+        let p = Place {
+            base_url: &base,
+            page_url: &page,
+        };
+        to_text_in(body, p, width, 1, language).text
+    }
+
+    #[test]
+    fn footnotes_are_numbered_notes_under_a_rule() {
+        let body = "A claim[^a] with [a link](https://x.example/), again[^a] and one\nmore[^b].\n\n[^b]: Short.\n\n[^a]: The note, which is long enough that it has to wrap onto a second line.\n\n    With a second paragraph.\n";
+        let text = text_of(body, 40, "en");
+        let expected = "A claim[1] with a link[2], again[1] and\none more[3].\n\n----------\n[1] The note, which is long enough that\n    it has to wrap onto a second line.\n\n    With a second paragraph.\n[3] Short.\n\n[2] https://x.example/\n";
+        assert_eq!(text, expected, "{text}");
+        assert!(!text.contains("[^"), "{text}");
+    }
+
+    #[test]
+    fn struck_text_and_task_boxes_read_as_plain_text() {
+        let body = "~~old~~ new\n\n- [x] done\n- [ ] to do\n  more\n- plain\n\n1. [x] first\n";
+        assert_eq!(
+            text_of(body, 72, "en"),
+            "[struck out: old] new\n\n[x] done\n[ ] to do more\n- plain\n\n1. [x] first\n"
+        );
+        assert!(text_of(body, 72, "zh-CN").starts_with("[删去：old] new\n"));
+        assert!(!text_of(body, 72, "zh-CN").contains("~~"));
+    }
+
+    #[test]
+    fn link_text_and_inline_code_stay_on_one_line_when_they_fit() {
+        let body = "Some words before [the link text](https://x.example/a) and `inline code span` then 中文的句子里有[一个中文链接](https://x.example/b)和更多的中文文字，还有很多很多。";
+        for width in 24..=72 {
+            let text = text_of(body, width, "en");
+            let lines: Vec<&str> = text.lines().collect();
+            for kept in ["the link text[1]", "`inline code span`", "一个中文链接[2]"] {
+                assert!(
+                    lines.iter().any(|l| l.contains(kept)),
+                    "{width}: {kept} split:\n{text}"
+                );
+            }
+            for line in &lines {
+                assert!(display_width(line) <= width, "{width}: {line}");
+            }
+            assert!(!text.contains('\u{1b}'), "{text:?}");
+        }
+        // Longer than a line: wrapped like any text, no line too wide.
+        let long = "x [a link whose text is far longer than the narrow width](https://x.example/)";
+        let text = text_of(long, 20, "en");
+        assert!(
+            text.lines()
+                .take_while(|l| !l.is_empty())
+                .all(|l| display_width(l) <= 20),
+            "{text}"
+        );
+        assert_eq!(
+            text.lines().take_while(|l| !l.is_empty()).count(),
+            3,
+            "{text}"
+        );
+        // A reference number never starts a line.
+        for width in 8..=30 {
+            let text = text_of(
+                "one two three four.[^n] five six seven 一二三四五六七八九十[^n]一二三。\n\n[^n]: x\n",
+                width,
+                "en",
+            );
+            let body = text.split(NOTES_RULE).next().unwrap_or_default();
+            assert!(body.contains("four.[1]"), "{width}: {text}");
+            assert!(body.contains("十[1]"), "{width}: {text}");
+            assert!(
+                !body.lines().any(|l| l.starts_with("[1]")),
+                "{width}: {text}"
+            );
+        }
+        // The editor's own escape characters never reach the text.
+        assert_eq!(
+            text_of("a \u{1b}[1mb\u{1b}[0m `c\u{1b}`", 72, "en"),
+            "a [1mb[0m `c`\n"
+        );
     }
 }

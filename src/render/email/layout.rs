@@ -51,12 +51,15 @@ pub(super) fn footer_markdown(
             .find(|(s, _)| *s == slot)
             .map_or("", |(_, m)| *m)
     };
-    let template = crate::render::i18n::strings(&config.language).footer(template);
+    let words = crate::render::i18n::strings(&config.language);
+    let template = words.footer(template);
     let mut template = template.trim_end().to_string();
     for (placeholder, line) in FOOTER_REQUIRED {
         if !template.contains(placeholder) {
             template.push_str("\n\n");
-            template.push_str(line);
+            // The link's words in the newsletter's language.
+            template
+                .push_str(&line.replace("[Unsubscribe]", &format!("[{}]", words.unsubscribe())));
         }
     }
     template.push('\n');

@@ -195,6 +195,12 @@ text_header!(
     "List-Unsubscribe-Post"
 );
 
+text_header!(
+    /// A `From` value already written (see `with_from`).
+    QuotedFrom,
+    "From"
+);
+
 /// The value of `List-Unsubscribe-Post` that asks for a one-click POST.
 pub(super) const ONE_CLICK: &str = "List-Unsubscribe=One-Click";
 

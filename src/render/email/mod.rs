@@ -289,8 +289,15 @@ impl Prepared {
         );
         let html = Pattern::parse(&inlined);
 
-        let body = crate::render::text::to_text(&issue.body, place, TEXT_WIDTH, 1);
-        let footer = crate::render::text::to_text(&footer, place, TEXT_WIDTH, body.next_reference);
+        let language = &config.language;
+        let body = crate::render::text::to_text_in(&issue.body, place, TEXT_WIDTH, 1, language);
+        let footer = crate::render::text::to_text_in(
+            &footer,
+            place,
+            TEXT_WIDTH,
+            body.next_reference,
+            language,
+        );
         let text = Pattern::parse(&plain_text(config, issue, &body.text, &footer.text));
 
         let (before, after) = split_unsubscribe_url(&config.email.unsubscribe_url)?;
@@ -307,7 +314,7 @@ impl Prepared {
         let html_part_bytes = html_part.size;
         let boundary = format!("=_{}", &hex(&Sha256::digest(issue.id.as_bytes()))[..40]);
         let placeholder: Address = "recipient@gazette.invalid".parse()?;
-        let mut builder = Message::builder().from(from.clone());
+        let mut builder = with_from(Message::builder(), &from);
         if let Some(reply_to) = &config.email.reply_to {
             builder = builder.reply_to(reply_to.clone());
         }
@@ -515,8 +522,7 @@ impl Prepared {
                 .position(|w| w == b"\r\n\r\n")
                 .map(|i| i + 4)
                 .context("the message has no body")?;
-            let mut signed = Message::builder()
-                .from(self.from.clone())
+            let mut signed = with_from(Message::builder(), &self.from)
                 .to(mailbox)
                 .subject(self.subject.clone())
                 .date(date)
@@ -585,6 +591,25 @@ pub fn files(
 /// recipient is not a real subscriber), so that publishing needs no secret.
 pub fn sample_secret(dir: &Path) -> Secret {
     Secret::load(dir).unwrap_or_else(|_| Secret::new("gazette sample: no secret set up"))
+}
+
+/// `From`, written by lettre, except for a display name such as `my.news` that lettre writes
+/// bare (RFC 5322's obsolete phrase, which parsers flag): that one is quoted.
+fn with_from(
+    builder: lettre::message::MessageBuilder,
+    from: &Mailbox,
+) -> lettre::message::MessageBuilder {
+    match from.name.as_deref() {
+        Some(name)
+            if name.contains('.')
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) =>
+        {
+            builder.header(QuotedFrom(format!("\"{name}\" <{}>", from.email)))
+        }
+        _ => builder.from(from.clone()),
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,168 @@
+//! Every sample issue as a real SMTP server receives it (Postfix's smtp-sink on 127.0.0.1),
+//! scored by SpamAssassin with local rules only.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{Newsletter, tool};
+
+const ISSUES: [&str; 4] = [
+    "2023-03-papers",
+    "2023-04-papers",
+    "2023-05-reading-notes",
+    "2023-06-one-figure",
+];
+
+/// smtp-sink dumping each message into a directory; killed when dropped.
+struct Sink {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sink {
+    fn start() -> Sink {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("smtp-sink")
+            .args(["-u", "root", "-d"])
+            .arg(format!("{}/%M.", dir.path().display()))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("10")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("smtp-sink runs (install the test tools with `bash .ci/setup`)");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "smtp-sink never listened"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Sink { child, port, dir }
+    }
+
+    fn messages(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files
+    }
+}
+
+/// SpamAssassin's score and the rules that scored, local rules only.
+fn score(path: &std::path::Path) -> (f64, String) {
+    let run = tool("spamassassin", &["-L", "-t", path.to_str().unwrap()]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let score = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Spam-Status: "))
+        .and_then(|l| l.split("score=").nth(1))
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no score in:\n{:.2000}", run.stdout));
+    let details = run
+        .stdout
+        .split("Content analysis details:")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    (score, details)
+}
+
+#[test]
+fn every_sample_issue_as_received_over_smtp_scores_at_most_zero() {
+    let sink = Sink::start();
+    let n = Newsletter::sample();
+    n.gazette(&["subscribers", "add", "reader@example.org"])
+        .ok();
+    for slug in ISSUES {
+        let mut c = n.command(&["send", slug, "--yes"]);
+        c.env(
+            "GAZETTE_SMTP_URL",
+            format!("smtp://127.0.0.1:{}", sink.port),
+        );
+        let out = c.output().expect("gazette runs");
+        assert!(
+            out.status.success(),
+            "{slug}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let start = Instant::now();
+    while sink.messages().len() < ISSUES.len() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            sink.messages()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let messages = sink.messages();
+    assert_eq!(messages.len(), ISSUES.len(), "{messages:?}");
+    for path in &messages {
+        let text = std::fs::read_to_string(path).unwrap();
+        // Really as received: smtp-sink's own trace header, then gazette's message.
+        assert!(text.contains("Received: from"), "{text:.600}");
+        assert!(text.contains("List-Unsubscribe-Post"), "{text:.600}");
+        let (score, details) = score(path);
+        eprintln!("{}: {score}{details}", path.display());
+        assert!(score <= 0.0, "{} scores {score}:{details}", path.display());
+    }
+}
+
+/// Regression: `gazette init` in a directory whose name holds a dot (`.tmpXYZ`, `my.news`)
+/// made a `From:` display name that lettre writes bare, an obsolete phrase that parsers flag.
+#[test]
+fn a_sender_name_with_a_dot_is_quoted_in_from() {
+    let n = Newsletter::empty();
+    n.gazette(&["init"]).ok();
+    let name = n.path().file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.contains('.'), "{name}");
+    n.gazette(&["publish"]).ok();
+    let outbox = n.path().join("outbox");
+    let slug = std::fs::read_dir(&outbox)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let eml = slug.join("message.eml");
+    let text = std::fs::read_to_string(&eml).unwrap();
+    assert!(text.contains(&format!("From: \"{name}\" <")), "{text:.400}");
+    let script = r#"
+import email, email.policy, sys
+m = email.message_from_binary_file(open(sys.argv[1], "rb"), policy=email.policy.default)
+f = m["From"]
+print(len(f.defects), f.addresses[0].display_name)
+"#;
+    let run = std::process::Command::new("python3")
+        .args(["-c", script, eml.to_str().unwrap()])
+        .output()
+        .expect("python3");
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(
+        out.trim(),
+        format!("0 {name}"),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
