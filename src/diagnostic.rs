@@ -131,6 +131,10 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// A diagnostic is also an error, so a located problem met deep inside a command travels up
+/// whole and `main` prints it once, as it is (no `error:` of its own in front).
+impl std::error::Error for Diagnostic {}
+
 /// A path as the user should read it: `-C .` (the default) would make every path start with
 /// `./`, which the user never typed.
 pub fn shown_path(path: &Path) -> &Path {

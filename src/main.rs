@@ -1,8 +1,16 @@
-//! Parse the command line, run the library, print the error chain, exit with its code.
+//! Parse the command line, run the library, print the error once, exit with its code.
+//!
+//! Three kinds of error reach here, each printed its own way:
+//! - a located [`Diagnostic`](gazette::diagnostic::Diagnostic): printed as it is
+//!   (`file:line:column: error: …`, the line, a caret, a hint);
+//! - [`Reported`](gazette::Reported): the details were printed already; only its summary;
+//! - anything else (I/O, SMTP, the database): `error: ` and the chain of causes, each naming
+//!   what it was about (the path, the relay).
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use gazette::diagnostic::Diagnostic;
 
 fn main() -> ExitCode {
     let cli = gazette::cli::Cli::parse();
@@ -11,14 +19,16 @@ fn main() -> ExitCode {
         // A reader that stopped reading (`gazette subscribers list | head`) is not an error.
         Err(err) if gazette::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            if !err.is::<gazette::Reported>() {
+            if let Some(d) = err.downcast_ref::<Diagnostic>() {
+                eprintln!("{d}");
+            } else if err.is::<gazette::Reported>() {
+                eprintln!("{err}");
+            } else {
                 eprint!("error: {err}");
                 for cause in err.chain().skip(1) {
                     eprint!(": {cause}");
                 }
                 eprintln!();
-            } else {
-                eprintln!("{err}");
             }
             ExitCode::FAILURE
         }

@@ -129,7 +129,7 @@ pub fn templates(dir: &Path) -> anyhow::Result<Templates> {
         if !path.exists() {
             return Ok(fallback.to_string());
         }
-        files::read_text(&path).map_err(|d| Reported(d.to_string()).into())
+        Ok(files::read_text(&path)?)
     };
     Ok(Templates::new(
         read("email.css", builtin::EMAIL_CSS)?,

@@ -247,7 +247,7 @@ pub fn publish(newsletter: &Newsletter, options: &Options) -> anyhow::Result<Rep
 
     let css_path = crate::layout::template(dir, "site.css");
     let css = if css_path.exists() {
-        files::read_text(&css_path).map_err(|d| anyhow::anyhow!("{d}"))?
+        files::read_text(&css_path)?
     } else {
         crate::render::builtin::SITE_CSS.to_string()
     };

@@ -667,3 +667,50 @@ fn a_directory_that_is_not_a_newsletter_says_so() {
         );
     }
 }
+
+/// One error story: a located problem met deep inside a command prints once, as a
+/// diagnostic (no `error:` in front of it, none doubled); an I/O error names its path; a
+/// summary of problems already shown carries no prefix of its own.
+#[test]
+fn each_kind_of_error_prints_once_in_its_own_form() {
+    let n = Newsletter::sample();
+    // A located problem in a file read mid-command: a template that is not UTF-8.
+    n.write("templates/email.css", b"body { color: red; }\n\xff\xfe\n");
+    let run = n.gazette(&["preview", "2023-03-papers"]).code(1);
+    let first = run.stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.ends_with("templates/email.css:2:1: error: the file is not UTF-8 (byte 0xFF)"),
+        "the diagnostic should lead, located: {}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr.matches("error:").count(),
+        1,
+        "one `error:` only: {}",
+        run.stderr
+    );
+    assert!(!run.stderr.starts_with("error: "), "{}", run.stderr);
+
+    // An I/O error names its path.
+    let run = n
+        .gazette(&["subscribers", "import", "/nonexistent/list.csv"])
+        .code(1);
+    assert!(
+        run.stderr
+            .starts_with("error: cannot read /nonexistent/list.csv"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.matches("error:").count(), 1, "{}", run.stderr);
+
+    // A summary after diagnostics already printed: no `error:` of its own.
+    n.write("issues/broken.md", "+++\ntitle = \"x\"\n");
+    let run = n.gazette(&["publish"]).code(1);
+    let last = run.stderr.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.ends_with("nothing was written (run `gazette check` for every problem)"),
+        "{}",
+        run.stderr
+    );
+    assert!(!last.starts_with("error:"), "{last}");
+}

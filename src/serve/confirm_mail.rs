@@ -108,7 +108,7 @@ fn text(config: &Config, words: &SignUp, link: &str) -> String {
 fn html_part(dir: &Path, config: &Config, words: &SignUp, link: &str) -> anyhow::Result<String> {
     let css_path = crate::layout::template(dir, "email.css");
     let css = if css_path.exists() {
-        crate::files::read_text(&css_path).map_err(|d| anyhow::anyhow!("{d}"))?
+        crate::files::read_text(&css_path)?
     } else {
         crate::render::builtin::EMAIL_CSS.to_string()
     };
