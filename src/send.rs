@@ -585,6 +585,9 @@ pub struct Report {
     pub interrupted_before: u64,
     /// Recipients never attempted because the run stopped.
     pub not_attempted: u64,
+    /// Recipients counted at the start that were no longer active when their turn came
+    /// (unsubscribed during the run): not sent, nothing recorded in the ledger.
+    pub skipped: u64,
     pub stopped: Option<String>,
     pub interrupted: bool,
     pub seconds: f64,
@@ -617,6 +620,13 @@ impl fmt::Display for Report {
         if self.not_attempted > 0 {
             write!(f, "; {} not attempted", self.not_attempted)?;
         }
+        if self.skipped > 0 {
+            write!(
+                f,
+                "; {} skipped (unsubscribed during the run)",
+                self.skipped
+            )?;
+        }
         Ok(())
     }
 }
@@ -628,6 +638,7 @@ struct Counters {
     bounced: AtomicU64,
     deferred: AtomicU64,
     unknown: AtomicU64,
+    skipped: AtomicU64,
 }
 
 /// Recipients for the workers: pages read from the database in subscriber order, plus
@@ -721,8 +732,9 @@ impl Queue {
     }
 }
 
-/// A ledger write, with where to say when it is on disk.
-type Job = (LedgerWrite, Option<mpsc::SyncSender<Result<(), String>>>);
+/// A ledger write, with where to say when it is on disk: `Ok(false)` when a `sending` row
+/// was refused because the subscriber is no longer active (the message must not go out).
+type Job = (LedgerWrite, Option<mpsc::SyncSender<Result<bool, String>>>);
 
 /// The single writer of the ledger: commits writes in batches, in arrival order.
 struct Ledger {
@@ -743,23 +755,26 @@ fn write_ledger(mut store: Store, issue_id: &str, rx: mpsc::Receiver<Job>) -> Re
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
         while let Some((w, ack)) = next {
+            acks.extend(ack.map(|a| (w.subscriber_id, a)));
             writes.push(w);
-            acks.extend(ack);
             next = if writes.len() < 4096 {
                 rx.try_recv().ok()
             } else {
                 None
             };
         }
+        let mut skipped = Vec::new();
         if failed.is_none() {
-            failed = store
-                .apply(issue_id, &writes)
-                .err()
-                .map(|e| format!("{e:#}"));
+            match store.apply(issue_id, &writes) {
+                Ok(s) => skipped = s,
+                Err(e) => failed = Some(format!("{e:#}")),
+            }
         }
-        let result = failed.clone().map_or(Ok(()), Err);
-        for a in acks.drain(..) {
-            let _ = a.send(result.clone());
+        for (id, a) in acks.drain(..) {
+            let _ = a.send(match &failed {
+                Some(e) => Err(e.clone()),
+                None => Ok(!skipped.contains(&id)),
+            });
         }
         writes.clear();
     }
@@ -1311,6 +1326,7 @@ pub fn run(
     report.failed = get(&counters.failed);
     report.bounced = get(&counters.bounced);
     report.unknown = get(&counters.unknown);
+    report.skipped = get(&counters.skipped);
     report.interrupted = interrupt.load(Ordering::SeqCst);
     report.stopped = stop
         .reason
@@ -1325,8 +1341,19 @@ pub fn run(
         .waiting
         .len() as u64;
     report.deferred = get(&counters.deferred) + deferred_waiting;
-    let handled = report.sent + report.failed + report.bounced + report.unknown + report.deferred;
+    let handled = report.sent
+        + report.failed
+        + report.bounced
+        + report.unknown
+        + report.deferred
+        + report.skipped;
     report.not_attempted = total.saturating_sub(handled);
+    // A run that went to the end read every page: a recipient counted at the start and never
+    // handed out was no longer active when its page was read (unsubscribed during the run).
+    if report.stopped.is_none() && !report.interrupted {
+        report.skipped += report.not_attempted;
+        report.not_attempted = 0;
+    }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -1465,14 +1492,33 @@ impl Worker<'_> {
             self.stop.fatal("the ledger writer stopped".into());
             return None;
         }
+        let skipped = std::cell::Cell::new(false);
         let wait = || {
-            done.recv()
+            let go = done
+                .recv()
                 .map_err(|_| Failure::Fatal("the ledger writer stopped".into()))?
-                .map_err(Failure::Fatal)
+                .map_err(Failure::Fatal)?;
+            skipped.set(!go);
+            if go {
+                Ok(())
+            } else {
+                Err(Failure::Transient("no longer active".into()))
+            }
         };
         let pipelining = self.server.pipelining.load(Ordering::Relaxed);
         let (outcome, usable) = match deliver(c, &msg, pipelining, wait) {
             Ok(x) => x,
+            // Unsubscribed (`gazette serve`) after its page was read: nothing went past RCPT,
+            // nothing is recorded, and the connection is reset for the next message.
+            Err(_) if skipped.get() => {
+                if c.command(Rset).is_err() {
+                    c.abort();
+                    *conn = None;
+                }
+                self.counters.skipped.fetch_add(1, Ordering::SeqCst);
+                self.bar.inc(1);
+                return None;
+            }
             Err(Failure::Fatal(m)) | Err(Failure::Transient(m)) => {
                 // Nothing was sent past RCPT. The `sending` row may have landed: leave it to
                 // be tried again (if the ledger itself failed, this write fails too).

@@ -17,5 +17,6 @@ mod render;
 mod robustness;
 mod send;
 mod serve;
+mod serve_concurrency;
 mod snapshots;
 mod subscribers;
