@@ -1,5 +1,6 @@
 //! `gazette serve`: serves `feeds/` over HTTP under base_url's path prefix, meant to sit behind
-//! a reverse proxy. Every request reads the file again, so a publish shows without a restart.
+//! a reverse proxy. Files are cached with their gzip, checked against the disk (one stat) on
+//! every request, so a publish shows without a restart.
 
 mod files;
 mod unsubscribe;
@@ -77,7 +78,7 @@ pub fn run(dir: &Path, listen: Option<&str>, quiet: bool) -> anyhow::Result<()> 
         secret,
         list_id: config.email.list_id.clone(),
     });
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
@@ -115,6 +116,9 @@ async fn serve(app: Arc<App>, addr: SocketAddr, quiet: bool) -> anyhow::Result<(
 /// One line per request on standard error: method, path (never the query, which may hold a
 /// token), status, body bytes.
 async fn log(req: Request, next: Next, quiet: bool) -> Response {
+    if quiet {
+        return next.run(req).await;
+    }
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let response = next.run(req).await;
