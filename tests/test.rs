@@ -17,6 +17,7 @@ mod render;
 mod robustness;
 mod send;
 mod serve;
+mod serve_browser;
 mod serve_concurrency;
 mod snapshots;
 mod subscribers;
