@@ -18,6 +18,7 @@ mod robustness;
 mod send;
 mod serve;
 mod serve_browser;
+mod serve_cache;
 mod serve_concurrency;
 mod snapshots;
 mod subscribers;
