@@ -10,13 +10,13 @@
 #   bash bench/serve.sh
 #
 # Environment: GAZETTE (default: target/release/gazette, built here), DURATION (default 4s),
-# SUBSCRIBERS (default 60000: more than (d) can unsubscribe in DURATION).
+# SUBSCRIBERS (default 200000: more than (d) can unsubscribe in DURATION).
 # Prerequisites, installed with apt-get when missing: nginx, wrk, curl, python3. Not run in CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 duration=${DURATION:-4s}
-subscribers=${SUBSCRIBERS:-60000}
+subscribers=${SUBSCRIBERS:-200000}
 
 need=()
 [ -x /usr/sbin/nginx ] || need+=(nginx)

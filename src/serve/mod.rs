@@ -97,9 +97,14 @@ async fn serve(app: Arc<App>, addr: SocketAddr, quiet: bool) -> anyhow::Result<(
         .route(&format!("{prefix}unsubscribe"), unsubscribe.clone())
         .route(&format!("{prefix}unsubscribe/"), unsubscribe)
         .fallback(files::handle)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn(move |req, next| log(req, next, quiet)))
-        .with_state(app);
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    // Quiet: no logging layer at all (it costs a clone and a box per request).
+    let router = if quiet {
+        router
+    } else {
+        router.layer(middleware::from_fn(move |req, next| log(req, next, quiet)))
+    }
+    .with_state(app);
     println!("gazette serve: listening on http://{local}{prefix}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
