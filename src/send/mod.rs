@@ -104,6 +104,9 @@ pub struct Report {
     pub interrupted_before: u64,
     /// Recipients never attempted because the run stopped.
     pub not_attempted: u64,
+    /// Recipients counted at the start that were no longer active when their turn came
+    /// (unsubscribed during the run): not sent, nothing recorded in the ledger.
+    pub skipped: u64,
     pub stopped: Option<String>,
     pub interrupted: bool,
     pub seconds: f64,
@@ -136,6 +139,13 @@ impl fmt::Display for Report {
         if self.not_attempted > 0 {
             write!(f, "; {} not attempted", self.not_attempted)?;
         }
+        if self.skipped > 0 {
+            write!(
+                f,
+                "; {} skipped (unsubscribed during the run)",
+                self.skipped
+            )?;
+        }
         Ok(())
     }
 }
@@ -147,6 +157,7 @@ struct Counters {
     bounced: AtomicU64,
     deferred: AtomicU64,
     unknown: AtomicU64,
+    skipped: AtomicU64,
 }
 
 /// Delivers one issue to every recipient the ledger says still needs it.
@@ -279,6 +290,7 @@ pub fn run(
     report.failed = get(&counters.failed);
     report.bounced = get(&counters.bounced);
     report.unknown = get(&counters.unknown);
+    report.skipped = get(&counters.skipped);
     report.interrupted = interrupt.load(Ordering::SeqCst);
     report.stopped = stop
         .reason
@@ -293,8 +305,19 @@ pub fn run(
         .waiting
         .len() as u64;
     report.deferred = get(&counters.deferred) + deferred_waiting;
-    let handled = report.sent + report.failed + report.bounced + report.unknown + report.deferred;
+    let handled = report.sent
+        + report.failed
+        + report.bounced
+        + report.unknown
+        + report.deferred
+        + report.skipped;
     report.not_attempted = total.saturating_sub(handled);
+    // A run that went to the end read every page: a recipient counted at the start and never
+    // handed out was no longer active when its page was read (unsubscribed during the run).
+    if report.stopped.is_none() && !report.interrupted {
+        report.skipped += report.not_attempted;
+        report.not_attempted = 0;
+    }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -433,14 +456,33 @@ impl Worker<'_> {
             self.stop.fatal("the ledger writer stopped".into());
             return None;
         }
+        let skipped = std::cell::Cell::new(false);
         let wait = || {
-            done.recv()
+            let go = done
+                .recv()
                 .map_err(|_| Failure::Fatal("the ledger writer stopped".into()))?
-                .map_err(Failure::Fatal)
+                .map_err(Failure::Fatal)?;
+            skipped.set(!go);
+            if go {
+                Ok(())
+            } else {
+                Err(Failure::Transient("no longer active".into()))
+            }
         };
         let pipelining = self.server.pipelining.load(Ordering::Relaxed);
         let (outcome, usable) = match deliver(c, &msg, pipelining, wait) {
             Ok(x) => x,
+            // Unsubscribed (`gazette serve`) after its page was read: nothing went past RCPT,
+            // nothing is recorded, and the connection is reset for the next message.
+            Err(_) if skipped.get() => {
+                if c.command(Rset).is_err() {
+                    c.abort();
+                    *conn = None;
+                }
+                self.counters.skipped.fetch_add(1, Ordering::SeqCst);
+                self.bar.inc(1);
+                return None;
+            }
             Err(Failure::Fatal(m)) | Err(Failure::Transient(m)) => {
                 // Nothing was sent past RCPT. The `sending` row may have landed: leave it to
                 // be tried again (if the ledger itself failed, this write fails too).

@@ -94,8 +94,9 @@ impl Queue {
     }
 }
 
-/// A ledger write, with where to say when it is on disk.
-pub(super) type Job = (LedgerWrite, Option<mpsc::SyncSender<Result<(), String>>>);
+/// A ledger write, with where to say when it is on disk: `Ok(false)` when a `sending` row
+/// was refused because the subscriber is no longer active (the message must not go out).
+pub(super) type Job = (LedgerWrite, Option<mpsc::SyncSender<Result<bool, String>>>);
 
 /// The single writer of the ledger: commits writes in batches, in arrival order.
 pub(super) struct Ledger {
@@ -120,23 +121,26 @@ pub(super) fn write_ledger(
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
         while let Some((w, ack)) = next {
+            acks.extend(ack.map(|a| (w.subscriber_id, a)));
             writes.push(w);
-            acks.extend(ack);
             next = if writes.len() < 4096 {
                 rx.try_recv().ok()
             } else {
                 None
             };
         }
+        let mut skipped = Vec::new();
         if failed.is_none() {
-            failed = store
-                .apply(issue_id, &writes)
-                .err()
-                .map(|e| format!("{e:#}"));
+            match store.apply(issue_id, &writes) {
+                Ok(s) => skipped = s,
+                Err(e) => failed = Some(format!("{e:#}")),
+            }
         }
-        let result = failed.clone().map_or(Ok(()), Err);
-        for a in acks.drain(..) {
-            let _ = a.send(result.clone());
+        for (id, a) in acks.drain(..) {
+            let _ = a.send(match &failed {
+                Some(e) => Err(e.clone()),
+                None => Ok(!skipped.contains(&id)),
+            });
         }
         writes.clear();
     }

@@ -1,5 +1,6 @@
 //! `gazette serve`: serves `feeds/` over HTTP under base_url's path prefix, meant to sit behind
-//! a reverse proxy. Every request reads the file again, so a publish shows without a restart.
+//! a reverse proxy. Files are cached with their gzip, checked against the disk (one stat) on
+//! every request, so a publish shows without a restart.
 
 mod confirm_mail;
 mod files;
@@ -104,18 +105,75 @@ pub fn run(dir: &Path, listen: Option<&str>, quiet: bool) -> anyhow::Result<()> 
         wake,
         dkim,
     });
+    // One single-threaded runtime per core, all accepting on the one socket (as nginx's
+    // workers do): no work stealing or cross-thread wake-ups on a request's path.
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("cannot listen on {addr}: is another server using it?"))?;
+    listener.set_nonblocking(true)?;
+    let local = listener.local_addr()?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 16));
+    let prefix = app.prefix.clone();
+    let router = router(app, quiet);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stop = Arc::new(stop);
+    let mut threads = Vec::new();
+    for _ in 1..workers {
+        let listener = listener.try_clone()?;
+        let router = router.clone();
+        let mut stopped = stopped.clone();
+        threads.push(std::thread::spawn(move || -> anyhow::Result<()> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(async move {
+                axum::serve(
+                    tokio::net::TcpListener::from_std(listener)?,
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await
+                .context("the server stopped")
+            })
+        }));
+    }
+    println!("gazette serve: listening on http://{local}{prefix}");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(app, addr, quiet))
+    let signalled = stop.clone();
+    let result = runtime.block_on(async move {
+        axum::serve(
+            tokio::net::TcpListener::from_std(listener)?,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown().await;
+            let _ = signalled.send(true);
+        })
+        .await
+        .context("the server stopped")
+    });
+    let _ = stop.send(true);
+    for t in threads {
+        match t.join() {
+            Ok(r) => r?,
+            Err(_) => bail!("a server thread panicked"),
+        }
+    }
+    result?;
+    if !quiet {
+        eprintln!("gazette serve: stopped");
+    }
+    Ok(())
 }
 
-async fn serve(app: Arc<App>, addr: SocketAddr, quiet: bool) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}: is another server using it?"))?;
-    let local = listener.local_addr()?;
+fn router(app: Arc<App>, quiet: bool) -> Router {
     let prefix = app.prefix.clone();
     // Both spellings: the default unsubscribe_url is `<base>unsubscribe/?token=`.
     let unsubscribe = axum::routing::any(unsubscribe::handle);
@@ -132,28 +190,22 @@ async fn serve(app: Arc<App>, addr: SocketAddr, quiet: bool) -> anyhow::Result<(
         )
         .fallback(files::handle)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn(html_headers))
-        .layer(middleware::from_fn(move |req, next| log(req, next, quiet)))
-        .with_state(app);
-    println!("gazette serve: listening on http://{local}{prefix}");
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown())
-    .await
-    .context("the server stopped")?;
-    if !quiet {
-        eprintln!("gazette serve: stopped");
+        .layer(middleware::from_fn(html_headers));
+    // Quiet: no logging layer at all (it costs a clone and a box per request).
+    if quiet {
+        router
+    } else {
+        router.layer(middleware::from_fn(move |req, next| log(req, next, quiet)))
     }
-    Ok(())
+    .with_state(app)
 }
 
 /// One line per request on standard error: method, path (never the query, which may hold a
 /// token), status, body bytes.
 async fn log(req: Request, next: Next, quiet: bool) -> Response {
+    if quiet {
+        return next.run(req).await;
+    }
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let response = next.run(req).await;

@@ -150,11 +150,21 @@ impl Store {
     }
 
     /// Applies ledger writes in one transaction; when it returns, they are on disk.
-    /// A `Bounced` write also marks the subscriber bounced.
-    pub fn apply(&mut self, issue_id: &str, writes: &[LedgerWrite]) -> anyhow::Result<()> {
+    /// A `Bounced` write also marks the subscriber bounced. A `Sending` write whose subscriber
+    /// is no longer active (unsubscribed through `gazette serve` while the run goes on) is
+    /// not written: its subscriber id is returned, and its message must not be handed to SMTP.
+    /// The check and the write are one IMMEDIATE transaction, so an unsubscribe committed
+    /// before it always wins.
+    pub fn apply(&mut self, issue_id: &str, writes: &[LedgerWrite]) -> anyhow::Result<Vec<i64>> {
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let tx = self.conn.transaction()?;
+        let mut skipped = Vec::new();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
+            let mut active = tx.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM subscribers WHERE id = ?1 AND status = 'active')",
+            )?;
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO deliveries
                    (issue_id, subscriber_id, email, state, message_id, attempts, last_reply, created_at, updated_at, date)
@@ -170,6 +180,12 @@ impl Store {
                 "UPDATE subscribers SET status = 'bounced', updated_at = ?2 WHERE id = ?1",
             )?;
             for w in writes {
+                if w.state == State::Sending
+                    && !active.query_row([w.subscriber_id], |r| r.get(0))?
+                {
+                    skipped.push(w.subscriber_id);
+                    continue;
+                }
                 upsert.execute(params![
                     issue_id,
                     w.subscriber_id,
@@ -188,7 +204,7 @@ impl Store {
         }
         tx.commit()
             .with_context(|| format!("cannot write the ledger in {}", self.path.display()))?;
-        Ok(())
+        Ok(skipped)
     }
 
     /// Records that an issue is being sent: its id, slug, title and a hash of its body. The

@@ -350,3 +350,33 @@ impl Store {
         )? as u64)
     }
 }
+
+impl Store {
+    /// Unsubscribes every address in one IMMEDIATE transaction (`gazette serve` groups the
+    /// one-click requests that arrive together: one commit, one fsync for all of them). Like
+    /// [`Store::set_status`] with `Unsubscribed`; an address not on the list is added as
+    /// unsubscribed, so no later import adds it; a complaint stays a complaint. Durable when
+    /// it returns.
+    pub fn unsubscribe_all(&mut self, addresses: &[Address]) -> anyhow::Result<()> {
+        let now = timestamp();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO subscribers (email, email_key, name, status, created_at, updated_at, status_at)
+                 VALUES (?1, ?2, NULL, 'unsubscribed', ?3, ?3, ?3)
+                 ON CONFLICT (email_key) DO UPDATE SET status = 'unsubscribed',
+                   updated_at = excluded.updated_at,
+                   status_at = CASE WHEN status = 'unsubscribed' THEN status_at ELSE excluded.status_at END
+                 WHERE status <> 'complained'",
+            )?;
+            for a in addresses {
+                upsert.execute(params![a.email, a.key, now])?;
+            }
+        }
+        tx.commit()
+            .with_context(|| format!("cannot write {}", self.path.display()))?;
+        Ok(())
+    }
+}
