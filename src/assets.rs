@@ -273,6 +273,41 @@ pub fn problems(issues_dir: &Path, scan: &Scan, issues: &[Issue]) -> Vec<Diagnos
     found
 }
 
+/// Files under `issues/` that publish would copy over one of its own outputs, as errors.
+pub fn asset_problems(issues_dir: &Path, issues: &[Issue]) -> Vec<Diagnostic> {
+    let Ok(scan) = scan(issues_dir) else {
+        return Vec::new();
+    };
+    let wanted = referenced(issues);
+    scan.files
+        .iter()
+        .filter(|a| wanted.contains(&a.rel) && overwrites_output(&a.rel, issues))
+        .map(|a| {
+            Diagnostic::error(
+                &a.source,
+                format!(
+                    "publish would copy this file over feeds/{}, which it writes itself",
+                    a.rel.display()
+                ),
+            )
+            .with_hint(
+                "rename or move the file; files under issues/ are copied to feeds/ as they are",
+            )
+        })
+        .collect()
+}
+
+/// Whether a file copied from `issues/` to `target` under `feeds/` would replace a feed, the
+/// archive, the stylesheet or an issue's page.
+pub fn overwrites_output(target: &Path, issues: &[Issue]) -> bool {
+    let parts: Vec<&str> = target.iter().filter_map(|p| p.to_str()).collect();
+    match parts.as_slice() {
+        [name] => crate::issue::RESERVED_SLUGS.contains(name),
+        [slug, "index.html"] => issues.iter().any(|i| i.slug == *slug),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,11 +10,13 @@
 //! - `render`: Markdown, feeds, pages and email, pure.
 //! - `store`: the SQLite database (subscribers, the send ledger, events) and the CSV list.
 //! - `config`, `issue`, `token`, `assets`: the inputs, parsed and checked.
-//! - `diagnostic`, `files`, `text`: located problems, safe file I/O, text and its width.
+//! - `diagnostic`, `files`, `text`, `clock`: located problems, safe file I/O, text and its
+//!   width, the one clock.
 
 pub mod assets;
 pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod diagnostic;

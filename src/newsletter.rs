@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use chrono::{DateTime, FixedOffset};
 
+pub use crate::clock::now;
 use crate::config::{self, Config, DkimConfig};
 use crate::diagnostic;
 use crate::files;
@@ -15,10 +16,6 @@ use crate::layout;
 use crate::output::{Output, Reported, plural};
 use crate::render::builtin;
 use crate::render::email::{Dkim, Templates};
-
-/// The environment variable that stands in for the clock (RFC 3339), for tests and for
-/// rehearsing a scheduled issue.
-pub const NOW_ENV: &str = "GAZETTE_NOW";
 
 /// A loaded newsletter: every issue parsed, every error already reported.
 pub struct Newsletter {
@@ -42,7 +39,7 @@ impl Newsletter {
         };
         let issues_dir = layout::issues(dir);
         let (issues, mut problems) = issue::load_all(&issues_dir, defaults)?;
-        problems.extend(crate::publish::asset_problems(&issues_dir, &issues));
+        problems.extend(crate::assets::asset_problems(&issues_dir, &issues));
         let quiet = Output {
             quiet: out.quiet || !verbose,
             json: out.json,
@@ -154,13 +151,4 @@ pub fn errors_in_issues(errors: usize) -> Reported {
         "{} in the issues; nothing was written (run `gazette check` for every problem)",
         plural(errors, "error")
     ))
-}
-
-/// The clock, or `GAZETTE_NOW` when set.
-pub fn now() -> anyhow::Result<DateTime<FixedOffset>> {
-    match std::env::var(NOW_ENV) {
-        Ok(v) => DateTime::parse_from_rfc3339(&v)
-            .with_context(|| format!("{NOW_ENV}={v} is not an RFC 3339 date-time")),
-        Err(_) => Ok(chrono::Utc::now().fixed_offset()),
-    }
 }

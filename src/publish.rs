@@ -13,7 +13,6 @@ use serde::Serialize;
 
 use crate::assets;
 use crate::config::Config;
-use crate::diagnostic::Diagnostic;
 use crate::files;
 use crate::issue::Issue;
 use crate::newsletter::Newsletter;
@@ -102,7 +101,10 @@ pub fn publish(newsletter: &Newsletter, options: &Options) -> anyhow::Result<Rep
     let issues_dir = crate::layout::issues(dir);
     let scan = assets::scan(&issues_dir)?;
     let assets = assets::to_copy(&issues_dir, &scan, &published)?;
-    if let Some(asset) = assets.iter().find(|a| overwrites_output(&a.rel, issues)) {
+    if let Some(asset) = assets
+        .iter()
+        .find(|a| assets::overwrites_output(&a.rel, issues))
+    {
         bail!(
             "{} would be copied over feeds/{}, which publish writes; rename or move it",
             crate::diagnostic::shown_path(&asset.source).display(),
@@ -287,41 +289,6 @@ fn relative_to_page(html: &str, base_url: &url::Url) -> String {
         out = out.replace(&format!("{attr}{base}"), &format!("{attr}../"));
     }
     out
-}
-
-/// Files under `issues/` that publish would copy over one of its own outputs, as errors.
-pub fn asset_problems(issues_dir: &Path, issues: &[Issue]) -> Vec<Diagnostic> {
-    let Ok(scan) = assets::scan(issues_dir) else {
-        return Vec::new();
-    };
-    let wanted = assets::referenced(issues);
-    scan.files
-        .iter()
-        .filter(|a| wanted.contains(&a.rel) && overwrites_output(&a.rel, issues))
-        .map(|a| {
-            Diagnostic::error(
-                &a.source,
-                format!(
-                    "publish would copy this file over feeds/{}, which it writes itself",
-                    a.rel.display()
-                ),
-            )
-            .with_hint(
-                "rename or move the file; files under issues/ are copied to feeds/ as they are",
-            )
-        })
-        .collect()
-}
-
-/// Whether a file copied from `issues/` to `target` under `feeds/` would replace a feed, the
-/// archive, the stylesheet or an issue's page.
-pub fn overwrites_output(target: &Path, issues: &[Issue]) -> bool {
-    let parts: Vec<&str> = target.iter().filter_map(|p| p.to_str()).collect();
-    match parts.as_slice() {
-        [name] => crate::issue::RESERVED_SLUGS.contains(name),
-        [slug, "index.html"] => issues.iter().any(|i| i.slug == *slug),
-        _ => false,
-    }
 }
 
 /// Where publish lists the files it wrote under `feeds/`, so that it later removes only those.

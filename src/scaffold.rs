@@ -129,7 +129,7 @@ pub fn init_in(dir: &Path, language: &str, quiet: bool) -> anyhow::Result<()> {
     }
     ensure_ignored(&dir.join(".gitignore"))?;
     crate::token::Secret::create(dir)?;
-    let today = crate::newsletter::now()?.date_naive();
+    let today = crate::clock::now()?.date_naive();
     // Written down, the id stays when the editor fixes the date, renames the file or changes
     // id_authority: the issue is the same one, and `send` will not mail it again.
     let id = issue::derived_id(PLACEHOLDER_HOST, today, "welcome");

@@ -63,7 +63,7 @@ pub fn check(dir: &Path) -> Vec<Diagnostic> {
     match issue::load_all(&issues_dir, defaults) {
         Ok((issues, found)) => {
             problems.extend(found);
-            problems.extend(crate::publish::asset_problems(&issues_dir, &issues));
+            problems.extend(crate::assets::asset_problems(&issues_dir, &issues));
             match crate::assets::scan(&issues_dir) {
                 Ok(scan) => problems.extend(crate::assets::problems(&issues_dir, &scan, &issues)),
                 Err(e) => problems.push(Diagnostic::error(&issues_dir, format!("{e:#}"))),

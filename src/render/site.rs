@@ -7,6 +7,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use crate::config::Config;
 use crate::issue::Issue;
 use crate::render::feed::{ATOM_FILE, JSON_FILE, RSS_FILE};
+use crate::render::i18n::SignUp;
 
 /// The stylesheet's file name under `feeds/`, copied from `templates/site.css`.
 pub const STYLESHEET: &str = "style.css";
@@ -201,7 +202,35 @@ fn subscribe_form(config: &Config) -> Markup {
     let words = crate::render::i18n::sign_up(&config.language);
     html! {
         section.subscribe aria-label=(words.subscribe) {
-            (crate::serve::subscribe::form(&format!("{}subscribe", config.base_url), words))
+            (signup_form(&format!("{}subscribe", config.base_url), words))
+        }
+    }
+}
+
+/// The honeypot's field name: hidden from people, filled in by form-filling bots.
+pub const HONEYPOT: &str = "website";
+
+/// The subscribe form, as `gazette serve` and the published pages show it. Posts to
+/// `<base_url>subscribe`; the honeypot is hidden from people (and from screen readers).
+pub fn signup_form(action: &str, words: &SignUp) -> Markup {
+    html! {
+        form.subscribe method="post" action=(action) {
+            p { (words.invite) }
+            p {
+                label for="subscribe-email" { (words.email_label) }
+                " "
+                input #subscribe-email type="email" name="email" required autocomplete="email" maxlength="254";
+            }
+            p {
+                label for="subscribe-name" { (words.name_label) }
+                " "
+                input #subscribe-name type="text" name="name" autocomplete="name" maxlength="200";
+            }
+            div aria-hidden="true" style="position:absolute;left:-10000px;width:1px;height:1px;overflow:hidden" {
+                label for="subscribe-website" { (words.honeypot_label) }
+                input #subscribe-website type="text" name=(HONEYPOT) tabindex="-1" autocomplete="off";
+            }
+            p { button type="submit" { (words.subscribe_button) } }
         }
     }
 }

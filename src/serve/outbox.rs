@@ -86,7 +86,7 @@ fn run(dir: PathBuf, smtp: crate::config::SmtpConfig, wake: Receiver<()>, quiet:
         let db = store.as_ref().expect("opened above");
         if now - pruned > chrono::Duration::hours(1) {
             // On the clock the rows were written with (GAZETTE_NOW in tests).
-            let written = crate::newsletter::now().map_or(now, |t| t.to_utc());
+            let written = crate::clock::now().map_or(now, |t| t.to_utc());
             let _ = db.outbox_prune(&utc(written - chrono::Duration::days(2)));
             pruned = now;
         }

@@ -16,15 +16,12 @@ use axum::response::Response;
 use maud::{DOCTYPE, Markup, html};
 
 use super::{App, Shared};
-use crate::render::i18n::SignUp;
+use crate::render::site::{HONEYPOT, signup_form};
 use crate::store::{Address, SignedUp, Store};
 use crate::token::ConfirmError;
 
 /// The largest sign-up body read: an address, a name and the honeypot.
 pub(crate) const SIGNUP_LIMIT: usize = 4 * 1024;
-
-/// The honeypot's field name: hidden from people, filled in by form-filling bots.
-pub const HONEYPOT: &str = "website";
 
 /// Clients remembered by the rate limiter at most; past it, the ones whose allowance is
 /// full again are forgotten (memory stays bounded whatever the traffic).
@@ -150,7 +147,7 @@ pub(crate) async fn subscribe(
                 &app,
                 StatusCode::OK,
                 words.subscribe,
-                form(&format!("{}subscribe", app.prefix), words),
+                signup_form(&format!("{}subscribe", app.prefix), words),
             );
         }
         Method::POST => {}
@@ -256,7 +253,7 @@ fn sign_up(app: &App, address: &Address, name: Option<&str>) -> anyhow::Result<S
         .secret
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("no signing key"))?;
-    let now = crate::newsletter::now()?;
+    let now = crate::clock::now()?;
     let since = (now.to_utc() - chrono::Duration::hours(24))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     // Made for every sign-up, even one that will not be sent (a complaint, the second of the
@@ -299,7 +296,7 @@ pub(crate) async fn confirm(State(app): Shared, req: Request) -> Response {
             words.unavailable,
         );
     };
-    let now = match crate::newsletter::now() {
+    let now = match crate::clock::now() {
         Ok(n) => n,
         Err(_) => chrono::Utc::now().fixed_offset(),
     };
@@ -319,7 +316,7 @@ pub(crate) async fn confirm(State(app): Shared, req: Request) -> Response {
                 &app,
                 StatusCode::GONE,
                 words.invalid_link_title,
-                html! { p { (words.expired_link) } (form(&format!("{}subscribe", app.prefix), words)) },
+                html! { p { (words.expired_link) } (signup_form(&format!("{}subscribe", app.prefix), words)) },
             );
         }
     };
@@ -381,31 +378,6 @@ pub(crate) async fn confirm(State(app): Shared, req: Request) -> Response {
             words.unavailable_title,
             words.unavailable,
         ),
-    }
-}
-
-/// The subscribe form, as `gazette serve` and the published pages show it. Posts to
-/// `<base_url>subscribe`; the honeypot is hidden from people (and from screen readers).
-pub fn form(action: &str, words: &SignUp) -> Markup {
-    html! {
-        form.subscribe method="post" action=(action) {
-            p { (words.invite) }
-            p {
-                label for="subscribe-email" { (words.email_label) }
-                " "
-                input #subscribe-email type="email" name="email" required autocomplete="email" maxlength="254";
-            }
-            p {
-                label for="subscribe-name" { (words.name_label) }
-                " "
-                input #subscribe-name type="text" name="name" autocomplete="name" maxlength="200";
-            }
-            div aria-hidden="true" style="position:absolute;left:-10000px;width:1px;height:1px;overflow:hidden" {
-                label for="subscribe-website" { (words.honeypot_label) }
-                input #subscribe-website type="text" name=(HONEYPOT) tabindex="-1" autocomplete="off";
-            }
-            p { button type="submit" { (words.subscribe_button) } }
-        }
     }
 }
 

@@ -168,7 +168,7 @@ impl RunLock {
 
 /// Now, as the database writes times.
 pub fn timestamp() -> String {
-    crate::newsletter::now()
+    crate::clock::now()
         .unwrap_or_else(|_| chrono::Utc::now().fixed_offset())
         .to_utc()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
