@@ -4,7 +4,7 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::support::Newsletter;
@@ -41,23 +41,7 @@ impl Sink {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("smtp-sink")
-            .args(["-u", "root", "-d"])
-            .arg(format!("{}/%M.", out.display()))
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("100")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("smtp-sink runs (install the test tools with `bash .ci/setup`)");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "smtp-sink never listened"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = crate::support::smtp_sink(&out, port, 100);
         Sink {
             child,
             port,

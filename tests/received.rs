@@ -3,7 +3,7 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::support::{Newsletter, tool};
@@ -37,23 +37,7 @@ impl Sink {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("smtp-sink")
-            .args(["-u", "root", "-d"])
-            .arg(format!("{}/%M.", dir.path().display()))
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("10")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("smtp-sink runs (install the test tools with `bash .ci/setup`)");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "smtp-sink never listened"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = crate::support::smtp_sink(dir.path(), port, 10);
         Sink { child, port, dir }
     }
 

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -41,23 +41,7 @@ impl Sink {
         let dir = tempfile::tempdir().unwrap();
         let dump = dir.path().join("dump");
         std::fs::create_dir(&dump).unwrap();
-        let child = Command::new("smtp-sink")
-            .args(["-u", "root", "-d"])
-            .arg(format!("{}/%M.", dump.display()))
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("100")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("smtp-sink runs (install the test tools with `bash .ci/setup`)");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "smtp-sink never listened"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = crate::support::smtp_sink(&dump, port, 100);
         Sink {
             child,
             port,

@@ -216,3 +216,26 @@ pub fn chromium(args: &[&str]) -> Run {
     assert_eq!(run.status, 0, "chromium failed: {}", run.stderr);
     run
 }
+
+/// Postfix's `smtp-sink` on 127.0.0.1:`port`, writing each message it receives into `dump`
+/// (`-d DIR/%M.`), with a listen backlog of `backlog`; returns once it accepts connections.
+pub fn smtp_sink(dump: &Path, port: u16, backlog: u32) -> std::process::Child {
+    let child = Command::new("smtp-sink")
+        .args(["-u", "root", "-d"])
+        .arg(format!("{}/%M.", dump.display()))
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(backlog.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("smtp-sink runs (install the test tools with `bash .ci/setup`)");
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "smtp-sink never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
