@@ -5,12 +5,13 @@
 # 4 sessions to the same sink. Prints messages per second, peak RSS and the ratio.
 #
 # usage: bench/send.sh [N]      (needs smtp-sink, smtp-source, /usr/bin/time: bash .ci/setup)
+# GAZETTE=PATH measures another build (an older one, to compare).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-100000}
 SLUG=2023-03-papers
 cargo build --release --locked --quiet
-G="$PWD/target/release/gazette"
+G=${GAZETTE:-$PWD/target/release/gazette}
 WORK=$(mktemp -d)
 trap 'kill "${SINK_PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
