@@ -849,10 +849,11 @@ pub fn to_email_html(body: &str, place: Place<'_>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn place() -> (Url, Url) {
+    /// The base and page URLs the renderers' tests use.
+    pub(in crate::render) fn place() -> (Url, Url) {
         let base = Url::parse("https://d.example.org/papers/").unwrap();
         let page = base.join("march/").unwrap();
         (base, page)

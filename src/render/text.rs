@@ -623,13 +623,7 @@ impl TextWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use url::Url;
-
-    fn place() -> (Url, Url) {
-        let base = Url::parse("https://d.example.org/papers/").unwrap();
-        let page = base.join("march/").unwrap();
-        (base, page)
-    }
+    use crate::render::markdown::tests::place;
 
     #[test]
     fn plain_text_keeps_structure_readable() {

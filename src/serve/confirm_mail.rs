@@ -2,8 +2,6 @@
 //! header) and language, HTML and text, with the confirm link. Pure but for reading the
 //! editor's stylesheet; returns the exact bytes to queue.
 
-use std::path::Path;
-
 use anyhow::Context;
 use lettre::message::header::{self, ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, Message, MultiPart, SinglePart};
@@ -15,7 +13,7 @@ use crate::render::i18n::SignUp;
 
 /// A rendered confirmation mail: `(message_id, envelope sender, bytes)`.
 pub(crate) fn render(
-    dir: &Path,
+    css: &str,
     config: &Config,
     dkim: Option<&crate::render::email::Dkim>,
     to: &str,
@@ -63,7 +61,7 @@ pub(crate) fn render(
                 .singlepart(
                     SinglePart::builder()
                         .header(ContentType::TEXT_HTML)
-                        .body(html_part(dir, config, words, link)?),
+                        .body(html_part(css, config, words, link)?),
                 ),
         )
         .context("cannot build the confirmation mail")?;
@@ -105,13 +103,7 @@ fn text(config: &Config, words: &SignUp, link: &str) -> String {
     out
 }
 
-fn html_part(dir: &Path, config: &Config, words: &SignUp, link: &str) -> anyhow::Result<String> {
-    let css_path = crate::layout::template(dir, "email.css");
-    let css = if css_path.exists() {
-        crate::files::read_text(&css_path)?
-    } else {
-        crate::render::builtin::EMAIL_CSS.to_string()
-    };
+fn html_part(css: &str, config: &Config, words: &SignUp, link: &str) -> anyhow::Result<String> {
     let subject = words.mail_subject.replace("{title}", &config.title);
     let document = html! {
         (DOCTYPE)

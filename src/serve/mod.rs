@@ -45,6 +45,9 @@ pub(crate) struct App {
     /// Wakes the outgoing queue's sender.
     pub(crate) wake: outbox::Wake,
     pub(crate) dkim: Option<crate::render::email::Dkim>,
+    /// `templates/email.css` (or the built-in one), read once at start for the
+    /// confirmation mails.
+    pub(crate) email_css: String,
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
@@ -93,6 +96,7 @@ pub fn run(dir: &Path, listen: Option<&str>, quiet: bool) -> anyhow::Result<()> 
     // Made and migrated here, once, before the queue's sender and the requests open it
     // side by side.
     drop(crate::store::Store::open(dir)?);
+    let email_css = crate::newsletter::templates(dir)?.css;
     let wake = outbox::start(dir.to_path_buf(), &config, quiet);
     let app = Arc::new(App {
         feeds,
@@ -104,6 +108,7 @@ pub fn run(dir: &Path, listen: Option<&str>, quiet: bool) -> anyhow::Result<()> 
         config,
         wake,
         dkim,
+        email_css,
     });
     // One single-threaded runtime per core, all accepting on the one socket (as nginx's
     // workers do): no work stealing or cross-thread wake-ups on a request's path.
@@ -198,6 +203,19 @@ fn router(app: Arc<App>, quiet: bool) -> Router {
         router.layer(middleware::from_fn(move |req, next| log(req, next, quiet)))
     }
     .with_state(app)
+}
+
+/// The `token` parameter of a request's query string (empty when absent): confirm and
+/// unsubscribe links carry their token there.
+pub(crate) fn token_param(req: &Request) -> String {
+    req.uri()
+        .query()
+        .and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "token")
+                .map(|(_, v)| v.into_owned())
+        })
+        .unwrap_or_default()
 }
 
 /// One line per request on standard error: method, path (never the query, which may hold a

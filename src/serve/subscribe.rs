@@ -262,7 +262,7 @@ fn sign_up(app: &App, address: &Address, name: Option<&str>) -> anyhow::Result<S
     let token = secret.confirm_token(&app.config.email.list_id, &address.email, now);
     let link = format!("{}confirm?token={token}", app.config.base_url);
     let message = super::confirm_mail::render(
-        &app.dir,
+        &app.email_css,
         &app.config,
         app.dkim.as_ref(),
         &address.email,
@@ -275,15 +275,7 @@ fn sign_up(app: &App, address: &Address, name: Option<&str>) -> anyhow::Result<S
 
 pub(crate) async fn confirm(State(app): Shared, req: Request) -> Response {
     let words = crate::render::i18n::sign_up(&app.config.language);
-    let token = req
-        .uri()
-        .query()
-        .and_then(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .find(|(k, _)| k == "token")
-                .map(|(_, v)| v.into_owned())
-        })
-        .unwrap_or_default();
+    let token = super::token_param(&req);
     if !matches!(*req.method(), Method::GET | Method::HEAD | Method::POST) {
         return not_allowed(&app);
     }

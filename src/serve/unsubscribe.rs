@@ -11,15 +11,7 @@ use super::{App, Shared};
 use crate::store::{Address, Store};
 
 pub(crate) async fn handle(State(app): Shared, req: Request) -> Response {
-    let token = req
-        .uri()
-        .query()
-        .and_then(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .find(|(k, _)| k == "token")
-                .map(|(_, v)| v.into_owned())
-        })
-        .unwrap_or_default();
+    let token = super::token_param(&req);
     let Some(secret) = app.secret.as_ref() else {
         return page(
             StatusCode::SERVICE_UNAVAILABLE,
