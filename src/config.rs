@@ -125,6 +125,8 @@ pub struct SmtpConfig {
     pub ledger_sync: LedgerSync,
     /// The first pause before retrying a temporary failure; it doubles with each attempt.
     pub backoff: Duration,
+    /// Send parts as 8bit when the relay announces 8BITMIME (RFC 6152).
+    pub eight_bit: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -234,6 +236,12 @@ struct RawSmtp {
     timeout_seconds: Spanned<i64>,
     #[serde(default = "default_ledger_sync")]
     ledger_sync: LedgerSync,
+    #[serde(default = "default_eight_bit")]
+    eight_bit: bool,
+}
+
+fn default_eight_bit() -> bool {
+    true
 }
 
 impl Default for RawSmtp {
@@ -246,6 +254,7 @@ impl Default for RawSmtp {
             rate: default_rate(),
             timeout_seconds: default_timeout(),
             ledger_sync: default_ledger_sync(),
+            eight_bit: default_eight_bit(),
         }
     }
 }
@@ -655,6 +664,7 @@ impl Config {
                 timeout: Duration::from_secs(timeout as u64),
                 ledger_sync: s.ledger_sync,
                 backoff: SMTP_BACKOFF,
+                eight_bit: s.eight_bit,
             },
             dkim: raw.dkim.map(|d| DkimConfig {
                 domain: d.domain,

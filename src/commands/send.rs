@@ -38,8 +38,9 @@ pub fn run(dir: &Path, args: &SendArgs, out: &Output) -> anyhow::Result<()> {
     // A real send dates each message when it is handed to SMTP; a dry run, like the outbox,
     // shows the issue's date.
     let verp = inbound::verp::Envelope::for_issue(dir, &newsletter.config, &issue.id)?;
-    let source = |r: &store::Recipient| {
-        let mut m = prepared.subscriber_message(&email_recipient(r), r.id, r.date.as_deref())?;
+    let source = |r: &store::Recipient, transfer: email::Transfer| {
+        let mut m =
+            prepared.subscriber_message(&email_recipient(r), r.id, r.date.as_deref(), transfer)?;
         if let Some(v) = &verp {
             // VERP: the envelope sender names the recipient and the issue.
             m.from = v.address(r.id);

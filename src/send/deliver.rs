@@ -24,14 +24,21 @@ pub(super) fn deliver(
     pipelining: bool,
     before_data: impl FnOnce() -> Result<(), Failure>,
 ) -> Result<(Outcome, bool), Failure> {
-    // gazette makes 7-bit messages only (email.rs encodes every part), to ASCII addresses
-    // only (store.rs and `deliverable` refuse others): no 8BITMIME or SMTPUTF8 needed.
-    debug_assert!(msg.bytes.is_ascii(), "a message with 8-bit bytes");
+    // 8-bit bytes only in a message made for this connection's Transfer, to ASCII addresses
+    // only (store.rs and `deliverable` refuse others): SMTPUTF8 is never needed.
+    debug_assert!(
+        msg.bytes.is_ascii() || (msg.eight_bit && conn.transfer == Transfer::EightBit),
+        "a message with 8-bit bytes for a 7-bit connection"
+    );
     debug_assert!(
         AsRef::<str>::as_ref(&msg.from).is_ascii() && AsRef::<str>::as_ref(&msg.to).is_ascii(),
         "a non-ASCII address"
     );
-    let params = Vec::new();
+    let params = if msg.eight_bit {
+        vec![MailParameter::Body(MailBodyParameter::EightBitMime)]
+    } else {
+        Vec::new()
+    };
     let envelope = Envelope::new(Some(msg.from.clone()), vec![msg.to.clone()])
         .map_err(|e| Failure::Fatal(format!("bad envelope: {e}")))?;
     // Before DATA: any failure means the message was not accepted.

@@ -26,7 +26,7 @@ use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{SmtpConnection, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::extension::{ClientId, MailBodyParameter, MailParameter};
 use serde::Serialize;
 
 mod breaker;
@@ -58,10 +58,10 @@ const PAGE: usize = 1000;
 const MAX_WAITING: usize = 10_000;
 
 /// One message ready for SMTP: the envelope and the exact bytes, as the email module makes it.
-pub use crate::render::email::Outgoing;
+pub use crate::render::email::{Outgoing, Transfer};
 
 /// Makes the message for one recipient.
-pub type Source<'a> = &'a (dyn Fn(&Recipient) -> anyhow::Result<Outgoing> + Sync);
+pub type Source<'a> = &'a (dyn Fn(&Recipient, Transfer) -> anyhow::Result<Outgoing> + Sync);
 
 /// Why something did not work, and what that means for the run.
 #[derive(Clone, Debug)]
@@ -432,7 +432,8 @@ impl Worker<'_> {
             self.bar.inc(1);
             return None;
         }
-        let msg = match (self.source)(r) {
+        let transfer = conn.as_ref().map_or(Transfer::SevenBit, |c| c.transfer);
+        let msg = match (self.source)(r, transfer) {
             Ok(m) => m,
             Err(e) => {
                 self.stop
@@ -598,7 +599,7 @@ pub fn dry_run(dir: &Path, issue_id: &str, out: &Path, source: Source<'_>) -> an
     loop {
         let page = store.recipients_page(issue_id, after, PAGE, false)?;
         for r in &page {
-            let msg = source(r)?;
+            let msg = source(r, Transfer::SevenBit)?;
             n += 1;
             let safe: String = r
                 .email
@@ -733,6 +734,7 @@ mod tests {
             credentials: None,
             timeout: Duration::from_secs(5),
             pipelining: AtomicBool::new(false),
+            eight_bit: true,
         };
         let options = Options {
             concurrency: 4,
@@ -745,7 +747,7 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let path = dir.path().to_path_buf();
         std::thread::spawn(move || {
-            let source = |r: &Recipient| -> anyhow::Result<Outgoing> {
+            let source = |r: &Recipient, _: Transfer| -> anyhow::Result<Outgoing> {
                 // Slow enough that the panic comes while other workers are still busy.
                 std::thread::sleep(Duration::from_millis(5));
                 assert!(!r.email.starts_with("boom"), "a bug in making the message");
@@ -754,6 +756,7 @@ mod tests {
                     from: "news@example.org".parse().unwrap(),
                     to: r.email.parse().unwrap(),
                     bytes: b"Subject: x\r\n\r\nx\r\n".to_vec(),
+                    eight_bit: false,
                 })
             };
             let never = AtomicBool::new(false);
@@ -812,6 +815,7 @@ mod tests {
             from: "news@example.org".parse().unwrap(),
             to: "ann@example.org".parse().unwrap(),
             bytes: Vec::new(),
+            eight_bit: false,
         }
     }
 

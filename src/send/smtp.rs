@@ -13,6 +13,8 @@ pub struct Server {
     pub timeout: Duration,
     /// Whether the server announced PIPELINING (RFC 2920) on the last connection.
     pub(super) pipelining: AtomicBool,
+    /// `smtp.eight_bit`: whether 8bit parts may be sent where the relay announces 8BITMIME.
+    pub(super) eight_bit: bool,
 }
 
 impl fmt::Debug for Server {
@@ -73,6 +75,7 @@ impl Server {
             credentials,
             timeout: smtp.timeout,
             pipelining: AtomicBool::new(false),
+            eight_bit: smtp.eight_bit,
         })
     }
 
@@ -139,6 +142,7 @@ impl Server {
             smtp,
             guard,
             timeout: self.timeout,
+            transfer: Transfer::SevenBit,
         };
         if self.tls == Tls::Starttls {
             if !conn.smtp.can_starttls() {
@@ -160,14 +164,23 @@ impl Server {
         }
         // lettre keeps only the extensions it knows: ask again to learn about PIPELINING.
         // (Before AUTH, where a second EHLO is always allowed.)
-        let pipelining = conn.command(Ehlo::new(hello.clone())).is_ok_and(|r| {
-            r.message().any(|l| {
-                l.split_whitespace()
-                    .next()
-                    .is_some_and(|w| w.eq_ignore_ascii_case("PIPELINING"))
+        let ehlo = conn.command(Ehlo::new(hello.clone())).ok();
+        let announces = |extension: &str| {
+            ehlo.as_ref().is_some_and(|r| {
+                r.message().any(|l| {
+                    l.split_whitespace()
+                        .next()
+                        .is_some_and(|w| w.eq_ignore_ascii_case(extension))
+                })
             })
-        });
-        self.pipelining.store(pipelining, Ordering::Relaxed);
+        };
+        self.pipelining
+            .store(announces("PIPELINING"), Ordering::Relaxed);
+        conn.transfer = if self.eight_bit && announces("8BITMIME") {
+            Transfer::EightBit
+        } else {
+            Transfer::SevenBit
+        };
         if let Some(credentials) = &self.credentials {
             conn.guarded(REPLY_BYTES, |s| {
                 s.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
@@ -422,6 +435,8 @@ pub struct Conn {
     pub(super) smtp: SmtpConnection,
     pub(super) guard: Guard,
     pub(super) timeout: Duration,
+    /// 8bit where the relay announced 8BITMIME and `smtp.eight_bit` allows it.
+    pub transfer: Transfer,
 }
 
 impl Conn {

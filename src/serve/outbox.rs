@@ -133,6 +133,7 @@ fn run(dir: PathBuf, smtp: crate::config::SmtpConfig, wake: Receiver<()>, quiet:
                 from,
                 to,
                 bytes: q.message,
+                eight_bit: false,
             };
             let result = crate::send::hand_over(&server, &mut conn, &msg);
             let written = match &result {

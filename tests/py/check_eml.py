@@ -65,7 +65,8 @@ def check(path):
         encodings.append({
             "type": p.get_content_type(),
             "cte": cte,
-            "wire_bytes": len(wire.encode("ascii", "replace")),
+            # 8bit text comes back decoded (or as surrogate escapes of its bytes).
+            "wire_bytes": len(wire.encode("utf-8", "surrogateescape")),
             "decoded_bytes": len(decoded),
             # What each encoding would take, by Python's encoders.
             "qp_bytes": len(quopri.encodestring(decoded).replace(b"\n", b"\r\n")),

@@ -220,7 +220,18 @@ pub fn chromium(args: &[&str]) -> Run {
 /// Postfix's `smtp-sink` on 127.0.0.1:`port`, writing each message it receives into `dump`
 /// (`-d DIR/%M.`), with a listen backlog of `backlog`; returns once it accepts connections.
 pub fn smtp_sink(dump: &Path, port: u16, backlog: u32) -> std::process::Child {
+    smtp_sink_with(dump, port, backlog, &[])
+}
+
+/// [`smtp_sink`] with more of smtp-sink's options (`-8`: no 8BITMIME).
+pub fn smtp_sink_with(
+    dump: &Path,
+    port: u16,
+    backlog: u32,
+    options: &[&str],
+) -> std::process::Child {
     let child = Command::new("smtp-sink")
+        .args(options)
         .args(["-u", "root", "-d"])
         .arg(format!("{}/%M.", dump.display()))
         .arg(format!("127.0.0.1:{port}"))

@@ -127,6 +127,45 @@ pub(super) fn crlf_line_endings(s: String) -> String {
     out
 }
 
+/// Lines of HTML longer than this are folded by [`fold_html`].
+pub(super) const FOLD_AT: usize = 900;
+
+/// `html` with every line longer than [`FOLD_AT`] bytes broken at a space inside a tag (between
+/// attributes, outside quotes), where a line break means the same as the space: so that the
+/// part fits SMTP's 998 octets per line as 8bit. A paragraph of Chinese has no spaces to break
+/// at in its text, and a break in text would show as a space. A line with no such space stays
+/// long (and its part goes as base64).
+pub(super) fn fold_html(html: String) -> String {
+    if html.split('\n').all(|l| l.len() <= FOLD_AT) {
+        return html;
+    }
+    let mut bytes = html.into_bytes();
+    let (mut line_start, mut last_space) = (0, None);
+    let (mut in_tag, mut quote) = (false, None);
+    for i in 0..bytes.len() {
+        match bytes[i] {
+            b'\n' => (line_start, last_space) = (i + 1, None),
+            b'<' if !in_tag => in_tag = true,
+            b'>' if in_tag && quote.is_none() => in_tag = false,
+            q @ (b'"' | b'\'') if in_tag => match quote {
+                None => quote = Some(q),
+                Some(open) if open == q => quote = None,
+                Some(_) => {}
+            },
+            b' ' if in_tag && quote.is_none() => last_space = Some(i),
+            _ => {}
+        }
+        if i + 1 - line_start > FOLD_AT {
+            if let Some(space) = last_space.take() {
+                bytes[space] = b'\n';
+                line_start = space + 1;
+            }
+        }
+    }
+    // Only ASCII spaces became line feeds: still UTF-8.
+    String::from_utf8(bytes).expect("folding keeps UTF-8")
+}
+
 /// Base64 in lines of 76 characters, each but the last ending in CRLF (the last too if
 /// `final_break`).
 pub(super) fn base64_lines(raw: &[u8], final_break: bool) -> Vec<u8> {

@@ -16,10 +16,15 @@
 //! How the message is made, and why:
 //! - `multipart/alternative`, text/plain first, both parts UTF-8, each in whichever of
 //!   quoted-printable and base64 is shorter for it (base64 for Chinese text, which
-//!   quoted-printable triples; quoted-printable for English). Every line is at most 76 octets,
-//!   and a relay that downgrades 8-bit mail cannot break a DKIM signature. The boundary starts
-//!   with `=_`, which neither encoding can produce, and is derived from the issue id (lettre
-//!   would pick a random one).
+//!   quoted-printable triples; quoted-printable for English). Every line is at most 76 octets.
+//!   Previews, the outbox and test copies are always so.
+//! - For a relay that announces 8BITMIME ([`Transfer::EightBit`], `smtp.eight_bit`), each part
+//!   whose lines fit SMTP's 998 octets goes as 8bit: the UTF-8 text itself, about 1.05 times
+//!   for the March sample instead of 1.41. The HTML's long lines are folded at spaces inside
+//!   tags, which every transfer shares, so the decoded parts are the same bytes either way.
+//! - The boundary starts with `=_`, which neither encoding can produce, and is derived from
+//!   the issue id (lettre would pick a random one); 8bit text could hold it only by quoting
+//!   that hash.
 //! - Personalisation without re-rendering: a quoted-printable part is encoded once in pieces,
 //!   with a soft line break before and after every per-recipient value, so a value is encoded
 //!   on its own and spliced in. A base64 part is encoded once up to a multiple of 3 bytes
@@ -206,18 +211,36 @@ pub struct Outgoing {
     pub to: Address,
     /// The RFC 5322 message, CRLF line endings.
     pub bytes: Vec<u8>,
+    /// Whether a part is 8bit: the relay must announce 8BITMIME, and MAIL FROM says BODY=8BITMIME.
+    pub eight_bit: bool,
+}
+
+/// How a message's parts may travel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transfer {
+    /// Quoted-printable or base64, whichever is shorter per part: every relay takes it, and
+    /// previews and the outbox show it.
+    SevenBit,
+    /// 8bit where a part allows it (RFC 6152), for a relay that announces 8BITMIME: UTF-8
+    /// text as it is, a third smaller than base64 for Chinese.
+    EightBit,
 }
 
 /// An issue's email, rendered once; [`Prepared::message`] makes each recipient's copy.
 #[derive(Clone, Debug)]
 pub struct Prepared {
-    fixed: Vec<u8>,
-    pieces: Vec<Piece>,
+    /// The message cut around its per-recipient values, 7-bit.
+    seven: Encoded,
+    /// The same with 8bit parts, made the first time a relay takes them; `None` when no part
+    /// can go as 8bit.
+    eight: OnceLock<Option<Encoded>>,
     html: Pattern,
     text: Pattern,
     from: Mailbox,
+    reply_to: Option<Mailbox>,
     subject: String,
     date: SystemTime,
+    boundary: String,
     issue_id: String,
     list_id: String,
     unsubscribe_mailto: String,
@@ -225,10 +248,19 @@ pub struct Prepared {
     unsubscribe: (String, String),
     secret: Secret,
     dkim: Option<Dkim>,
+}
+
+/// The message with stand-ins, formatted and cut into fixed bytes and per-recipient pieces.
+#[derive(Clone, Debug)]
+struct Encoded {
+    fixed: Vec<u8>,
+    pieces: Vec<Piece>,
     html_part_bytes: usize,
     /// The ends of the text and HTML parts where they are base64: see [`Tail`].
     text_tail: Option<Tail>,
     html_tail: Option<Tail>,
+    /// Whether a part is 8bit.
+    eight_bit: bool,
 }
 
 impl Prepared {
@@ -287,7 +319,7 @@ impl Prepared {
                 (FRAME_BODY, &body),
             ],
         );
-        let html = Pattern::parse(&inlined);
+        let html = Pattern::parse(&fold_html(inlined));
 
         let language = &config.language;
         let body = crate::render::text::to_text_in(&issue.body, place, TEXT_WIDTH, 1, language);
@@ -308,27 +340,59 @@ impl Prepared {
             config.email.from.email.clone(),
         );
 
-        // The message with stand-ins, formatted by lettre; then cut into pieces.
-        let text_part = encode_part(&text, false);
-        let html_part = encode_part(&html, true);
+        let mut prepared = Prepared {
+            seven: Encoded {
+                fixed: Vec::new(),
+                pieces: Vec::new(),
+                html_part_bytes: 0,
+                text_tail: None,
+                html_tail: None,
+                eight_bit: false,
+            },
+            eight: OnceLock::new(),
+            html,
+            text,
+            from,
+            reply_to: config.email.reply_to.clone(),
+            subject,
+            date,
+            boundary: format!("=_{}", &hex(&Sha256::digest(issue.id.as_bytes()))[..40]),
+            issue_id: issue.id.clone(),
+            list_id: config.email.list_id.clone(),
+            unsubscribe_mailto: config.email.unsubscribe_mailto.clone(),
+            unsubscribe: (before, after),
+            secret: secret.clone(),
+            dkim: dkim.cloned(),
+        };
+        prepared.seven = prepared.encode(Transfer::SevenBit)?;
+        Ok(prepared)
+    }
+
+    /// The message with stand-ins, formatted by lettre; then cut into pieces.
+    fn encode(&self, transfer: Transfer) -> anyhow::Result<Encoded> {
+        let eight_bit = transfer == Transfer::EightBit;
+        let text_part = encode_part(&self.text, false, eight_bit);
+        let html_part = encode_part(&self.html, true, eight_bit);
         let html_part_bytes = html_part.size;
-        let boundary = format!("=_{}", &hex(&Sha256::digest(issue.id.as_bytes()))[..40]);
+        let any_eight_bit = [&text_part, &html_part]
+            .iter()
+            .any(|p| p.encoding == ContentTransferEncoding::EightBit);
         let placeholder: Address = "recipient@gazette.invalid".parse()?;
-        let mut builder = with_from(Message::builder(), &from);
-        if let Some(reply_to) = &config.email.reply_to {
+        let mut builder = with_from(Message::builder(), &self.from);
+        if let Some(reply_to) = &self.reply_to {
             builder = builder.reply_to(reply_to.clone());
         }
         let message = builder
             .to(Mailbox::new(None, placeholder))
-            .subject(subject.clone())
-            .date(date)
+            .subject(self.subject.clone())
+            .date(self.date)
             .message_id(Some("<placeholder@gazette.invalid>".to_string()))
-            .header(ListId(format!("<{}>", config.email.list_id)))
+            .header(ListId(format!("<{}>", self.list_id)))
             .header(ListUnsubscribe(String::new()))
             .header(ListUnsubscribePost(ONE_CLICK.to_string()))
             .multipart(
                 MultiPart::alternative()
-                    .boundary(boundary)
+                    .boundary(self.boundary.clone())
                     .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(
                         Body::dangerous_pre_encoded(text_part.bytes, text_part.encoding),
                     ))
@@ -346,31 +410,32 @@ impl Prepared {
                 String::from_utf8_lossy(&line[..60])
             );
         }
-
-        Ok(Prepared {
+        Ok(Encoded {
             fixed,
             pieces,
-            html,
-            text,
-            from,
-            subject,
-            date,
-            issue_id: issue.id.clone(),
-            list_id: config.email.list_id.clone(),
-            unsubscribe_mailto: config.email.unsubscribe_mailto.clone(),
-            unsubscribe: (before, after),
-            secret: secret.clone(),
-            dkim: dkim.cloned(),
             html_part_bytes,
             text_tail: text_part.tail,
             html_tail: html_part.tail,
+            eight_bit: any_eight_bit,
         })
+    }
+
+    /// The cut message for `transfer`: 7-bit, or with 8bit parts where any part can be.
+    fn encoded(&self, transfer: Transfer) -> &Encoded {
+        if transfer == Transfer::SevenBit {
+            return &self.seven;
+        }
+        let eight = self.eight.get_or_init(|| {
+            // It cannot fail where the 7-bit message did not; if it did, 7-bit still works.
+            self.encode(Transfer::EightBit).ok().filter(|e| e.eight_bit)
+        });
+        eight.as_ref().unwrap_or(&self.seven)
     }
 
     /// The size of the HTML part as sent (quoted-printable or base64), with stand-ins of 72
     /// bytes for the per-recipient values.
     pub fn html_part_bytes(&self) -> usize {
-        self.html_part_bytes
+        self.seven.html_part_bytes
     }
 
     fn values<'a>(&self, to: &Recipient<'a>) -> Values<'a> {
@@ -405,18 +470,19 @@ impl Prepared {
     /// The complete RFC 5322 message for one recipient, and its Message-ID (without <>).
     /// Its `Date` is the issue's: this is the message as previews and the outbox show it.
     pub fn message(&self, to: &Recipient<'_>) -> anyhow::Result<Outgoing> {
-        self.build(to, false, self.date, None)
+        self.build(to, false, self.date, None, Transfer::SevenBit)
     }
 
     /// The message for a subscriber of the list: as [`Prepared::message`] (or, with `date`,
     /// [`Prepared::message_at`]), and the mailto half of List-Unsubscribe carries their signed
     /// token (`unsubscribe+TOKEN@…`), so `gazette inbound` knows who asked without trusting
-    /// the request's From.
+    /// the request's From. With [`Transfer::EightBit`] its parts may be 8bit.
     pub fn subscriber_message(
         &self,
         to: &Recipient<'_>,
         subscriber_id: i64,
         date: Option<&str>,
+        transfer: Transfer,
     ) -> anyhow::Result<Outgoing> {
         let at = match date {
             Some(date) => SystemTime::from(
@@ -425,7 +491,7 @@ impl Prepared {
             ),
             None => self.date,
         };
-        self.build(to, false, at, Some(subscriber_id))
+        self.build(to, false, at, Some(subscriber_id), transfer)
     }
 
     /// The message as sent: its `Date` is `date`, the moment it is handed to SMTP (RFC 3339,
@@ -433,14 +499,14 @@ impl Prepared {
     pub fn message_at(&self, to: &Recipient<'_>, date: &str) -> anyhow::Result<Outgoing> {
         let date = chrono::DateTime::parse_from_rfc3339(date)
             .with_context(|| format!("the ledger's date `{date}` is not RFC 3339"))?;
-        self.build(to, false, SystemTime::from(date), None)
+        self.build(to, false, SystemTime::from(date), None, Transfer::SevenBit)
     }
 
     /// A test copy (`send --to`): the same message under a Message-ID of its own, so that a
     /// receiver that drops repeated Message-IDs never drops the real issue sent later. Dated
     /// now, as it is sent now.
     pub fn test_message(&self, to: &Recipient<'_>) -> anyhow::Result<Outgoing> {
-        self.build(to, true, SystemTime::now(), None)
+        self.build(to, true, SystemTime::now(), None, Transfer::SevenBit)
     }
 
     fn build(
@@ -449,6 +515,7 @@ impl Prepared {
         test: bool,
         date: SystemTime,
         subscriber_id: Option<i64>,
+        transfer: Transfer,
     ) -> anyhow::Result<Outgoing> {
         let address: Address = to
             .email
@@ -478,17 +545,36 @@ impl Prepared {
         let unsubscribe = self.list_unsubscribe(&values.unsubscribe_url, subscriber_id);
         let unsubscribe_line = header_line(unsubscribe.clone());
 
-        let mut bytes = Vec::with_capacity(self.fixed.len() + 1024);
-        for piece in &self.pieces {
+        let encoded = self.encoded(transfer);
+        let mut bytes = Vec::with_capacity(encoded.fixed.len() + 1024);
+        for piece in &encoded.pieces {
             match piece {
-                Piece::Fixed(range) => bytes.extend_from_slice(&self.fixed[range.clone()]),
+                Piece::Fixed(range) => bytes.extend_from_slice(&encoded.fixed[range.clone()]),
                 Piece::Header(HeaderSlot::To) => bytes.extend_from_slice(to_line.as_bytes()),
                 Piece::Header(HeaderSlot::Date) => bytes.extend_from_slice(date_line.as_bytes()),
                 Piece::Header(HeaderSlot::MessageId) => bytes.extend_from_slice(id_line.as_bytes()),
                 Piece::Header(HeaderSlot::ListUnsubscribe) => {
                     bytes.extend_from_slice(unsubscribe_line.as_bytes())
                 }
-                Piece::Value { slot, html } => {
+                Piece::Value {
+                    slot,
+                    html,
+                    raw: true,
+                } => {
+                    let value = values.get(*slot);
+                    if *html {
+                        let mut escaped = String::with_capacity(value.len() + 16);
+                        escape_into(&mut escaped, value);
+                        bytes.extend_from_slice(escaped.as_bytes());
+                    } else {
+                        bytes.extend_from_slice(value.as_bytes());
+                    }
+                }
+                Piece::Value {
+                    slot,
+                    html,
+                    raw: false,
+                } => {
                     let value = values.get(*slot);
                     let encoded = if *html {
                         let mut escaped = String::with_capacity(value.len() + 16);
@@ -504,9 +590,9 @@ impl Prepared {
                 }
                 Piece::Tail { html } => {
                     let tail = if *html {
-                        &self.html_tail
+                        &encoded.html_tail
                     } else {
-                        &self.text_tail
+                        &encoded.text_tail
                     };
                     let tail = tail.as_ref().context("a base64 part lost its end")?;
                     let mut raw = tail.carry.clone();
@@ -514,6 +600,11 @@ impl Prepared {
                     bytes.extend_from_slice(&base64_lines(&raw, false));
                 }
             }
+        }
+
+        if encoded.eight_bit && !lines_fit(&bytes) {
+            // A value too long for its 8bit line (an address of hundreds of characters).
+            return self.build(to, test, date, subscriber_id, Transfer::SevenBit);
         }
 
         if let Some(dkim) = &self.dkim {
@@ -554,6 +645,7 @@ impl Prepared {
             from: self.from.email.clone(),
             to: address,
             bytes,
+            eight_bit: encoded.eight_bit,
         })
     }
 
