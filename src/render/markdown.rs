@@ -230,6 +230,8 @@ pub(super) fn events<'s>(
     let mut links_kept: Vec<bool> = Vec::new();
     let mut images_kept: Vec<bool> = Vec::new();
     let mut in_code = 0usize;
+    // Inside `<mailto:…>`: its text shows the address without the scheme.
+    let mut in_mailto_autolink = false;
     let mut footnotes: HashMap<String, usize> = HashMap::new();
     // Email: the number of the note just opened, written at the start of its first paragraph.
     let mut note_label: Option<usize> = None;
@@ -267,6 +269,10 @@ pub(super) fn events<'s>(
             all.push(label);
         }
         match event {
+            Event::Text(text) if in_mailto_autolink => {
+                let shown = text.strip_prefix("mailto:").unwrap_or(&text).to_string();
+                out.push(Event::Text(CowStr::from(shown)));
+            }
             Event::Start(Tag::Link {
                 link_type,
                 dest_url,
@@ -274,6 +280,10 @@ pub(super) fn events<'s>(
                 id,
             }) => {
                 in_link += 1;
+                in_mailto_autolink = link_type == pulldown_cmark::LinkType::Autolink
+                    && dest_url
+                        .get(..7)
+                        .is_some_and(|s| s.eq_ignore_ascii_case("mailto:"));
                 // A URL gazette cannot use (empty, `hhttps:`, `javascript:`) leaves its text
                 // unlinked rather than a broken or dangerous link; `check` says where.
                 links_kept.push(usable_url(&dest_url));
@@ -290,6 +300,7 @@ pub(super) fn events<'s>(
             }
             Event::End(TagEnd::Link) => {
                 in_link = in_link.saturating_sub(1);
+                in_mailto_autolink = false;
                 if links_kept.pop() != Some(false) {
                     out.push(Event::End(TagEnd::Link));
                 }

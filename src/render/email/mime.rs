@@ -240,6 +240,12 @@ text_header!(
     "From"
 );
 
+text_header!(
+    /// A `To` value already written (see `with_to`).
+    QuotedTo,
+    "To"
+);
+
 /// The value of `List-Unsubscribe-Post` that asks for a one-click POST.
 pub(super) const ONE_CLICK: &str = "List-Unsubscribe=One-Click";
 

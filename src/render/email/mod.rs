@@ -534,11 +534,11 @@ impl Prepared {
             self.message_id(&address)
         };
         let mut mailbox = Mailbox::new(values.name.clone(), address.clone());
-        let mut to_line = header_line(header::To::from(Mailboxes::from(mailbox.clone())));
-        if to_line.split('\n').any(|l| l.len() > 998) {
+        let mut to_field = to_line(&mailbox);
+        if to_field.split('\n').any(|l| l.len() > 998) {
             // A name no header line can hold: the address alone.
             mailbox = Mailbox::new(None, address.clone());
-            to_line = header_line(header::To::from(Mailboxes::from(mailbox.clone())));
+            to_field = to_line(&mailbox);
         }
         let id_line = header_line(header::MessageId::from(format!("<{message_id}>")));
         let date_line = header_line(header::Date::new(date));
@@ -550,7 +550,7 @@ impl Prepared {
         for piece in &encoded.pieces {
             match piece {
                 Piece::Fixed(range) => bytes.extend_from_slice(&encoded.fixed[range.clone()]),
-                Piece::Header(HeaderSlot::To) => bytes.extend_from_slice(to_line.as_bytes()),
+                Piece::Header(HeaderSlot::To) => bytes.extend_from_slice(to_field.as_bytes()),
                 Piece::Header(HeaderSlot::Date) => bytes.extend_from_slice(date_line.as_bytes()),
                 Piece::Header(HeaderSlot::MessageId) => bytes.extend_from_slice(id_line.as_bytes()),
                 Piece::Header(HeaderSlot::ListUnsubscribe) => {
@@ -613,8 +613,7 @@ impl Prepared {
                 .position(|w| w == b"\r\n\r\n")
                 .map(|i| i + 4)
                 .context("the message has no body")?;
-            let mut signed = with_from(Message::builder(), &self.from)
-                .to(mailbox)
+            let mut signed = with_to(with_from(Message::builder(), &self.from), &mailbox)
                 .subject(self.subject.clone())
                 .date(date)
                 .message_id(Some(format!("<{message_id}>")))
@@ -685,22 +684,48 @@ pub fn sample_secret(dir: &Path) -> Secret {
     Secret::load(dir).unwrap_or_else(|_| Secret::new("gazette sample: no secret set up"))
 }
 
-/// `From`, written by lettre, except for a display name such as `my.news` that lettre writes
-/// bare (RFC 5322's obsolete phrase, which parsers flag): that one is quoted.
+/// Whether lettre would write `name` bare although it holds a dot, such as `my.news` or
+/// `a.b`: RFC 5322's obsolete phrase, which parsers flag. Such a name is quoted by hand.
+fn bare_with_a_dot(name: &str) -> bool {
+    name.contains('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// `From`, written by lettre, except for a display name [`bare_with_a_dot`]: quoted.
 fn with_from(
     builder: lettre::message::MessageBuilder,
     from: &Mailbox,
 ) -> lettre::message::MessageBuilder {
     match from.name.as_deref() {
-        Some(name)
-            if name.contains('.')
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) =>
-        {
+        Some(name) if bare_with_a_dot(name) => {
             builder.header(QuotedFrom(format!("\"{name}\" <{}>", from.email)))
         }
         _ => builder.from(from.clone()),
+    }
+}
+
+/// `To` as [`with_from`] writes `From`, for the message to sign.
+fn with_to(
+    builder: lettre::message::MessageBuilder,
+    to: &Mailbox,
+) -> lettre::message::MessageBuilder {
+    match to.name.as_deref() {
+        Some(name) if bare_with_a_dot(name) => {
+            builder.header(QuotedTo(format!("\"{name}\" <{}>", to.email)))
+        }
+        _ => builder.to(to.clone()),
+    }
+}
+
+/// The `To` line of a message, CRLF-terminated: the same as [`with_to`] writes.
+fn to_line(to: &Mailbox) -> String {
+    match to.name.as_deref() {
+        Some(name) if bare_with_a_dot(name) => {
+            header_line(QuotedTo(format!("\"{name}\" <{}>", to.email)))
+        }
+        _ => header_line(header::To::from(Mailboxes::from(to.clone()))),
     }
 }
 
