@@ -803,9 +803,12 @@ fn spamassassin_reads_no_hidden_text_in_any_sample_issue() {
         assert!(names.contains(&"HTML_MESSAGE"), "{slug}: {names:?}");
         for (points, rule) in &rules {
             // Known and not fixed: HTML_OBFUSCATE_* counts every inline tag between two
-            // letters, and Chinese prose has no spaces around its links and emphasis (the
-            // March and April issues). Everything else must score nothing.
-            if rule.starts_with("HTML_OBFUSCATE_") {
+            // characters that are not ASCII space or punctuation, and Chinese prose has no
+            // spaces around its links and emphasis, while its punctuation (，：、。) is not
+            // ASCII: March 33 such boundaries in 243 tags, April 8 in 130. Only the two low
+            // bands (at most 0.6 points) are let through; 20_30 and up (2.5) are not.
+            if rule == "HTML_OBFUSCATE_05_10" || rule == "HTML_OBFUSCATE_10_20" {
+                assert!(*points < 1.0, "{slug}: {rule} scores {points}");
                 continue;
             }
             assert!(*points <= 0.0, "{slug}: {rule} scores {points}: {rules:?}");
