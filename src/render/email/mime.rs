@@ -255,3 +255,36 @@ impl Dkim {
         message.sign(&self.config);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_html_lines_fold_only_at_spaces_between_attributes() {
+        let cell = "<td class=\"a b\" style=\"color: red; margin: 0 0 1px 0\">文字 text 文字</td>";
+        let html = cell.repeat(40);
+        assert!(html.len() > 2 * FOLD_AT);
+        let folded = fold_html(html.clone());
+        assert!(folded.split('\n').all(|l| l.len() <= FOLD_AT), "{folded}");
+        assert!(folded.contains('\n'));
+        // Only spaces became line feeds, and only inside a tag, outside its quoted values.
+        assert_eq!(folded.replace('\n', " "), html);
+        for (i, b) in folded.bytes().enumerate() {
+            if b == b'\n' {
+                let tag = &folded[folded[..i].rfind('<').unwrap()..i];
+                assert!(
+                    !tag.contains('>') && tag.matches('"').count() % 2 == 0,
+                    "{tag}"
+                );
+            }
+        }
+        // Text, attribute values and a line without tags stay as they are.
+        let prose = "长段落没有空格可以断行。".repeat(40);
+        assert_eq!(fold_html(prose.clone()), prose);
+        let value = format!("<a title=\"{}\">x</a>", "a b ".repeat(400));
+        assert_eq!(fold_html(value.clone()), value.replacen(' ', "\n", 1));
+        let short = "<p class=\"x\">short</p>\n".repeat(3);
+        assert_eq!(fold_html(short.clone()), short);
+    }
+}
