@@ -23,8 +23,8 @@ pub struct Text {
 /// numbered references `[n]` listed under the text starting at `first_reference`. A link
 /// whose text is its address stays inline. URLs are never broken across lines; link text and
 /// inline code are not either when they fit on a line. Footnotes take the next number too
-/// (`[n]` in the text) and are written as notes under a short rule after the text, before the
-/// links; task-list items show `[ ]`/`[x]` instead of a bullet; struck-out text reads
+/// (`[n]` in the text) and are written as notes under a short rule after the text, in one
+/// list with the links' addresses, by number; task-list items show `[ ]`/`[x]` instead of a bullet; struck-out text reads
 /// `[struck out: …]` (in Chinese `[删去：…]`).
 pub fn to_text(body: &str, place: Place<'_>, width: usize, first_reference: usize) -> Text {
     to_text_in(body, place, width, first_reference, "en")
@@ -593,18 +593,31 @@ impl TextWriter {
     fn finish(mut self) -> Text {
         self.flush_paragraph();
         if !self.notes.is_empty() {
-            self.notes.sort_by_key(|(n, _)| *n);
+            // Notes and link addresses share the numbers: one list under the rule, in the
+            // order of their numbers, so that each `[n]` is found where the reader looks.
+            let mut entries: Vec<(usize, String)> = std::mem::take(&mut self.notes)
+                .into_iter()
+                .map(|(n, note)| {
+                    if note.trim().is_empty() {
+                        (n, format!("[{n}]\n"))
+                    } else {
+                        (n, note)
+                    }
+                })
+                .chain(
+                    std::mem::take(&mut self.references)
+                        .into_iter()
+                        .map(|(n, dest)| (n, format!("[{n}] {dest}\n"))),
+                )
+                .collect();
+            entries.sort_by_key(|(n, _)| *n);
             if !self.out.is_empty() {
                 self.out.push('\n');
             }
             self.out.push_str(NOTES_RULE);
             self.out.push('\n');
-            for (n, note) in std::mem::take(&mut self.notes) {
-                if note.trim().is_empty() {
-                    self.out.push_str(&format!("[{n}]\n"));
-                } else {
-                    self.out.push_str(&note);
-                }
+            for (_, entry) in entries {
+                self.out.push_str(&entry);
             }
         }
         if !self.references.is_empty() {
@@ -655,7 +668,7 @@ mod tests {
     fn footnotes_are_numbered_notes_under_a_rule() {
         let body = "A claim[^a] with [a link](https://x.example/), again[^a] and one\nmore[^b].\n\n[^b]: Short.\n\n[^a]: The note, which is long enough that it has to wrap onto a second line.\n\n    With a second paragraph.\n";
         let text = text_of(body, 40, "en");
-        let expected = "A claim[1] with a link[2], again[1] and\none more[3].\n\n----------\n[1] The note, which is long enough that\n    it has to wrap onto a second line.\n\n    With a second paragraph.\n[3] Short.\n\n[2] https://x.example/\n";
+        let expected = "A claim[1] with a link[2], again[1] and\none more[3].\n\n----------\n[1] The note, which is long enough that\n    it has to wrap onto a second line.\n\n    With a second paragraph.\n[2] https://x.example/\n[3] Short.\n";
         assert_eq!(text, expected, "{text}");
         assert!(!text.contains("[^"), "{text}");
     }
