@@ -3,7 +3,7 @@
 use std::io::Read;
 use std::time::Duration;
 
-use crate::support::{Newsletter, Run, Serve, tool};
+use crate::support::{Newsletter, Run, Serve, header, headers, tool};
 
 /// A published sample newsletter served under the `/news/` prefix.
 fn published() -> Newsletter {
@@ -37,22 +37,6 @@ fn curl(args: &[&str]) -> Run {
 /// The status code of a GET, the path sent as written (no dot-segment folding).
 fn status(url: &str) -> String {
     curl(&["--path-as-is", "-o", "/dev/null", "-w", "%{http_code}", url]).stdout
-}
-
-/// The response headers of a request, names lowercased.
-fn headers(args: &[&str]) -> Vec<(String, String)> {
-    let mut all = vec!["-o", "/dev/null", "-D", "-"];
-    all.extend_from_slice(args);
-    curl(&all)
-        .stdout
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect()
-}
-
-fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
 #[test]

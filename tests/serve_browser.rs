@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{Killed, Newsletter, Serve, Sink, repo, wait_until};
+use crate::support::{Killed, Newsletter, Serve, Sink, exit_within, repo};
 
 /// The messages smtp-sink dumped, as (file, text).
 fn dumped(dir: &Path) -> Vec<(PathBuf, String)> {
@@ -57,16 +57,8 @@ fn send(n: &Newsletter, slug: &str, smtp_port: u16) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut status = None;
-    wait_until(Duration::from_secs(60), Duration::from_millis(20), || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("send {slug} did not finish within 60 s");
-    };
+    let status = exit_within(&mut child, Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("send {slug} did not finish within 60 s"));
     assert!(status.success(), "send {slug} failed");
 }
 

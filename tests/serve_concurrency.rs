@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::support::{Killed, Newsletter, Serve, free_port, repo, wait_until};
+use crate::support::{Killed, Newsletter, Serve, exit_within, free_port, repo, wait_until};
 
 const SLUG: &str = "2023-03-papers";
 const LIST_ID: &str = "papers.digest.example.org";
@@ -189,16 +189,8 @@ fn unsubscribes_during_a_send_stop_every_message_not_yet_handed_to_smtp() {
             .collect()
     });
 
-    let mut status = None;
-    wait_until(Duration::from_secs(240), Duration::from_millis(50), || {
-        status = send.try_wait().unwrap();
-        status.is_some()
-    });
-    let Some(status) = status else {
-        let _ = send.kill();
-        let _ = send.wait();
-        panic!("the send did not finish within 240 s");
-    };
+    let status = exit_within(&mut send, Duration::from_secs(240))
+        .unwrap_or_else(|| panic!("the send did not finish within 240 s"));
     let mut stderr = String::new();
     send.stderr.take().unwrap().read_to_string(&mut stderr).ok();
     assert!(status.success(), "send failed: {stderr}");

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Newsletter, Run, Serve, Sink, free_port, python, tool, wait_until};
+use crate::support::{
+    Newsletter, Run, Serve, Sink, free_port, header, headers, python, tool, wait_until,
+};
 
 const SECRET: &str = "test-secret-not-for-production";
 const LIST: &str = "papers.digest.example.org";
@@ -86,22 +88,6 @@ fn sign_up(s: &Serve, email: &str) -> (u16, String) {
         "name=Reader",
         &s.url("subscribe"),
     ])
-}
-
-/// Response headers of a request, names lowercased.
-fn headers(args: &[&str]) -> Vec<(String, String)> {
-    let mut all = vec!["-o", "/dev/null", "-D", "-"];
-    all.extend_from_slice(args);
-    tool("curl", &[&["-s", "--max-time", "10"], &all[..]].concat())
-        .stdout
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect()
-}
-
-fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
 fn assert_html_security_headers(args: &[&str]) {

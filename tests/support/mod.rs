@@ -303,6 +303,41 @@ pub fn wait_until(within: Duration, every: Duration, mut done: impl FnMut() -> b
     done()
 }
 
+/// Waits (at most `within`, checking every 20 ms) for `child` to exit; its status, or None
+/// after killing and reaping it when it did not exit in time.
+pub fn exit_within(
+    child: &mut std::process::Child,
+    within: Duration,
+) -> Option<std::process::ExitStatus> {
+    let mut status = None;
+    wait_until(within, Duration::from_millis(20), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    status
+}
+
+/// The response headers of `curl -s --max-time 10 ARGS...`, names lowercased.
+pub fn headers(args: &[&str]) -> Vec<(String, String)> {
+    let mut all = vec!["-s", "--max-time", "10", "-o", "/dev/null", "-D", "-"];
+    all.extend_from_slice(args);
+    tool("curl", &all)
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect()
+}
+
+/// The value of the header `name` (lowercase) in `h`.
+pub fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
 /// How long `gazette serve` may take to print its listen line.
 const SERVE_STARTS_WITHIN: Duration = Duration::from_secs(20);
 
@@ -393,13 +428,9 @@ impl Serve {
 
     /// Waits (at most `within`) for serve to exit by itself; its exit code.
     pub fn exit_code(&mut self, within: Duration) -> Option<i32> {
-        let mut status = None;
-        let exited = wait_until(within, Duration::from_millis(50), || {
-            status = self.child.try_wait().unwrap();
-            status.is_some()
-        });
-        assert!(exited, "serve did not stop within {within:?}");
-        status.unwrap().code()
+        exit_within(&mut self.child, within)
+            .unwrap_or_else(|| panic!("serve did not stop within {within:?}"))
+            .code()
     }
 
     /// Stops serve now (SIGKILL), as dropping it does.
