@@ -1044,34 +1044,15 @@ fn sent_through_sink(options: &[&str], eight_bit_setting: Option<bool>) -> serde
     }
     n.gazette(&["subscribers", "add", "reader@example.org"])
         .ok();
-    let dump = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut sink = crate::support::smtp_sink_with(dump.path(), port, 10, options);
+    let sink = crate::support::Sink::with_options(crate::support::free_port(), options);
     let mut c = n.command(&["send", MARCH, "--yes"]);
-    c.env("GAZETTE_SMTP_URL", format!("smtp://127.0.0.1:{port}"));
+    c.env("GAZETTE_SMTP_URL", sink.url());
     let out = c.output().expect("gazette runs");
-    let start = std::time::Instant::now();
-    let file = loop {
-        let files: Vec<PathBuf> = std::fs::read_dir(dump.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        if let [file] = files.as_slice() {
-            break file.clone();
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(20),
-            "{files:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    sink.wait_for_files(1, std::time::Duration::from_secs(20));
+    let files = sink.files();
+    let [file] = files.as_slice() else {
+        panic!("{files:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
-    let _ = sink.kill();
-    let _ = sink.wait();
     assert!(
         out.status.success(),
         "{}",
@@ -1087,7 +1068,8 @@ fn sent_through_sink(options: &[&str], eight_bit_setting: Option<bool>) -> serde
         .to_string();
     let at = raw.find("\nFrom:").unwrap() + 1;
     let message = raw[at..].strip_suffix('\n').unwrap().replace('\n', "\r\n");
-    let path = dump.path().join("as-sent.eml");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("as-sent.eml");
     std::fs::write(&path, &message).unwrap();
     let mut parsed = check_eml(&[&path]).remove(0);
     parsed["size"] = message.len().into();

@@ -2,12 +2,9 @@
 //! caught by Postfix's smtp-sink (their envelope sender and List-Unsubscribe), and returned
 //! mail addressed to what they carry, read back by `gazette inbound`.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::Newsletter;
+use crate::support::{Newsletter, Sink};
 
 const ISSUES: [&str; 4] = [
     "2023-03-papers",
@@ -16,44 +13,12 @@ const ISSUES: [&str; 4] = [
     "2023-06-one-figure",
 ];
 
-/// smtp-sink dumping each message (with its X-Mail-Args / X-Rcpt-Args records) into a file.
-struct Sink {
-    child: Child,
-    port: u16,
-    out: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// What the VERP tests read of the shared smtp-sink: the caught messages' envelopes.
 impl Sink {
-    fn start() -> Sink {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("dump");
-        std::fs::create_dir(&out).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = crate::support::smtp_sink(&out, port, 100);
-        Sink {
-            child,
-            port,
-            out,
-            _dir: dir,
-        }
-    }
-
     /// Every message caught so far, with its headers unfolded, then cleared.
     fn take(&self) -> Vec<Caught> {
         let mut all = Vec::new();
-        for e in std::fs::read_dir(&self.out).unwrap() {
+        for e in std::fs::read_dir(&self.dump).unwrap() {
             let path = e.unwrap().path();
             let text = std::fs::read_to_string(&path).unwrap();
             std::fs::remove_file(&path).unwrap();
@@ -89,16 +54,15 @@ struct Caught {
     message_id: String,
 }
 
+/// The sample with `bounce_address` set and `extra` appended to its settings, and `readers`.
 fn newsletter(readers: &[&str], extra: &str) -> Newsletter {
     let n = Newsletter::sample();
-    let toml = n.read("gazette.toml").replace(
+    n.edit_toml(
         "[email]\n",
         "[email]\nbounce_address = \"bounces@digest.example.org\"\n",
-    );
-    n.write("gazette.toml", format!("{toml}{extra}"));
-    for r in readers {
-        n.gazette(&["subscribers", "add", r]).ok();
-    }
+    )
+    .append_toml(extra)
+    .add_readers(readers);
     n
 }
 
@@ -106,10 +70,7 @@ fn newsletter(readers: &[&str], extra: &str) -> Newsletter {
 fn send(n: &Newsletter, sink: &Sink, issue: &str, day: u32) -> Vec<Caught> {
     let out = n
         .command(&["send", issue, "--yes"])
-        .env(
-            "GAZETTE_SMTP_URL",
-            format!("smtp://127.0.0.1:{}", sink.port),
-        )
+        .env("GAZETTE_SMTP_URL", sink.url())
         .env("GAZETTE_NOW", format!("2026-01-{day:02}T00:00:00Z"))
         .output()
         .unwrap();
@@ -118,14 +79,7 @@ fn send(n: &Newsletter, sink: &Sink, issue: &str, day: u32) -> Vec<Caught> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let start = Instant::now();
-    loop {
-        let n_files = std::fs::read_dir(&sink.out).unwrap().count();
-        if n_files > 0 || start.elapsed() > Duration::from_secs(10) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    sink.wait_for_files(1, Duration::from_secs(10));
     sink.take()
 }
 

@@ -1,12 +1,9 @@
 //! Every sample issue as a real SMTP server receives it (Postfix's smtp-sink on 127.0.0.1),
 //! scored by SpamAssassin with local rules only.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::{Newsletter, tool};
+use crate::support::{Newsletter, Sink, tool};
 
 const ISSUES: [&str; 4] = [
     "2023-03-papers",
@@ -14,42 +11,6 @@ const ISSUES: [&str; 4] = [
     "2023-05-reading-notes",
     "2023-06-one-figure",
 ];
-
-/// smtp-sink dumping each message into a directory; killed when dropped.
-struct Sink {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Sink {
-    fn start() -> Sink {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = crate::support::smtp_sink(dir.path(), port, 10);
-        Sink { child, port, dir }
-    }
-
-    fn messages(&self) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        files
-    }
-}
 
 /// SpamAssassin's score and the rules that scored, local rules only.
 fn score(path: &std::path::Path) -> (f64, String) {
@@ -76,14 +37,10 @@ fn score(path: &std::path::Path) -> (f64, String) {
 fn every_sample_issue_as_received_over_smtp_scores_at_most_zero() {
     let sink = Sink::start();
     let n = Newsletter::sample();
-    n.gazette(&["subscribers", "add", "reader@example.org"])
-        .ok();
+    n.add_readers(&["reader@example.org"]);
     for slug in ISSUES {
         let mut c = n.command(&["send", slug, "--yes"]);
-        c.env(
-            "GAZETTE_SMTP_URL",
-            format!("smtp://127.0.0.1:{}", sink.port),
-        );
+        c.env("GAZETTE_SMTP_URL", sink.url());
         let out = c.output().expect("gazette runs");
         assert!(
             out.status.success(),
@@ -91,16 +48,9 @@ fn every_sample_issue_as_received_over_smtp_scores_at_most_zero() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let start = Instant::now();
-    while sink.messages().len() < ISSUES.len() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{:?}",
-            sink.messages()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let messages = sink.messages();
+    let arrived = sink.wait_for_files(ISSUES.len(), Duration::from_secs(20));
+    assert!(arrived >= ISSUES.len(), "{:?}", sink.files());
+    let messages = sink.files();
     assert_eq!(messages.len(), ISSUES.len(), "{messages:?}");
     for path in &messages {
         let text = std::fs::read_to_string(path).unwrap();

@@ -1,95 +1,30 @@
 //! `gazette serve`: the real binary on a free port, spoken to with curl.
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::TcpListener;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::io::Read;
+use std::time::Duration;
 
-use crate::support::{Newsletter, Run, tool};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::{Newsletter, Run, Serve, header, headers, tool};
 
 /// A published sample newsletter served under the `/news/` prefix.
 fn published() -> Newsletter {
     let n = Newsletter::sample();
-    let toml = n.read("gazette.toml").replace(
+    n.edit_toml(
         "base_url = \"https://digest.example.org/\"",
         "base_url = \"https://digest.example.org/news/\"",
     );
-    assert!(toml.contains("/news/\""), "the sample's base_url moved");
-    n.write("gazette.toml", toml);
     n.gazette(&["publish", "-q"]).ok();
     n
 }
 
-/// `gazette serve` running; killed when dropped.
-struct Serve {
-    child: Child,
-    /// `http://127.0.0.1:PORT/news/`
-    base: String,
-    stderr: std::sync::mpsc::Receiver<String>,
-}
-
-impl Serve {
-    fn start(n: &Newsletter) -> Serve {
-        let port = free_port();
-        let mut child = n
-            .command(&["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("gazette serve starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let stderr = child.stderr.take().unwrap();
-        let (etx, erx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = etx.send(line);
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("gazette serve prints its address within 20 s");
-        let base = format!("http://127.0.0.1:{port}/news/");
-        assert_eq!(
-            line.trim(),
-            format!("gazette serve: listening on {base}"),
-            "the listen line"
-        );
-        Serve {
-            child,
-            base,
-            stderr: erx,
-        }
-    }
-
-    /// The log lines written so far (waits briefly for the last one).
-    fn log(&self) -> Vec<String> {
-        let mut lines = Vec::new();
-        while let Ok(l) = self.stderr.recv_timeout(Duration::from_millis(300)) {
-            lines.push(l);
-        }
-        lines
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `gazette serve` on a free port, serving `/news/`.
+fn serve(n: &Newsletter) -> Serve {
+    let s = Serve::start(n, &[]);
+    assert_eq!(
+        s.base,
+        format!("http://127.0.0.1:{}/news/", s.port),
+        "the listen line"
+    );
+    s
 }
 
 /// curl with a 10 s bound, `-s`, and the given arguments.
@@ -104,26 +39,10 @@ fn status(url: &str) -> String {
     curl(&["--path-as-is", "-o", "/dev/null", "-w", "%{http_code}", url]).stdout
 }
 
-/// The response headers of a request, names lowercased.
-fn headers(args: &[&str]) -> Vec<(String, String)> {
-    let mut all = vec!["-o", "/dev/null", "-D", "-"];
-    all.extend_from_slice(args);
-    curl(&all)
-        .stdout
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect()
-}
-
-fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-}
-
 #[test]
 fn serve_content_types_and_security_headers() {
     let n = published();
-    let s = Serve::start(&n);
+    let s = serve(&n);
     for (path, want) in [
         ("", "text/html; charset=utf-8"),
         ("rss.xml", "application/rss+xml; charset=utf-8"),
@@ -131,7 +50,7 @@ fn serve_content_types_and_security_headers() {
         ("feed.json", "application/feed+json; charset=utf-8"),
         ("style.css", "text/css; charset=utf-8"),
     ] {
-        let h = headers(&[&format!("{}{path}", s.base)]);
+        let h = headers(&[&s.url(path)]);
         assert_eq!(header(&h, "content-type"), Some(want), "{path}: {h:?}");
         assert_eq!(header(&h, "x-content-type-options"), Some("nosniff"));
         assert!(
@@ -153,7 +72,7 @@ fn serve_content_types_and_security_headers() {
         );
     }
     // The body is the published file, byte for byte.
-    let body = curl(&[&format!("{}rss.xml", s.base)]).stdout;
+    let body = curl(&[&s.url("rss.xml")]).stdout;
     assert_eq!(body, n.read("feeds/rss.xml"));
     // An issue folder without its slash is redirected to it, then served.
     let issue = std::fs::read_dir(n.path().join("feeds"))
@@ -178,7 +97,7 @@ fn serve_content_types_and_security_headers() {
         "%{http_code}",
         "-X",
         "DELETE",
-        &format!("{}rss.xml", s.base),
+        &s.url("rss.xml"),
     ]);
     assert_eq!(post.stdout, "405");
 }
@@ -186,8 +105,8 @@ fn serve_content_types_and_security_headers() {
 #[test]
 fn serve_conditional_requests_head_and_gzip() {
     let n = published();
-    let s = Serve::start(&n);
-    let url = format!("{}atom.xml", s.base);
+    let s = serve(&n);
+    let url = s.url("atom.xml");
     let h = headers(&[&url]);
     let etag = header(&h, "etag").unwrap().to_string();
     let modified = header(&h, "last-modified").unwrap().to_string();
@@ -277,7 +196,7 @@ fn serve_refuses_traversal_dotfiles_and_escaping_symlinks() {
         )
         .unwrap();
     }
-    let s = Serve::start(&n);
+    let s = serve(&n);
     let root = s.base.trim_end_matches("news/").to_string();
     for path in [
         "../gazette.toml",
@@ -295,14 +214,14 @@ fn serve_refuses_traversal_dotfiles_and_escaping_symlinks() {
         "..\\gazette.toml",
         "a%00b",
     ] {
-        assert_eq!(status(&format!("{}{path}", s.base)), "404", "{path}");
+        assert_eq!(status(&s.url(path)), "404", "{path}");
     }
     // Outside the prefix nothing is served, not even feeds' files.
     assert_eq!(status(&format!("{root}rss.xml")), "404");
     assert_eq!(status(&format!("{root}gazette.toml")), "404");
     // A link that stays inside feeds/ is fine.
     #[cfg(unix)]
-    assert_eq!(status(&format!("{}in.xml", s.base)), "200");
+    assert_eq!(status(&s.url("in.xml")), "200");
     // Raw bytes on a socket, no client normalising anything.
     let raw = raw_get(&s.base, "/news/../gazette.toml");
     assert!(raw.starts_with("HTTP/1.1 404"), "{raw}");
@@ -334,8 +253,8 @@ fn raw_get(base: &str, path: &str) -> String {
 #[test]
 fn serve_shows_a_new_publish_without_restart() {
     let n = published();
-    let s = Serve::start(&n);
-    let url = format!("{}rss.xml", s.base);
+    let s = serve(&n);
+    let url = s.url("rss.xml");
     let before = headers(&[&url]);
     let etag = header(&before, "etag").unwrap().to_string();
     // Publish again with a changed title: the feed's bytes change.
@@ -364,11 +283,8 @@ fn serve_shows_a_new_publish_without_restart() {
 #[test]
 fn serve_logs_without_query_and_stops_on_sigterm() {
     let n = published();
-    let mut s = Serve::start(&n);
-    assert_eq!(
-        status(&format!("{}rss.xml?token=sekrit-value", s.base)),
-        "200"
-    );
+    let mut s = serve(&n);
+    assert_eq!(status(&s.url("rss.xml?token=sekrit-value")), "200");
     let log = s.log();
     assert!(
         log.iter().any(|l| l.starts_with("GET /news/rss.xml 200 ")),
@@ -377,14 +293,7 @@ fn serve_logs_without_query_and_stops_on_sigterm() {
     assert!(log.iter().all(|l| !l.contains("sekrit")), "{log:?}");
     let pid = s.child.id().to_string();
     tool("kill", &["-TERM", &pid]).ok();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let code = loop {
-        if let Some(status) = s.child.try_wait().unwrap() {
-            break status.code();
-        }
-        assert!(Instant::now() < deadline, "serve did not stop within 10 s");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let code = s.exit_code(Duration::from_secs(10));
     assert_eq!(code, Some(0), "a clean exit on SIGTERM");
 }
 
@@ -430,7 +339,7 @@ fn serve_unsubscribe_get_changes_nothing_and_one_click_post_unsubscribes() {
     n.gazette(&["subscribers", "add", "reader@example.org"])
         .ok();
     n.gazette(&["subscribers", "add", "other@example.org"]).ok();
-    let s = Serve::start(&n);
+    let s = serve(&n);
     let url = format!(
         "{}unsubscribe?token={}",
         s.base,
@@ -483,7 +392,7 @@ fn serve_unsubscribe_refuses_forged_and_truncated_tokens() {
     let n = published();
     n.gazette(&["subscribers", "add", "reader@example.org"])
         .ok();
-    let s = Serve::start(&n);
+    let s = serve(&n);
     let good = token("reader@example.org");
     let forged = gazette::token::Secret::new("another-key")
         .token("papers.digest.example.org", "reader@example.org");
@@ -508,7 +417,7 @@ fn serve_unsubscribe_refuses_forged_and_truncated_tokens() {
             "POST {bad}"
         );
     }
-    assert_eq!(status(&format!("{}unsubscribe", s.base)), "400");
+    assert_eq!(status(&s.url("unsubscribe")), "400");
     assert_eq!(n.gazette(&["subscribers", "count"]).ok().stdout.trim(), "1");
     // A body over the limit does not get in either.
     let big = "x".repeat(100_000);

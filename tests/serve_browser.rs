@@ -4,42 +4,13 @@
 //! the reader. Also screenshots the page at 375 and 1024 px wide.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{Newsletter, repo};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_listening(port: u16) {
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "nothing on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use crate::support::{Killed, Newsletter, Serve, Sink, exit_within, repo};
 
 /// The messages smtp-sink dumped, as (file, text).
 fn dumped(dir: &Path) -> Vec<(PathBuf, String)> {
@@ -86,17 +57,8 @@ fn send(n: &Newsletter, slug: &str, smtp_port: u16) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("send {slug} did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_within(&mut child, Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("send {slug} did not finish within 60 s"));
     assert!(status.success(), "send {slug} failed");
 }
 
@@ -108,32 +70,13 @@ fn a_browser_unsubscribes_from_the_emails_footer_link_and_the_next_send_skips_th
     n.gazette(&["subscribers", "add", "other@example.org"]).ok();
     n.gazette(&["publish", "-q"]).ok();
 
-    let sink_dir = tempfile::tempdir().unwrap();
-    let smtp_port = free_port();
-    let sink = Command::new("smtp-sink")
-        .args(["-u", "root", "-d"])
-        .arg(format!("{}/%M.", sink_dir.path().display()))
-        .arg(format!("127.0.0.1:{smtp_port}"))
-        .arg("100")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("smtp-sink runs (install the test tools with `bash .ci/setup`)");
-    let _sink = Killed(sink);
-    wait_listening(smtp_port);
-
-    let http_port = free_port();
-    let serve = n
-        .command(&["serve", "-q", "--listen", &format!("127.0.0.1:{http_port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("gazette serve starts");
-    let _serve = Killed(serve);
-    wait_listening(http_port);
+    let sink = Sink::start();
+    let smtp_port = sink.port;
+    let serve = Serve::start(&n, &["-q"]);
+    let http_port = serve.port;
 
     send(&n, "2023-03-papers", smtp_port);
-    let received = to(sink_dir.path(), "reader@example.org");
+    let received = to(&sink.dump, "reader@example.org");
     assert_eq!(received.len(), 1, "one message for the reader");
 
     let shots = PathBuf::from("/tmp");
@@ -223,6 +166,6 @@ fn a_browser_unsubscribes_from_the_emails_footer_link_and_the_next_send_skips_th
 
     // The next issue reaches the other reader and not this one.
     send(&n, "2023-04-papers", smtp_port);
-    assert_eq!(to(sink_dir.path(), "reader@example.org").len(), 1);
-    assert_eq!(to(sink_dir.path(), "other@example.org").len(), 2);
+    assert_eq!(to(&sink.dump, "reader@example.org").len(), 1);
+    assert_eq!(to(&sink.dump, "other@example.org").len(), 2);
 }

@@ -11,13 +11,13 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::support::{Newsletter, repo};
+use crate::support::{Killed, Newsletter, Serve, exit_within, free_port, repo, wait_until};
 
 const SLUG: &str = "2023-03-papers";
 const LIST_ID: &str = "papers.digest.example.org";
@@ -25,29 +25,11 @@ const SUBSCRIBERS: usize = 3000;
 const UNSUBSCRIBES: usize = 300;
 const THREADS: usize = 6;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs_f64()
-}
-
-/// A child process killed when the test ends.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Waits (at most 30 s) for the first line of a child's standard output.
@@ -157,19 +139,8 @@ fn unsubscribes_during_a_send_stop_every_message_not_yet_handed_to_smtp() {
     );
     let _sink = Killed(sink);
 
-    let http_port = free_port();
-    let mut serve = n
-        .command(&["serve", "--listen", &format!("127.0.0.1:{http_port}")])
-        .arg("-q")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("gazette serve starts");
-    assert!(
-        first_line(&mut serve).contains("listening on"),
-        "serve did not start"
-    );
-    let _serve = Killed(serve);
+    let serve = Serve::start(&n, &["-q"]);
+    let http_port = serve.port;
 
     let mut send = n
         .command(&["send", SLUG, "--yes"])
@@ -179,18 +150,17 @@ fn unsubscribes_during_a_send_stop_every_message_not_yet_handed_to_smtp() {
         .spawn()
         .expect("gazette send starts");
     // Unsubscribe once the send is under way (its first page of recipients is read).
-    let start = Instant::now();
-    while !sink_log(&log_path).iter().any(|(_, e)| e.ev == "msg") {
+    let under_way = wait_until(Duration::from_secs(60), Duration::from_millis(10), || {
+        if sink_log(&log_path).iter().any(|(_, e)| e.ev == "msg") {
+            return true;
+        }
         assert!(
             send.try_wait().unwrap().is_none(),
             "the send ended before its first message"
         );
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no message within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+        false
+    });
+    assert!(under_way, "no message within 60 s");
 
     // Every tenth reader, in a scattered order, over THREADS connections at a time.
     let secret = gazette::token::Secret::new("test-secret-not-for-production");
@@ -219,17 +189,8 @@ fn unsubscribes_during_a_send_stop_every_message_not_yet_handed_to_smtp() {
             .collect()
     });
 
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = send.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > Duration::from_secs(240) {
-            let _ = send.kill();
-            panic!("the send did not finish within 240 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = exit_within(&mut send, Duration::from_secs(240))
+        .unwrap_or_else(|| panic!("the send did not finish within 240 s"));
     let mut stderr = String::new();
     send.stderr.take().unwrap().read_to_string(&mut stderr).ok();
     assert!(status.success(), "send failed: {stderr}");

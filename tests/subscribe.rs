@@ -2,58 +2,20 @@
 //! SMTP relay (Postfix's smtp-sink) receiving the confirmation mails, curl as the reader, and
 //! Python's email package reading what arrived.
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Newsletter, Run, python, tool};
+use crate::support::{
+    Newsletter, Run, Serve, Sink, free_port, header, headers, python, tool, wait_until,
+};
 
 const SECRET: &str = "test-secret-not-for-production";
 const LIST: &str = "papers.digest.example.org";
 const NOW: &str = "2026-01-01T00:00:00Z";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Postfix's smtp-sink dumping each message into a directory; killed when dropped.
-struct Sink {
-    child: Child,
-    port: u16,
-    dump: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
+/// What subscribe reads of the shared smtp-sink: the confirmation mails.
 impl Sink {
-    fn start() -> Sink {
-        Sink::on(free_port())
-    }
-
-    fn on(port: u16) -> Sink {
-        let dir = tempfile::tempdir().unwrap();
-        let dump = dir.path().join("dump");
-        std::fs::create_dir(&dump).unwrap();
-        let child = crate::support::smtp_sink(&dump, port, 100);
-        Sink {
-            child,
-            port,
-            dump,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
-    }
-
     /// Every message received so far, parsed by Python's email package.
     fn mails(&self) -> Vec<Value> {
         let out = python("confirm_mail.py", &[self.dump.to_str().unwrap()]).ok();
@@ -62,20 +24,11 @@ impl Sink {
 
     /// Waits (at most 20 s) until `n` messages arrived, then returns them.
     fn wait_for(&self, n: usize) -> Vec<Value> {
-        let start = Instant::now();
-        loop {
-            let count = std::fs::read_dir(&self.dump).unwrap().count();
-            if count >= n {
-                // smtp-sink writes the file as it reads DATA: let the last one finish.
-                std::thread::sleep(Duration::from_millis(200));
-                return self.mails();
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "{count} of {n} messages arrived within 20 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let count = self.wait_for_files(n, Duration::from_secs(20));
+        assert!(count >= n, "{count} of {n} messages arrived within 20 s");
+        // smtp-sink writes the file as it reads DATA: let the last one finish.
+        std::thread::sleep(Duration::from_millis(200));
+        self.mails()
     }
 
     /// The messages to one address.
@@ -87,99 +40,34 @@ impl Sink {
     }
 }
 
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The sample newsletter served at `http://127.0.0.1:PORT/news/`, with `[serve]` holding
 /// `serve_extra`, published.
 fn newsletter(port: u16, serve_extra: &str) -> Newsletter {
     let n = Newsletter::sample();
     let base = format!("http://127.0.0.1:{port}/news/");
-    let toml = n
-        .read("gazette.toml")
-        .replace("https://digest.example.org/\"", &format!("{base}\""))
-        .replace(
+    n.edit_toml("https://digest.example.org/\"", &format!("{base}\""))
+        .edit_toml(
             "unsubscribe_url = \"https://digest.example.org/unsubscribe?token={token}\"",
             &format!("unsubscribe_url = \"{base}unsubscribe?token={{token}}\""),
-        );
-    assert!(toml.contains(&base), "the sample's base_url moved");
-    n.write(
-        "gazette.toml",
-        format!("{toml}\n[serve]\nlisten = \"127.0.0.1:{port}\"\n{serve_extra}\n"),
-    );
+        )
+        .append_toml(&format!(
+            "\n[serve]\nlisten = \"127.0.0.1:{port}\"\n{serve_extra}\n"
+        ));
     n.gazette(&["publish", "-q"]).ok();
     n
 }
 
-/// `gazette serve` running; killed (SIGKILL) when dropped.
-struct Serve {
-    child: Child,
-    /// `http://127.0.0.1:PORT/news/`
-    base: String,
-    stderr: std::sync::mpsc::Receiver<String>,
-}
-
-impl Serve {
-    /// Starts serve on the newsletter's `[serve] listen`, relaying to `smtp`, at `now`.
-    fn start(n: &Newsletter, port: u16, smtp: &str, now: &str) -> Serve {
-        let mut child = n
-            .command(&["serve"])
+/// `gazette serve` on the newsletter's `[serve] listen` (127.0.0.1:`port`), relaying to
+/// `smtp`, at `now`.
+fn serve(n: &Newsletter, port: u16, smtp: &str, now: &str) -> Serve {
+    let s = Serve::spawn(
+        n.command(&["serve"])
             .env("GAZETTE_SMTP_URL", smtp)
-            .env("GAZETTE_NOW", now)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("gazette serve starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let stderr = child.stderr.take().unwrap();
-        let (etx, erx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = etx.send(line);
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("gazette serve prints its address within 20 s");
-        let base = format!("http://127.0.0.1:{port}/news/");
-        assert_eq!(line.trim(), format!("gazette serve: listening on {base}"));
-        Serve {
-            child,
-            base,
-            stderr: erx,
-        }
-    }
-
-    /// The log lines written so far (waits briefly for the last one).
-    fn log(&self) -> Vec<String> {
-        let mut lines = Vec::new();
-        while let Ok(l) = self.stderr.recv_timeout(Duration::from_millis(300)) {
-            lines.push(l);
-        }
-        lines
-    }
-
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+            .env("GAZETTE_NOW", now),
+        port,
+    );
+    assert_eq!(s.base, format!("http://127.0.0.1:{port}/news/"));
+    s
 }
 
 /// curl with a 10 s bound; prints the status code on the last line after the body.
@@ -198,24 +86,8 @@ fn sign_up(s: &Serve, email: &str) -> (u16, String) {
         &format!("email={email}"),
         "--data-urlencode",
         "name=Reader",
-        &format!("{}subscribe", s.base),
+        &s.url("subscribe"),
     ])
-}
-
-/// Response headers of a request, names lowercased.
-fn headers(args: &[&str]) -> Vec<(String, String)> {
-    let mut all = vec!["-o", "/dev/null", "-D", "-"];
-    all.extend_from_slice(args);
-    tool("curl", &[&["-s", "--max-time", "10"], &all[..]].concat())
-        .stdout
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect()
-}
-
-fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
 fn assert_html_security_headers(args: &[&str]) {
@@ -291,14 +163,14 @@ fn a_sign_up_is_confirmed_by_post_only_and_then_counted() {
     let sink = Sink::start();
     let port = free_port();
     let n = newsletter(port, "");
-    let s = Serve::start(&n, port, &sink.url(), NOW);
+    let s = serve(&n, port, &sink.url(), NOW);
     // The form page.
-    let (code, body) = curl(&[&format!("{}subscribe", s.base)]);
+    let (code, body) = curl(&[&s.url("subscribe")]);
     assert_eq!(code, 200);
     assert!(body.contains("name=\"email\""), "{body}");
     assert!(body.contains("lang=\"zh-CN\""), "{body}");
     assert!(body.contains("订阅"), "{body}");
-    assert_html_security_headers(&[&format!("{}subscribe", s.base)]);
+    assert_html_security_headers(&[&s.url("subscribe")]);
 
     let (code, body) = sign_up(&s, "ann@example.org");
     assert_eq!(code, 200, "{body}");
@@ -327,10 +199,7 @@ fn a_sign_up_is_confirmed_by_post_only_and_then_counted() {
     assert!(m["list_unsubscribe"].is_null(), "{m}");
     assert_eq!(m["html_has_style"], true, "the email.css is inlined: {m}");
     let url = link(m);
-    assert!(
-        url.starts_with(&format!("{}confirm?token=c1.", s.base)),
-        "{url}"
-    );
+    assert!(url.starts_with(&s.url("confirm?token=c1.")), "{url}");
     assert!(
         m["html_links"]
             .as_array()
@@ -367,7 +236,7 @@ fn a_sign_up_is_confirmed_by_post_only_and_then_counted() {
         "Content-Type: application/json",
         "--data",
         r#"{"email": "bob@example.org", "name": "Bob"}"#,
-        &format!("{}subscribe", s.base),
+        &s.url("subscribe"),
     ]);
     assert_eq!(code, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
@@ -404,7 +273,7 @@ fn every_state_gets_the_same_answer_and_only_a_confirmation_reactivates() {
            WHEN 'complained@example.org' THEN 'complained'
            ELSE status END;",
     );
-    let s = Serve::start(&n, port, &sink.url(), NOW);
+    let s = serve(&n, port, &sink.url(), NOW);
     let mut answers = Vec::new();
     for a in [
         "new@example.org",
@@ -418,7 +287,7 @@ fn every_state_gets_the_same_answer_and_only_a_confirmation_reactivates() {
         let h = headers(&[
             "--data-urlencode",
             &format!("email={a}"),
-            &format!("{}subscribe", s.base),
+            &s.url("subscribe"),
         ]);
         answers.push((code, body, header(&h, "content-length").map(str::to_string)));
     }
@@ -473,7 +342,7 @@ fn one_confirmation_per_address_per_day_and_links_expire_after_a_week() {
     let sink = Sink::start();
     let port = free_port();
     let n = newsletter(port, "");
-    let s = Serve::start(&n, port, &sink.url(), NOW);
+    let s = serve(&n, port, &sink.url(), NOW);
     for _ in 0..5 {
         assert_eq!(sign_up(&s, "victim@example.org").0, 200);
     }
@@ -484,19 +353,19 @@ fn one_confirmation_per_address_per_day_and_links_expire_after_a_week() {
     s.kill();
 
     // 23 hours later: still nothing; 25 hours later: a second mail.
-    let s = Serve::start(&n, port, &sink.url(), "2026-01-01T23:00:00Z");
+    let s = serve(&n, port, &sink.url(), "2026-01-01T23:00:00Z");
     assert_eq!(sign_up(&s, "victim@example.org").0, 200);
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(sink.to("victim@example.org").len(), 1);
     s.kill();
-    let s = Serve::start(&n, port, &sink.url(), "2026-01-02T01:00:00Z");
+    let s = serve(&n, port, &sink.url(), "2026-01-02T01:00:00Z");
     assert_eq!(sign_up(&s, "victim@example.org").0, 200);
     sink.wait_for(2);
     assert_eq!(sink.to("victim@example.org").len(), 2);
     s.kill();
 
     // Eight days after the first mail its link is expired: 410, nothing changes.
-    let _s = Serve::start(&n, port, &sink.url(), "2026-01-09T00:00:00Z");
+    let _s = serve(&n, port, &sink.url(), "2026-01-09T00:00:00Z");
     let (code, body) = curl(&["-X", "POST", &first]);
     assert_eq!(code, 410, "{body}");
     assert!(body.contains("过期"), "{body}");
@@ -524,7 +393,7 @@ fn forged_truncated_wrong_purpose_and_other_newsletter_tokens_change_nothing() {
     let sink = Sink::start();
     let port = free_port();
     let n = newsletter(port, "");
-    let s = Serve::start(&n, port, &sink.url(), NOW);
+    let s = serve(&n, port, &sink.url(), NOW);
     assert_eq!(sign_up(&s, "reader@example.org").0, 200);
     let good = link(&sink.wait_for(1)[0]);
     let t = token(&good).to_string();
@@ -597,14 +466,14 @@ fn a_client_past_its_allowance_gets_429_and_the_proxy_header_counts_only_when_co
     let sink = Sink::start();
     let port = free_port();
     let n = newsletter(port, "signups_per_hour = 3");
-    let s = Serve::start(&n, port, &sink.url(), NOW);
+    let s = serve(&n, port, &sink.url(), NOW);
     let post = |email: &str, forwarded: &str| {
         curl(&[
             "-H",
             &format!("X-Forwarded-For: {forwarded}"),
             "--data-urlencode",
             &format!("email={email}"),
-            &format!("{}subscribe", s.base),
+            &s.url("subscribe"),
         ])
         .0
     };
@@ -616,7 +485,7 @@ fn a_client_past_its_allowance_gets_429_and_the_proxy_header_counts_only_when_co
     let h = headers(&[
         "--data-urlencode",
         "email=x@example.org",
-        &format!("{}subscribe", s.base),
+        &s.url("subscribe"),
     ]);
     assert!(header(&h, "retry-after").is_some(), "{h:?}");
     assert_eq!(
@@ -631,14 +500,14 @@ fn a_client_past_its_allowance_gets_429_and_the_proxy_header_counts_only_when_co
         port,
         "signups_per_hour = 3\nclient_ip_header = \"X-Forwarded-For\"",
     );
-    let s = Serve::start(&n, port, &sink.url(), NOW);
+    let s = serve(&n, port, &sink.url(), NOW);
     let post = |email: &str, forwarded: &str| {
         curl(&[
             "-H",
             &format!("X-Forwarded-For: {forwarded}"),
             "--data-urlencode",
             &format!("email={email}"),
-            &format!("{}subscribe", s.base),
+            &s.url("subscribe"),
         ])
         .0
     };
@@ -661,13 +530,13 @@ fn the_honeypot_drops_bots_silently_and_large_bodies_are_refused() {
     let sink = Sink::start();
     let port = free_port();
     let n = newsletter(port, "");
-    let s = Serve::start(&n, port, &sink.url(), NOW);
+    let s = serve(&n, port, &sink.url(), NOW);
     let (code, human) = sign_up(&s, "human@example.org");
     assert_eq!(code, 200);
     let (code, bot) = curl(&[
         "--data",
         "email=bot@example.org&website=http%3A%2F%2Fspam.example",
-        &format!("{}subscribe", s.base),
+        &s.url("subscribe"),
     ]);
     assert_eq!(code, 200);
     assert_eq!(bot, human, "the bot sees what a person sees");
@@ -679,20 +548,13 @@ fn the_honeypot_drops_bots_silently_and_large_bodies_are_refused() {
 
     // Bodies over the limit: 413, nothing stored.
     let big = format!("email=big@example.org&name={}", "x".repeat(64 * 1024));
-    let (code, _) = curl(&["--data", &big, &format!("{}subscribe", s.base)]);
+    let (code, _) = curl(&["--data", &big, &s.url("subscribe")]);
     assert_eq!(code, 413);
     assert_eq!(status_of(&n, "big@example.org"), None);
     // Not an address: 400, nothing stored.
     assert_eq!(sign_up(&s, "not an address").0, 400);
-    assert_eq!(
-        curl(&["-X", "DELETE", &format!("{}subscribe", s.base)]).0,
-        405
-    );
-    assert_html_security_headers(&[
-        "--data",
-        "email=not-an-address",
-        &format!("{}subscribe", s.base),
-    ]);
+    assert_eq!(curl(&["-X", "DELETE", &s.url("subscribe")]).0, 405);
+    assert_html_security_headers(&["--data", "email=not-an-address", &s.url("subscribe")]);
 }
 
 #[test]
@@ -701,7 +563,7 @@ fn confirmations_queued_while_the_relay_is_down_survive_kill_9_and_go_out_once()
     let relay = format!("smtp://127.0.0.1:{relay_port}");
     let port = free_port();
     let n = newsletter(port, "");
-    let s = Serve::start(&n, port, &relay, NOW);
+    let s = serve(&n, port, &relay, NOW);
     let addresses: Vec<String> = (0..3).map(|i| format!("q{i}@example.org")).collect();
     for a in &addresses {
         let start = Instant::now();
@@ -713,23 +575,18 @@ fn confirmations_queued_while_the_relay_is_down_survive_kill_9_and_go_out_once()
         );
     }
     // The sender has tried and failed at least once.
-    let start = Instant::now();
-    loop {
-        let log = s.log().join("\n");
-        if log.contains("waits") {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "no retry in the log: {log}"
-        );
-    }
+    let mut log = String::new();
+    let retried = wait_until(Duration::from_secs(15), Duration::from_millis(10), || {
+        log = s.log().join("\n");
+        log.contains("waits")
+    });
+    assert!(retried, "no retry in the log: {log}");
     let queued = sql(&n, "SELECT COUNT(*) FROM outbox WHERE state = 'queued'");
     assert_eq!(queued.stdout.trim(), "3");
     s.kill(); // SIGKILL
 
     let sink = Sink::on(relay_port);
-    let s = Serve::start(&n, port, &sink.url(), NOW);
+    let s = serve(&n, port, &sink.url(), NOW);
     sink.wait_for(3);
     // Let the sender pass over the queue again: nothing more goes out.
     std::thread::sleep(Duration::from_secs(2));
@@ -741,7 +598,7 @@ fn confirmations_queued_while_the_relay_is_down_survive_kill_9_and_go_out_once()
     assert_eq!(sent.stdout.trim(), "3");
     drop(s);
     // And a restart sends nothing again.
-    let s = Serve::start(&n, port, &sink.url(), NOW);
+    let s = serve(&n, port, &sink.url(), NOW);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(sink.mails().len(), 3);
     drop(s);
@@ -858,7 +715,7 @@ fn a_reader_subscribes_confirms_receives_and_unsubscribes_in_a_real_browser() {
     let sink = Sink::start();
     let port = free_port();
     let n = newsletter(port, "");
-    let s = Serve::start(&n, port, &sink.url(), NOW);
+    let s = serve(&n, port, &sink.url(), NOW);
     let reader = "browser.reader@example.org";
     let issue = format!("{}2023-03-papers/", s.base);
 
@@ -889,7 +746,7 @@ fn a_reader_subscribes_confirms_receives_and_unsubscribes_in_a_real_browser() {
     assert!(
         run["unsubscribe_link"]
             .as_str()
-            .is_some_and(|l| l.starts_with(&format!("{}unsubscribe?token=", s.base))),
+            .is_some_and(|l| l.starts_with(&s.url("unsubscribe?token="))),
         "{run}"
     );
     assert_ne!(run["unsubscribe_page"], run["after_unsubscribe"], "{run}");

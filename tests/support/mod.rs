@@ -4,8 +4,10 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// The repository's root: the sample newsletter lives here.
 pub fn repo() -> PathBuf {
@@ -159,6 +161,31 @@ impl Newsletter {
     pub fn gazette(&self, args: &[&str]) -> Run {
         Run::from(self.command(args).output().expect("gazette runs"))
     }
+
+    /// Replaces every `from` in gazette.toml with `to`; fails the test when there is no
+    /// `from` (the sample's settings moved).
+    pub fn edit_toml(&self, from: &str, to: &str) -> &Self {
+        let toml = self.read("gazette.toml");
+        assert!(
+            toml.contains(from),
+            "the sample's gazette.toml has no {from:?} any more"
+        );
+        self.write("gazette.toml", toml.replace(from, to))
+    }
+
+    /// Appends `text` to gazette.toml.
+    pub fn append_toml(&self, text: &str) -> &Self {
+        let toml = self.read("gazette.toml");
+        self.write("gazette.toml", format!("{toml}{text}"))
+    }
+
+    /// `gazette subscribers add` for each address.
+    pub fn add_readers(&self, readers: &[&str]) -> &Self {
+        for r in readers {
+            self.gazette(&["subscribers", "add", r]).ok();
+        }
+        self
+    }
 }
 
 pub fn copy_dir(from: &Path, to: &Path) {
@@ -230,23 +257,264 @@ pub fn smtp_sink_with(
     backlog: u32,
     options: &[&str],
 ) -> std::process::Child {
-    let child = Command::new("smtp-sink")
+    let mut child = Command::new("smtp-sink")
         .args(options)
         .args(["-u", "root", "-d"])
         .arg(format!("{}/%M.", dump.display()))
         .arg(format!("127.0.0.1:{port}"))
         .arg(backlog.to_string())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .expect("smtp-sink runs (install the test tools with `bash .ci/setup`)");
-    let start = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(10),
-            "smtp-sink never listened"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    let listening = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    if !listening {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("smtp-sink never listened");
     }
     child
+}
+
+/// A port on 127.0.0.1 that nothing listened on a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed (SIGKILL) and reaped when the test ends.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits up to `within`, checking every `every`, until `done` holds; whether it did.
+/// Bounded in count (`within / every + 1` checks) and in time.
+pub fn wait_until(within: Duration, every: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    let checks = within.as_millis() / every.as_millis().max(1) + 1;
+    for _ in 0..checks {
+        if done() {
+            return true;
+        }
+        if start.elapsed() >= within {
+            break;
+        }
+        std::thread::sleep(every);
+    }
+    done()
+}
+
+/// Waits (at most `within`, checking every 20 ms) for `child` to exit; its status, or None
+/// after killing and reaping it when it did not exit in time.
+pub fn exit_within(
+    child: &mut std::process::Child,
+    within: Duration,
+) -> Option<std::process::ExitStatus> {
+    let mut status = None;
+    wait_until(within, Duration::from_millis(20), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    status
+}
+
+/// The response headers of `curl -s --max-time 10 ARGS...`, names lowercased.
+pub fn headers(args: &[&str]) -> Vec<(String, String)> {
+    let mut all = vec!["-s", "--max-time", "10", "-o", "/dev/null", "-D", "-"];
+    all.extend_from_slice(args);
+    tool("curl", &all)
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect()
+}
+
+/// The value of the header `name` (lowercase) in `h`.
+pub fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// How long `gazette serve` may take to print its listen line.
+const SERVE_STARTS_WITHIN: Duration = Duration::from_secs(20);
+
+/// `gazette serve` running on 127.0.0.1; killed (SIGKILL) and reaped when dropped.
+pub struct Serve {
+    pub child: std::process::Child,
+    pub port: u16,
+    /// The address serve printed: `http://127.0.0.1:PORT/` and the base_url's path.
+    pub base: String,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Serve {
+    /// `gazette serve --listen 127.0.0.1:PORT ARGS...` on a free port.
+    pub fn start(n: &Newsletter, args: &[&str]) -> Serve {
+        let port = free_port();
+        let mut command = n.command(&["serve", "--listen", &format!("127.0.0.1:{port}")]);
+        command.args(args);
+        Serve::spawn(&mut command, port)
+    }
+
+    /// Runs `command`, a `gazette serve` that listens on 127.0.0.1:`port`; returns once it
+    /// printed `gazette serve: listening on http://127.0.0.1:PORT/...` (at most 20 s).
+    pub fn spawn(command: &mut Command, port: u16) -> Serve {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("gazette serve starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let _ = tx.send(line);
+            // Keep reading, as a terminal would, until serve closes its output.
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        });
+        let stderr = child.stderr.take().unwrap();
+        let (etx, erx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = etx.send(line);
+            }
+        });
+        let line = match rx.recv_timeout(SERVE_STARTS_WITHIN) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("gazette serve prints its address within {SERVE_STARTS_WITHIN:?}");
+            }
+        };
+        let want = format!("gazette serve: listening on http://127.0.0.1:{port}/");
+        if !line.trim().starts_with(&want) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the listen line: {line:?}, want {want:?}...");
+        }
+        let base = line.trim()["gazette serve: listening on ".len()..].to_string();
+        Serve {
+            child,
+            port,
+            base,
+            stderr: erx,
+        }
+    }
+
+    /// `base` followed by `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The log lines written so far: waits up to 300 ms for each next one, at most 10,000
+    /// lines and 10 s.
+    pub fn log(&self) -> Vec<String> {
+        let start = Instant::now();
+        let mut lines = Vec::new();
+        while lines.len() < 10_000 && start.elapsed() < Duration::from_secs(10) {
+            match self.stderr.recv_timeout(Duration::from_millis(300)) {
+                Ok(line) => lines.push(line),
+                Err(_) => break,
+            }
+        }
+        lines
+    }
+
+    /// Waits (at most `within`) for serve to exit by itself; its exit code.
+    pub fn exit_code(&mut self, within: Duration) -> Option<i32> {
+        exit_within(&mut self.child, within)
+            .unwrap_or_else(|| panic!("serve did not stop within {within:?}"))
+            .code()
+    }
+
+    /// Stops serve now (SIGKILL), as dropping it does.
+    pub fn kill(self) {}
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Postfix's `smtp-sink` on a free port of 127.0.0.1, writing each message it receives into a
+/// file of its own under `dump`; killed and reaped when dropped.
+pub struct Sink {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub dump: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Sink {
+    pub fn start() -> Sink {
+        Sink::on(free_port())
+    }
+
+    /// The sink on `port`, with a listen backlog of 100.
+    pub fn on(port: u16) -> Sink {
+        Sink::with_options(port, &[])
+    }
+
+    /// [`Sink::on`] with more of smtp-sink's options (`-8`: no 8BITMIME).
+    pub fn with_options(port: u16, options: &[&str]) -> Sink {
+        let dir = tempfile::tempdir().unwrap();
+        let dump = dir.path().join("dump");
+        std::fs::create_dir(&dump).unwrap();
+        let child = smtp_sink_with(&dump, port, 100, options);
+        Sink {
+            child,
+            port,
+            dump,
+            _dir: dir,
+        }
+    }
+
+    /// `smtp://127.0.0.1:PORT`, for `GAZETTE_SMTP_URL`.
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// The files written so far, sorted.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dump)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// Waits (at most `within`) until at least `n` messages arrived; how many did.
+    pub fn wait_for_files(&self, n: usize, within: Duration) -> usize {
+        wait_until(within, Duration::from_millis(20), || {
+            self.files().len() >= n
+        });
+        self.files().len()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
