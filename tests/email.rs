@@ -1060,7 +1060,7 @@ fn sent_through_sink(options: &[&str], eight_bit_setting: Option<bool>) -> serde
     );
     // smtp-sink writes the envelope and its own Received line first, then the message as
     // gazette sent it, in LF lines with one more at the end.
-    let raw = String::from_utf8(std::fs::read(&file).unwrap()).unwrap();
+    let raw = String::from_utf8(std::fs::read(file).unwrap()).unwrap();
     let mail_args = raw
         .lines()
         .find_map(|l| l.strip_prefix("X-Mail-Args: "))
