@@ -684,48 +684,45 @@ pub fn sample_secret(dir: &Path) -> Secret {
     Secret::load(dir).unwrap_or_else(|_| Secret::new("gazette sample: no secret set up"))
 }
 
-/// Whether lettre would write `name` bare although it holds a dot, such as `my.news` or
-/// `a.b`: RFC 5322's obsolete phrase, which parsers flag. Such a name is quoted by hand.
-fn bare_with_a_dot(name: &str) -> bool {
-    name.contains('.')
+/// The mailbox written by hand (`"my.news" <a@b>`) where lettre would write its display name
+/// bare although it holds a dot, such as `my.news` or `j.smith`: RFC 5322's obsolete phrase,
+/// which parsers flag. `None` where lettre writes it well.
+fn quoted_by_hand(mailbox: &Mailbox) -> Option<String> {
+    let name = mailbox.name.as_deref()?;
+    let bare = name.contains('.')
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    bare.then(|| format!("\"{name}\" <{}>", mailbox.email))
 }
 
-/// `From`, written by lettre, except for a display name [`bare_with_a_dot`]: quoted.
+/// `From`, written by lettre or, for a dotted name, [`quoted_by_hand`].
 fn with_from(
     builder: lettre::message::MessageBuilder,
     from: &Mailbox,
 ) -> lettre::message::MessageBuilder {
-    match from.name.as_deref() {
-        Some(name) if bare_with_a_dot(name) => {
-            builder.header(QuotedFrom(format!("\"{name}\" <{}>", from.email)))
-        }
-        _ => builder.from(from.clone()),
+    match quoted_by_hand(from) {
+        Some(value) => builder.header(QuotedFrom(value)),
+        None => builder.from(from.clone()),
     }
 }
 
-/// `To` as [`with_from`] writes `From`, for the message to sign.
+/// `To` as [`with_from`] writes `From`, for the message DKIM signs.
 fn with_to(
     builder: lettre::message::MessageBuilder,
     to: &Mailbox,
 ) -> lettre::message::MessageBuilder {
-    match to.name.as_deref() {
-        Some(name) if bare_with_a_dot(name) => {
-            builder.header(QuotedTo(format!("\"{name}\" <{}>", to.email)))
-        }
-        _ => builder.to(to.clone()),
+    match quoted_by_hand(to) {
+        Some(value) => builder.header(QuotedTo(value)),
+        None => builder.to(to.clone()),
     }
 }
 
 /// The `To` line of a message, CRLF-terminated: the same as [`with_to`] writes.
 fn to_line(to: &Mailbox) -> String {
-    match to.name.as_deref() {
-        Some(name) if bare_with_a_dot(name) => {
-            header_line(QuotedTo(format!("\"{name}\" <{}>", to.email)))
-        }
-        _ => header_line(header::To::from(Mailboxes::from(to.clone()))),
+    match quoted_by_hand(to) {
+        Some(value) => header_line(QuotedTo(value)),
+        None => header_line(header::To::from(Mailboxes::from(to.clone()))),
     }
 }
 
