@@ -22,6 +22,7 @@ import time
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -79,8 +80,17 @@ def press(driver, url, title_before):
     if len(buttons) != 1:
         raise SystemExit(f"{len(buttons)} buttons on {title_before} page")
     buttons[0].click()
-    wait.until(lambda d: d.find_element(By.TAG_NAME, "h1").text != first)
-    return first, driver.find_element(By.TAG_NAME, "h1").text
+    # The old page's heading goes stale while the next page loads: look again until the new
+    # one is there, and read it in the same look.
+    after = WebDriverWait(
+        driver, 20, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)
+    )
+
+    def new_heading(d):
+        text = d.find_element(By.TAG_NAME, "h1").text
+        return text if text != first else False
+
+    return first, after.until(new_heading)
 
 
 def subscribe(issue_url, dump, address):
