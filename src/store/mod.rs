@@ -337,6 +337,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_unsubscribe_link_leaves_its_reason_and_a_complaint_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let (ann, bob, new) = (
+            Address::parse("ann@example.org").unwrap(),
+            Address::parse("bob@example.org").unwrap(),
+            Address::parse("new@example.org").unwrap(),
+        );
+        s.add(&ann, None, false).unwrap();
+        s.add(&bob, None, false).unwrap();
+        s.suppress(&bob, Status::Complained, "complaint: abuse")
+            .unwrap();
+        s.unsubscribe_all(&[ann.clone(), bob.clone(), new.clone()])
+            .unwrap();
+        // Again: the first reason and date stay.
+        s.unsubscribe_all(std::slice::from_ref(&ann)).unwrap();
+        let mut seen = Vec::new();
+        s.for_each_subscriber(|r| {
+            seen.push((r.email.clone(), r.status, r.reason.clone()));
+            Ok(())
+        })
+        .unwrap();
+        let link = Some(Store::UNSUBSCRIBE_LINK.to_string());
+        assert_eq!(
+            seen,
+            [
+                ("ann@example.org".into(), Status::Unsubscribed, link.clone()),
+                (
+                    "bob@example.org".into(),
+                    Status::Complained,
+                    Some("complaint: abuse".into())
+                ),
+                ("new@example.org".into(), Status::Unsubscribed, link),
+            ]
+        );
+    }
+
+    #[test]
     fn addresses_are_normalised_and_checked() {
         let a = Address::parse("  Ann.Lee@Example.ORG ").unwrap();
         assert_eq!(a.email, "Ann.Lee@example.org");

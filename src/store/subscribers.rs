@@ -352,6 +352,9 @@ impl Store {
 }
 
 impl Store {
+    /// The reason `list` and `export` show for a reader who left by the unsubscribe link.
+    pub const UNSUBSCRIBE_LINK: &str = "unsubscribe link";
+
     /// Unsubscribes every address in one IMMEDIATE transaction (`gazette serve` groups the
     /// one-click requests that arrive together: one commit, one fsync for all of them). Like
     /// [`Store::set_status`] with `Unsubscribed`; an address not on the list is added as
@@ -364,15 +367,16 @@ impl Store {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
             let mut upsert = tx.prepare_cached(
-                "INSERT INTO subscribers (email, email_key, name, status, created_at, updated_at, status_at)
-                 VALUES (?1, ?2, NULL, 'unsubscribed', ?3, ?3, ?3)
+                "INSERT INTO subscribers (email, email_key, name, status, created_at, updated_at, status_at, reason)
+                 VALUES (?1, ?2, NULL, 'unsubscribed', ?3, ?3, ?3, ?4)
                  ON CONFLICT (email_key) DO UPDATE SET status = 'unsubscribed',
                    updated_at = excluded.updated_at,
-                   status_at = CASE WHEN status = 'unsubscribed' THEN status_at ELSE excluded.status_at END
+                   status_at = CASE WHEN status = 'unsubscribed' THEN status_at ELSE excluded.status_at END,
+                   reason = CASE WHEN status = 'unsubscribed' THEN reason ELSE excluded.reason END
                  WHERE status <> 'complained'",
             )?;
             for a in addresses {
-                upsert.execute(params![a.email, a.key, now])?;
+                upsert.execute(params![a.email, a.key, now, Self::UNSUBSCRIBE_LINK])?;
             }
         }
         tx.commit()
