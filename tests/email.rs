@@ -738,36 +738,6 @@ fn every_recipient_of_a_base64_message_gets_their_own_link() {
     }
 }
 
-/// SpamAssassin's verdict on a message, local rules only: `(score, [(points, rule)])`.
-fn spamassassin(path: &Path) -> (f64, Vec<(f64, String)>) {
-    let run = tool("spamassassin", &["-L", "-t", path.to_str().unwrap()]);
-    assert_eq!(run.status, 0, "{}", run.stderr);
-    let score = run
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("X-Spam-Status: "))
-        .and_then(|l| l.split("score=").nth(1))
-        .and_then(|s| s.split(' ').next())
-        .and_then(|s| s.parse::<f64>().ok())
-        .unwrap_or_else(|| panic!("no score in:\n{:.2000}", run.stdout));
-    let rules = run
-        .stdout
-        .lines()
-        .filter_map(|l| {
-            let mut words = l.split_whitespace();
-            let points = words.next()?.parse::<f64>().ok()?;
-            let rule = words.next()?;
-            let is_rule = rule.len() > 2
-                && rule.chars().any(|c| c.is_ascii_uppercase())
-                && rule
-                    .chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-            is_rule.then(|| (points, rule.to_string()))
-        })
-        .collect();
-    (score, rules)
-}
-
 #[test]
 fn spamassassin_reads_no_hidden_text_in_any_sample_issue() {
     let n = published();
@@ -797,7 +767,7 @@ fn spamassassin_reads_no_hidden_text_in_any_sample_issue() {
         "2023-06-one-figure",
     ] {
         let path = n.path().join("outbox").join(slug).join("message.eml");
-        let (score, rules) = spamassassin(&path);
+        let crate::support::Spam { score, rules, .. } = crate::support::spamassassin(&path);
         eprintln!("{slug}: {score} {rules:?}");
         let names: Vec<&str> = rules.iter().map(|(_, r)| r.as_str()).collect();
         assert!(names.contains(&"HTML_MESSAGE"), "{slug}: {names:?}");

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::{Newsletter, Sink, tool};
+use crate::support::{Newsletter, Sink};
 
 const ISSUES: [&str; 4] = [
     "2023-03-papers",
@@ -11,27 +11,6 @@ const ISSUES: [&str; 4] = [
     "2023-05-reading-notes",
     "2023-06-one-figure",
 ];
-
-/// SpamAssassin's score and the rules that scored, local rules only.
-fn score(path: &std::path::Path) -> (f64, String) {
-    let run = tool("spamassassin", &["-L", "-t", path.to_str().unwrap()]);
-    assert_eq!(run.status, 0, "{}", run.stderr);
-    let score = run
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("X-Spam-Status: "))
-        .and_then(|l| l.split("score=").nth(1))
-        .and_then(|s| s.split(' ').next())
-        .and_then(|s| s.parse::<f64>().ok())
-        .unwrap_or_else(|| panic!("no score in:\n{:.2000}", run.stdout));
-    let details = run
-        .stdout
-        .split("Content analysis details:")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    (score, details)
-}
 
 #[test]
 fn every_sample_issue_as_received_over_smtp_scores_at_most_zero() {
@@ -57,7 +36,7 @@ fn every_sample_issue_as_received_over_smtp_scores_at_most_zero() {
         // Really as received: smtp-sink's own trace header, then gazette's message.
         assert!(text.contains("Received: from"), "{text:.600}");
         assert!(text.contains("List-Unsubscribe-Post"), "{text:.600}");
-        let (score, details) = score(path);
+        let crate::support::Spam { score, details, .. } = crate::support::spamassassin(path);
         eprintln!("{}: {score}{details}", path.display());
         assert!(score <= 0.0, "{} scores {score}:{details}", path.display());
     }

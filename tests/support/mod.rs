@@ -518,3 +518,50 @@ impl Drop for Sink {
         let _ = self.child.wait();
     }
 }
+
+/// SpamAssassin's verdict on a message, local rules only (`spamassassin -L -t`).
+pub struct Spam {
+    pub score: f64,
+    /// `(points, rule)` for every rule that matched.
+    pub rules: Vec<(f64, String)>,
+    /// The report's "Content analysis details", for messages.
+    pub details: String,
+}
+
+pub fn spamassassin(path: &Path) -> Spam {
+    let run = tool("spamassassin", &["-L", "-t", path.to_str().unwrap()]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let score = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Spam-Status: "))
+        .and_then(|l| l.split("score=").nth(1))
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no score in:\n{:.2000}", run.stdout));
+    let details = run
+        .stdout
+        .split("Content analysis details:")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let rules = details
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let points = words.next()?.parse::<f64>().ok()?;
+            let rule = words.next()?;
+            let is_rule = rule.len() > 2
+                && rule.chars().any(|c| c.is_ascii_uppercase())
+                && rule
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            is_rule.then(|| (points, rule.to_string()))
+        })
+        .collect();
+    Spam {
+        score,
+        rules,
+        details,
+    }
+}
