@@ -73,7 +73,7 @@ fn a_missing_image_stops_send_and_publish_unless_forced() {
     );
     let status = n.gazette_here(&["status", "2023-09-image"]).ok();
     assert!(
-        status.stdout.contains("0 sent") && status.stdout.contains("1 waiting"),
+        status.stdout.contains("0 sent") && status.stdout.contains("1 pending"),
         "{}",
         status.stdout
     );

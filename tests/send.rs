@@ -274,7 +274,7 @@ fn sink_receives_one_parsable_copy_per_active_subscriber() {
     assert_eq!(seen.len(), 1000, "messages went to suppressed addresses");
     let s = status(&n);
     assert_eq!(count(&s, "sent"), 1000);
-    assert_eq!(count(&s, "waiting"), 0);
+    assert_eq!(count(&s, "pending"), 0);
 
     // A second run finds nothing to do and sends nothing.
     let again = send(&n, &sink, &[]).ok();
@@ -466,7 +466,7 @@ fn a_refused_login_stops_the_run_with_nothing_marked_sent() {
     assert!(out.stderr.contains("refused the login"), "{}", out.stderr);
     let s = status(&n);
     assert_eq!(count(&s, "sent"), 0);
-    assert_eq!(count(&s, "waiting"), 30, "{s}");
+    assert_eq!(count(&s, "pending"), 30, "{s}");
     assert!(s["problems"].as_array().unwrap().is_empty(), "{s}");
     assert!(server.accepted().is_empty());
 }
@@ -484,7 +484,7 @@ fn a_relay_without_starttls_or_with_an_untrusted_certificate_stops_the_run() {
         let out = run_with_timeout(c, Duration::from_secs(60)).code(1);
         assert!(out.stderr.contains(expected), "{mode}: {}", out.stderr);
         let s = status(&n);
-        assert_eq!((count(&s, "sent"), count(&s, "waiting")), (0, 5), "{s}");
+        assert_eq!((count(&s, "sent"), count(&s, "pending")), (0, 5), "{s}");
         assert!(server.accepted().is_empty());
     }
 }
@@ -507,7 +507,7 @@ fn an_unreachable_relay_stops_the_run_and_loses_nobody() {
     c.env("GAZETTE_SMTP_URL", format!("smtp://127.0.0.1:{port}"));
     let out = run_with_timeout(c, Duration::from_secs(60)).code(1);
     assert!(out.stderr.contains("cannot connect"), "{}", out.stderr);
-    assert_eq!(count(&status(&n), "waiting"), 5);
+    assert_eq!(count(&status(&n), "pending"), 5);
     let sink = Server::sink();
     send(&n, &sink, &[]).ok();
     assert_eq!(count(&status(&n), "sent"), 5);
@@ -534,7 +534,7 @@ fn dry_run_writes_every_message_and_records_nothing() {
     assert_eq!(files.len(), 5);
     assert!(files.iter().all(|f| f.extension().unwrap() == "eml"));
     let s = status(&n);
-    assert_eq!((count(&s, "sent"), count(&s, "waiting")), (0, 5));
+    assert_eq!((count(&s, "sent"), count(&s, "pending")), (0, 5));
 }
 
 #[test]
@@ -545,7 +545,7 @@ fn a_test_copy_goes_only_to_the_given_address_and_outside_the_ledger() {
     let accepted = server.accepted();
     assert_eq!(accepted.len(), 1);
     assert!(accepted.contains_key("editor@example.org"));
-    assert_eq!(count(&status(&n), "waiting"), 5);
+    assert_eq!(count(&status(&n), "pending"), 5);
 }
 
 // Regression: a test copy reused the real Message-ID, so a receiver that drops repeated
@@ -701,7 +701,7 @@ fn a_refusal_that_is_not_about_the_recipient_stops_the_run(mode: &str, expected:
         "{s}"
     );
     assert_eq!(count(&s, "sending") + count(&s, "unknown"), 0, "{s}");
-    assert_eq!(count(&s, "deferred") + count(&s, "waiting"), 30, "{s}");
+    assert_eq!(count(&s, "deferred") + count(&s, "pending"), 30, "{s}");
     assert!(server.accepted().is_empty());
     let list = n.gazette(&["subscribers", "list"]).ok().stdout;
     assert_eq!(list.matches("\tactive\t").count(), 30, "{list}");
@@ -738,7 +738,7 @@ fn a_run_whose_first_messages_are_all_refused_alike_stops_early() {
     // The stop comes after 20 alike, plus at most the messages other connections had in hand.
     let bounced = count(&s, "bounced");
     assert!((20..=40).contains(&bounced), "{s}");
-    assert_eq!(bounced + count(&s, "waiting"), 100, "{s}");
+    assert_eq!(bounced + count(&s, "pending"), 100, "{s}");
 }
 
 #[test]
@@ -767,7 +767,7 @@ fn a_password_in_the_smtp_url_is_refused_and_never_echoed() {
     );
     assert!(out.stderr.contains("smtp.username"), "{}", out.stderr);
     assert!(!out.stderr.contains("s3cret"), "{}", out.stderr);
-    assert_eq!(count(&status(&n), "waiting"), 2);
+    assert_eq!(count(&status(&n), "pending"), 2);
     // In gazette.toml: a located error, for `check` too.
     let n = newsletter(&users("r", 2), &format!("url = \"{with_password}\"\n"));
     for args in [&["send", SLUG, "--yes"][..], &["check"][..]] {

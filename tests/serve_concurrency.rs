@@ -297,7 +297,7 @@ fn unsubscribes_during_a_send_stop_every_message_not_yet_handed_to_smtp() {
         "{ledger}"
     );
     for state in [
-        "failed", "bounced", "deferred", "sending", "unknown", "waiting",
+        "failed", "bounced", "deferred", "sending", "unknown", "pending",
     ] {
         assert_eq!(ledger["counts"][state], 0, "{state}: {ledger}");
     }

@@ -43,11 +43,11 @@ fn all(dir: &Path, out: &Output) -> anyhow::Result<()> {
         let sent_any = c.sent + c.failed + c.bounced + c.deferred + c.unknown + c.sending > 0;
         let line = if !sent_any {
             let state = if issue.draft { "draft" } else { "not sent" };
-            format!("{state} ({} subscribers waiting)", c.waiting)
+            format!("{state} ({} subscribers waiting)", c.pending)
         } else {
             format!(
-                "{} sent, {} failed, {} bounced, {} deferred, {} waiting, {} unknown",
-                c.sent, c.failed, c.bounced, c.deferred, c.waiting, c.unknown
+                "{} sent, {} failed, {} bounced, {} deferred, {} pending, {} unknown",
+                c.sent, c.failed, c.bounced, c.deferred, c.pending, c.unknown
             )
         };
         let note = inbound::status_note(&returned_of(&issue.id), c.sent)
@@ -91,12 +91,12 @@ fn one(dir: &Path, slug: &str, out: &Output) -> anyhow::Result<()> {
         );
     }
     out.line(format_args!(
-        "{slug}: {} sent, {} failed, {} bounced, {} deferred, {} waiting, {} unknown{}",
+        "{slug}: {} sent, {} failed, {} bounced, {} deferred, {} pending, {} unknown{}",
         counts.sent,
         counts.failed,
         counts.bounced,
         counts.deferred,
-        counts.waiting,
+        counts.pending,
         counts.unknown,
         if counts.sending > 0 {
             format!(

@@ -68,8 +68,8 @@ pub struct Counts {
     /// Written before DATA with no outcome: a run is going on, or crashed.
     pub sending: u64,
     pub unknown: u64,
-    /// Active subscribers with no ledger row yet: the issue still goes to them.
-    pub waiting: u64,
+    /// Active subscribers with no ledger row yet.
+    pub pending: u64,
 }
 
 /// A ledger row, for `status` listings.
@@ -287,7 +287,7 @@ impl Store {
                 _ => c.unknown = n,
             }
         }
-        c.waiting = self.conn.query_row(
+        c.pending = self.conn.query_row(
             "SELECT COUNT(*) FROM subscribers s
              WHERE s.status = 'active' AND NOT EXISTS
                (SELECT 1 FROM deliveries d WHERE d.issue_id = ?1 AND d.subscriber_id = s.id)",
