@@ -987,18 +987,35 @@ fn a_part_with_a_line_longer_than_smtp_allows_stays_base64_under_8bitmime() {
     let html = parsed[0]["html"].as_str().unwrap().replace("\r\n", "\n");
     assert_eq!(html, prepared.html(&to));
 
-    // An address too long for its 8bit line: the whole message falls back to 7-bit.
-    let long = format!("{}@example.net", "a".repeat(64));
-    let name = "名".repeat(330);
-    let to = Recipient {
-        email: &long,
+    // A name too long for its 8bit line (a footer that greets the reader by name, and a name
+    // of 1,020 bytes): that recipient's whole message falls back to 7-bit; the next one's not.
+    let (config, issue) = sample_issue(MARCH);
+    let footer = format!("{}\n\n你好，{{name}}！\n", Templates::builtin().footer);
+    let templates = Templates::new(Templates::builtin().css, footer);
+    let prepared = Prepared::new(&config, &issue, &templates, &secret(), None).unwrap();
+    let name = "名".repeat(340);
+    let long = Recipient {
+        email: "reader@example.net",
         name: Some(&name),
     };
+    assert!(prepared.html(&long).contains(&format!("你好，{name}！")));
     let out = prepared
-        .subscriber_message(&to, 1, None, Transfer::EightBit)
+        .subscriber_message(&long, 1, None, Transfer::EightBit)
         .unwrap();
+    let longest = out.bytes.split(|&b| b == b'\n').map(<[u8]>::len).max();
+    assert!(!out.eight_bit && out.bytes.is_ascii(), "{longest:?}");
     std::fs::write(&path, &out.bytes).unwrap();
-    check_eml(&[&path]);
+    let parsed = check_eml(&[&path]);
+    assert_eq!(part(&parsed[0], 0)["cte"], "base64");
+    assert_eq!(part(&parsed[0], 1)["cte"], "base64");
+    let short = Recipient {
+        email: "reader@example.net",
+        name: Some("名"),
+    };
+    let out = prepared
+        .subscriber_message(&short, 1, None, Transfer::EightBit)
+        .unwrap();
+    assert!(out.eight_bit);
 }
 
 /// `gazette send` of the March issue to a subscriber through smtp-sink started with
