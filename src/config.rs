@@ -125,7 +125,9 @@ pub struct SmtpConfig {
     pub ledger_sync: LedgerSync,
     /// The first pause before retrying a temporary failure; it doubles with each attempt.
     pub backoff: Duration,
-    /// Send parts as 8bit when the relay announces 8BITMIME (RFC 6152).
+    /// Send parts as 8bit when the relay announces 8BITMIME (RFC 6152). When unset: yes
+    /// without `[dkim]`, no with it (RFC 6376 5.3: a relay that converts 8bit mail for a
+    /// 7-bit hop would break the signature).
     pub eight_bit: bool,
 }
 
@@ -236,12 +238,7 @@ struct RawSmtp {
     timeout_seconds: Spanned<i64>,
     #[serde(default = "default_ledger_sync")]
     ledger_sync: LedgerSync,
-    #[serde(default = "default_eight_bit")]
-    eight_bit: bool,
-}
-
-fn default_eight_bit() -> bool {
-    true
+    eight_bit: Option<bool>,
 }
 
 impl Default for RawSmtp {
@@ -254,7 +251,7 @@ impl Default for RawSmtp {
             rate: default_rate(),
             timeout_seconds: default_timeout(),
             ledger_sync: default_ledger_sync(),
-            eight_bit: default_eight_bit(),
+            eight_bit: None,
         }
     }
 }
@@ -664,7 +661,7 @@ impl Config {
                 timeout: Duration::from_secs(timeout as u64),
                 ledger_sync: s.ledger_sync,
                 backoff: SMTP_BACKOFF,
-                eight_bit: s.eight_bit,
+                eight_bit: s.eight_bit.unwrap_or(raw.dkim.is_none()),
             },
             dkim: raw.dkim.map(|d| DkimConfig {
                 domain: d.domain,
@@ -806,6 +803,22 @@ from = "论文月刊 <digest@example.org>"
             c.issue_url("march").as_str(),
             "https://digest.example.org/papers/march/"
         );
+    }
+
+    #[test]
+    fn eight_bit_is_on_by_default_only_without_dkim() {
+        let parse = |text: &str| {
+            Config::parse(Path::new("gazette.toml"), text, Path::new("."))
+                .unwrap()
+                .smtp
+                .eight_bit
+        };
+        let dkim =
+            "\n[dkim]\ndomain = \"example.org\"\nselector = \"s\"\nprivate_key_file = \"k.pem\"\n";
+        assert!(parse(GOOD));
+        assert!(!parse(&format!("{GOOD}{dkim}")));
+        assert!(parse(&format!("{GOOD}\n[smtp]\neight_bit = true\n{dkim}")));
+        assert!(!parse(&format!("{GOOD}\n[smtp]\neight_bit = false\n")));
     }
 
     // Regression: a TOML escape such as "\u000C" in the title reached the feeds and made them

@@ -270,7 +270,13 @@ pub(super) fn events<'s>(
         }
         match event {
             Event::Text(text) if in_mailto_autolink => {
-                let shown = text.strip_prefix("mailto:").unwrap_or(&text).to_string();
+                // The scheme in any case; an empty address keeps the text as written.
+                let shown = match text.get(..7) {
+                    Some(scheme) if scheme.eq_ignore_ascii_case("mailto:") && text.len() > 7 => {
+                        text[7..].to_string()
+                    }
+                    _ => text.to_string(),
+                };
                 out.push(Event::Text(CowStr::from(shown)));
             }
             Event::Start(Tag::Link {
@@ -976,6 +982,26 @@ pub(super) mod tests {
     }
 
     // Regression: task lists were `<input>` elements, which feed readers and email drop.
+    #[test]
+    fn a_mailto_autolink_shows_the_address_and_other_links_their_text() {
+        let (base, page) = place();
+        let p = Place {
+            base_url: &base,
+            page_url: &page,
+        };
+        let html = to_html(
+            "<mailto:ed@example.org> <MAILTO:Ann@example.org> [write](mailto:x@example.org) <https://example.org/>\n",
+            p,
+        );
+        assert!(
+            html.contains("<a href=\"mailto:ed@example.org\">ed@example.org</a>"),
+            "{html}"
+        );
+        assert!(html.contains(">Ann@example.org</a>"), "{html}");
+        assert!(html.contains(">write</a>"), "{html}");
+        assert!(html.contains(">https://example.org/</a>"), "{html}");
+    }
+
     #[test]
     fn task_list_boxes_are_text_not_inputs() {
         let (base, page) = place();

@@ -24,8 +24,8 @@ pub struct Text {
 /// whose text is its address stays inline. URLs are never broken across lines; link text and
 /// inline code are not either when they fit on a line. Footnotes take the next number too
 /// (`[n]` in the text) and are written as notes under a short rule after the text, in one
-/// list with the links' addresses, by number; task-list items show `[ ]`/`[x]` instead of a bullet; struck-out text reads
-/// `[struck out: …]` (in Chinese `[删去：…]`).
+/// list with the links' addresses, by number; task-list items show `[ ]`/`[x]` instead of a
+/// bullet; struck-out text reads `[struck out: …]` (in Chinese `[删去：…]`).
 pub fn to_text(body: &str, place: Place<'_>, width: usize, first_reference: usize) -> Text {
     to_text_in(body, place, width, first_reference, "en")
 }

@@ -404,7 +404,9 @@ impl Worker<'_> {
     /// Sends to one recipient; returns when to try again, if ever.
     fn one(&self, conn: &mut Option<Conn>, held: &mut Held) -> Option<Instant> {
         // The message's Date is the moment it is first handed to SMTP; the ledger keeps it, so
-        // a message sent again (deferred, or --retry-unknown) has the same bytes.
+        // a message sent again (deferred, or --retry-unknown) has the same Date and Message-ID.
+        // Its encoding follows the connection it goes on (8bit where the relay announces
+        // 8BITMIME), so the bytes are the same for the same relay.
         let date = held
             .recipient
             .date

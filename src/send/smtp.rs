@@ -162,7 +162,8 @@ impl Server {
                     ))
                 })?;
         }
-        // lettre keeps only the extensions it knows: ask again to learn about PIPELINING.
+        // lettre keeps only the extensions it knows: ask again to learn about PIPELINING (and
+        // read 8BITMIME from the same answer).
         // (Before AUTH, where a second EHLO is always allowed.)
         let ehlo = conn.command(Ehlo::new(hello.clone())).ok();
         let announces = |extension: &str| {
@@ -436,7 +437,7 @@ pub struct Conn {
     pub(super) guard: Guard,
     pub(super) timeout: Duration,
     /// 8bit where the relay announced 8BITMIME and `smtp.eight_bit` allows it.
-    pub transfer: Transfer,
+    pub(super) transfer: Transfer,
 }
 
 impl Conn {

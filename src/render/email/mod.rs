@@ -427,13 +427,15 @@ impl Prepared {
         }
         let eight = self.eight.get_or_init(|| {
             // It cannot fail where the 7-bit message did not; if it did, 7-bit still works.
-            self.encode(Transfer::EightBit).ok().filter(|e| e.eight_bit)
+            let eight = self.encode(Transfer::EightBit);
+            debug_assert!(eight.is_ok(), "the 8bit message failed: {eight:?}");
+            eight.ok().filter(|e| e.eight_bit)
         });
         eight.as_ref().unwrap_or(&self.seven)
     }
 
-    /// The size of the HTML part as sent (quoted-printable or base64), with stand-ins of 72
-    /// bytes for the per-recipient values.
+    /// The size of the HTML part as sent 7-bit (quoted-printable or base64; as 8bit it is
+    /// smaller), with stand-ins of 72 bytes for the per-recipient values.
     pub fn html_part_bytes(&self) -> usize {
         self.seven.html_part_bytes
     }
