@@ -771,25 +771,21 @@ fn spamassassin_reads_no_hidden_text_in_any_sample_issue() {
         eprintln!("{slug}: {score} {rules:?}");
         let names: Vec<&str> = rules.iter().map(|(_, r)| r.as_str()).collect();
         assert!(names.contains(&"HTML_MESSAGE"), "{slug}: {names:?}");
+        // Known and not fixed: HTML_OBFUSCATE_* counts every inline tag between two
+        // characters that are not ASCII space or punctuation, and Chinese prose has no
+        // spaces around its links and emphasis, while its punctuation (，：、。) is not
+        // ASCII. The editor's March has 32 such boundaries in 241 tags, April 7 in 128; May
+        // and June, whose boundaries were only gazette's own footer, score nothing. Only the
+        // two low bands (at most 0.6 points) are let through, and only for those two.
+        let tolerated = slug == MARCH || slug == "2023-04-papers";
         for (points, rule) in &rules {
-            // Known and not fixed: HTML_OBFUSCATE_* counts every inline tag between two
-            // characters that are not ASCII space or punctuation, and Chinese prose has no
-            // spaces around its links and emphasis, while its punctuation (，：、。) is not
-            // ASCII: March 33 such boundaries in 243 tags, April 8 in 130. Only the two low
-            // bands (at most 0.6 points) are let through; 20_30 and up (2.5) are not.
-            if rule == "HTML_OBFUSCATE_05_10" || rule == "HTML_OBFUSCATE_10_20" {
+            if tolerated && (rule == "HTML_OBFUSCATE_05_10" || rule == "HTML_OBFUSCATE_10_20") {
                 assert!(*points < 1.0, "{slug}: {rule} scores {points}");
                 continue;
             }
             assert!(*points <= 0.0, "{slug}: {rule} scores {points}: {rules:?}");
         }
-        let other: f64 = rules
-            .iter()
-            .filter(|(_, r)| !r.starts_with("HTML_OBFUSCATE_"))
-            .map(|(p, _)| p)
-            .sum();
-        assert!(other <= 0.0, "{slug}: {rules:?}");
-        if !names.iter().any(|r| r.starts_with("HTML_OBFUSCATE_")) {
+        if !tolerated {
             assert!(score <= 0.0, "{slug} scores {score}: {rules:?}");
         }
     }
