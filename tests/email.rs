@@ -1017,6 +1017,16 @@ fn a_part_with_a_line_longer_than_smtp_allows_stays_base64_under_8bitmime() {
 /// `gazette send` of the March issue to a subscriber through smtp-sink started with
 /// `options`; returns the parsed message as it arrived.
 fn sent_through_sink(options: &[&str], eight_bit_setting: Option<bool>) -> serde_json::Value {
+    through_sink(options, eight_bit_setting, &["send", MARCH, "--yes"])
+}
+
+/// `gazette ARGS` (a send of one message) through smtp-sink started with `options`; returns
+/// the parsed message as it arrived.
+fn through_sink(
+    options: &[&str],
+    eight_bit_setting: Option<bool>,
+    args: &[&str],
+) -> serde_json::Value {
     let n = Newsletter::sample();
     if let Some(on) = eight_bit_setting {
         let toml = n.read("gazette.toml");
@@ -1028,7 +1038,7 @@ fn sent_through_sink(options: &[&str], eight_bit_setting: Option<bool>) -> serde
     n.gazette(&["subscribers", "add", "reader@example.org"])
         .ok();
     let sink = crate::support::Sink::with_options(crate::support::free_port(), options);
-    let mut c = n.command(&["send", MARCH, "--yes"]);
+    let mut c = n.command(args);
     c.env("GAZETTE_SMTP_URL", sink.url());
     let out = c.output().expect("gazette runs");
     sink.wait_for_files(1, std::time::Duration::from_secs(20));
@@ -1096,4 +1106,30 @@ fn send_uses_8bit_exactly_when_the_relay_announces_8bitmime_and_the_setting_allo
         assert_eq!(parsed["text"], eight["text"]);
         assert_eq!(parsed["html"], eight["html"]);
     }
+}
+
+#[test]
+fn a_test_copy_goes_in_the_transfer_the_subscribers_get_through_that_relay() {
+    let args = ["send", MARCH, "--to", "editor@example.org"];
+    let eight = through_sink(&[], None, &args);
+    let seven = through_sink(&["-8"], None, &args);
+    for i in 0..2 {
+        assert_eq!(part(&eight, i)["cte"], "8bit", "{eight:#}");
+        assert_eq!(part(&seven, i)["cte"], "base64", "{seven:#}");
+    }
+    assert!(
+        eight["mail_args"]
+            .as_str()
+            .unwrap()
+            .contains("BODY=8BITMIME"),
+        "{}",
+        eight["mail_args"]
+    );
+    assert!(
+        !seven["mail_args"].as_str().unwrap().contains("BODY="),
+        "{}",
+        seven["mail_args"]
+    );
+    assert_eq!(seven["text"], eight["text"]);
+    assert_eq!(seven["html"], eight["html"]);
 }

@@ -266,16 +266,18 @@ fn send_test_copies(
     to: &[String],
     out: &Output,
 ) -> anyhow::Result<()> {
-    let mut messages = Vec::new();
-    for raw in to {
-        let a = store::Address::parse(raw).map_err(|e| anyhow::anyhow!("--to {raw}: {e}"))?;
-        let recipient = email::Recipient {
-            email: &a.email,
-            name: None,
-        };
-        messages.push(prepared.test_message(&recipient)?);
-    }
-    let results = send::send_test(server, &messages)?;
+    // Every address is checked before connecting.
+    let addresses = to
+        .iter()
+        .map(|raw| {
+            store::Address::parse(raw)
+                .map(|a| a.email)
+                .map_err(|e| anyhow::anyhow!("--to {raw}: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let results = send::send_test(server, &addresses, &|email, transfer| {
+        prepared.test_message(&email::Recipient { email, name: None }, transfer)
+    })?;
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();
     for (to, result) in &results {
         if out.json {

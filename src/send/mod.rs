@@ -551,19 +551,26 @@ impl Worker<'_> {
     }
 }
 
-/// Sends test copies outside the ledger, one connection, in order. Returns each address with
-/// the server's reply or the error.
+/// Sends test copies outside the ledger, one connection, in order: `make` builds the copy for
+/// each address in `to` for the connection's [`Transfer`], so a test copy has the bytes a
+/// subscriber gets through this relay. Returns each address with the server's reply or the
+/// error.
 pub fn send_test(
     server: &Server,
-    messages: &[Outgoing],
+    to: &[String],
+    make: &dyn Fn(&str, Transfer) -> anyhow::Result<Outgoing>,
 ) -> anyhow::Result<Vec<(String, Result<String, String>)>> {
-    let mut conn = server.connect().map_err(|f| match f {
-        Failure::Fatal(m) | Failure::Transient(m) => anyhow::anyhow!(m),
-    })?;
+    let connect = || {
+        server.connect().map_err(|f| match f {
+            Failure::Fatal(m) | Failure::Transient(m) => anyhow::anyhow!(m),
+        })
+    };
+    let mut conn = connect()?;
     let mut out = Vec::new();
-    for m in messages {
+    for address in to {
+        let m = make(address, conn.transfer)?;
         let pipelining = server.pipelining.load(Ordering::Relaxed);
-        let result = match deliver(&mut conn, m, pipelining, || Ok(())) {
+        let result = match deliver(&mut conn, &m, pipelining, || Ok(())) {
             Ok((Outcome::Sent(w), _)) => Ok(w),
             Ok((
                 Outcome::Deferred(w)
@@ -574,9 +581,7 @@ pub fn send_test(
                 usable,
             )) => {
                 if !usable {
-                    conn = server.connect().map_err(|f| match f {
-                        Failure::Fatal(m) | Failure::Transient(m) => anyhow::anyhow!(m),
-                    })?;
+                    conn = connect()?;
                 }
                 Err(w)
             }

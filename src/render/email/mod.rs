@@ -506,9 +506,10 @@ impl Prepared {
 
     /// A test copy (`send --to`): the same message under a Message-ID of its own, so that a
     /// receiver that drops repeated Message-IDs never drops the real issue sent later. Dated
-    /// now, as it is sent now.
-    pub fn test_message(&self, to: &Recipient<'_>) -> anyhow::Result<Outgoing> {
-        self.build(to, true, SystemTime::now(), None, Transfer::SevenBit)
+    /// now, as it is sent now, and in `transfer`, as the subscribers' copies through the same
+    /// relay.
+    pub fn test_message(&self, to: &Recipient<'_>, transfer: Transfer) -> anyhow::Result<Outgoing> {
+        self.build(to, true, SystemTime::now(), None, transfer)
     }
 
     fn build(
