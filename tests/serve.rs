@@ -351,7 +351,10 @@ fn serve_unsubscribe_get_changes_nothing_and_one_click_post_unsubscribes() {
         let page = curl(&["-w", "\n%{http_code}", &url]).stdout;
         assert!(page.ends_with("\n200"), "{page}");
         assert!(page.contains("<form method=\"post\""), "{page}");
-        assert!(page.contains("reader@example.org"), "{page}");
+        // Masked: a forwarded email's link does not tell who it was sent to.
+        assert!(page.contains("<strong>r***@e***.org</strong>"), "{page}");
+        assert!(!page.contains("reader@example.org"), "{page}");
+        assert!(!page.contains("reader"), "{page}");
     }
     let h = headers(&[&url]);
     assert_eq!(header(&h, "referrer-policy"), Some("no-referrer"));
@@ -367,7 +370,9 @@ fn serve_unsubscribe_get_changes_nothing_and_one_click_post_unsubscribes() {
     for _ in 0..2 {
         let (code, body) = post_form(&url, "List-Unsubscribe=One-Click");
         assert_eq!(code, "200", "{body}");
-        assert!(body.contains("unsubscribed"), "{body}");
+        // The sample newsletter is zh-CN.
+        assert!(body.contains("你已退订"), "{body}");
+        assert!(!body.contains("reader"), "{body}");
     }
     assert!(
         listed(&n, "reader@example.org").contains("unsubscribed"),
@@ -425,4 +430,164 @@ fn serve_unsubscribe_refuses_forged_and_truncated_tokens() {
     let (code, _) = post_form(&url, &big);
     assert_eq!(code, "413");
     assert_eq!(n.gazette(&["subscribers", "count"]).ok().stdout.trim(), "1");
+}
+
+/// A status line and body: curl with `-w "\n%{http_code}"` and `args`.
+fn fetch(args: &[&str]) -> (String, String) {
+    let mut all = vec!["-w", "\n%{http_code}"];
+    all.extend_from_slice(args);
+    let r = curl(&all);
+    let (body, code) = r.stdout.rsplit_once('\n').unwrap();
+    (code.to_string(), body.to_string())
+}
+
+/// The `<h1>` of a page.
+fn heading(page: &str) -> &str {
+    page.split_once("<h1>")
+        .and_then(|(_, rest)| rest.split_once("</h1>"))
+        .map_or("", |(h, _)| h)
+}
+
+/// Each unsubscribe page (its status, `<html lang>`, heading and words) in the newsletter's
+/// language: `lang`, then the headings and a phrase of each page, in the order GET, POST,
+/// invalid link (GET and POST), too large, not allowed, unavailable.
+fn assert_unsubscribe_pages(n: &Newsletter, lang: &str, want: [(&str, &str); 7]) {
+    n.gazette(&["subscribers", "add", "reader@example.org"])
+        .ok();
+    let s = serve(n);
+    let path = format!("unsubscribe?token={}", token("reader@example.org"));
+    let url = format!("{}{path}", s.base);
+    let bad = format!("{}unsubscribe?token=not-a-token", s.base);
+    let big = "x".repeat(100_000);
+    let pages = [
+        ("200", fetch(&[&url])),
+        (
+            "200",
+            fetch(&["--data-raw", "List-Unsubscribe=One-Click", &url]),
+        ),
+        ("400", fetch(&[&bad])),
+        (
+            "400",
+            fetch(&["--data-raw", "List-Unsubscribe=One-Click", &bad]),
+        ),
+        ("413", fetch(&["--data-raw", &big, &url])),
+        ("405", fetch(&["-X", "PUT", &url])),
+    ];
+    let html_lang = format!("<html lang=\"{lang}\">");
+    for (i, (status, (code, page))) in pages.iter().enumerate() {
+        assert_eq!(code, status, "page {i}: {page}");
+        assert!(page.contains(&html_lang), "page {i}: {page}");
+        assert_eq!(heading(page), want[i].0, "page {i}: {page}");
+        assert!(
+            page.contains(&format!("<title>{}</title>", want[i].0)),
+            "{page}"
+        );
+        assert!(page.contains(want[i].1), "page {i}: {page}");
+        assert!(!page.contains("reader"), "page {i}: {page}");
+    }
+    assert!(
+        listed(n, "reader@example.org").contains("unsubscribed"),
+        "{}",
+        listed(n, "reader@example.org")
+    );
+    drop(s);
+
+    // Without a usable key (too short), every link is unavailable, in the same language.
+    let port = crate::support::free_port();
+    let mut command = n.command(&["serve", "--listen", &format!("127.0.0.1:{port}")]);
+    command.env("GAZETTE_SECRET", "short");
+    let s = Serve::spawn(&mut command, port);
+    let (code, page) = fetch(&[&format!("{}{path}", s.base)]);
+    assert_eq!(code, "503", "{page}");
+    assert!(page.contains(&html_lang), "{page}");
+    assert_eq!(heading(&page), want[6].0, "{page}");
+    assert!(page.contains(want[6].1), "{page}");
+    drop(s);
+}
+
+#[test]
+fn serve_unsubscribe_pages_are_in_chinese_for_a_zh_cn_newsletter() {
+    let n = published();
+    assert!(n.read("gazette.toml").contains("language = \"zh-CN\""));
+    // The confirm page's button and question, the address masked.
+    {
+        let s = serve(&n);
+        let url = format!(
+            "{}unsubscribe?token={}",
+            s.base,
+            token("reader@example.org")
+        );
+        let (_, page) = fetch(&[&url]);
+        assert!(
+            page.contains("<p>确定不再向 <strong>r***@e***.org</strong> 发送本刊吗？</p>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<button type=\"submit\">确认退订</button>"),
+            "{page}"
+        );
+        assert!(
+            !page.contains("Stop sending") && !page.contains(">Unsubscribe<"),
+            "{page}"
+        );
+        // A Chinese address is masked by characters, not bytes.
+        let cjk = format!("{}unsubscribe?token={}", s.base, token("读者@例子.中国"));
+        let (code, page) = fetch(&[&cjk]);
+        assert_eq!(code, "200", "{page}");
+        assert!(page.contains("<strong>读***@例***.中国</strong>"), "{page}");
+        assert!(!page.contains("读者"), "{page}");
+    }
+    assert_unsubscribe_pages(
+        &n,
+        "zh-CN",
+        [
+            ("退订", "确认退订"),
+            ("已退订", "你已退订，之后的期刊不会再发到这个地址。"),
+            ("链接无效", "这个退订链接无效"),
+            ("链接无效", "这个退订链接无效"),
+            ("请求过大", "请求内容过大"),
+            ("不支持的请求", "这个页面只能打开"),
+            ("暂不可用", "目前无法处理退订"),
+        ],
+    );
+}
+
+#[test]
+fn serve_unsubscribe_pages_are_in_english_for_an_en_newsletter() {
+    let n = published();
+    n.edit_toml("language = \"zh-CN\"", "language = \"en\"");
+    {
+        let s = serve(&n);
+        let url = format!(
+            "{}unsubscribe?token={}",
+            s.base,
+            token("reader@example.org")
+        );
+        let (_, page) = fetch(&[&url]);
+        assert!(
+            page.contains("<p>Stop sending this newsletter to <strong>r***@e***.org</strong>?</p>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<button type=\"submit\">Unsubscribe</button>"),
+            "{page}"
+        );
+        assert!(!page.contains("退订"), "{page}");
+    }
+    assert_unsubscribe_pages(
+        &n,
+        "en",
+        [
+            ("Unsubscribe", "Unsubscribe</button>"),
+            ("Unsubscribed", "You are unsubscribed."),
+            ("Invalid link", "This unsubscribe link is not valid."),
+            ("Invalid link", "This unsubscribe link is not valid."),
+            ("Too large", "The request is too large."),
+            ("Not allowed", "This page can only be opened"),
+            (
+                "Unavailable",
+                "This list cannot take unsubscribes right now.",
+            ),
+        ],
+    );
 }

@@ -217,6 +217,72 @@ pub fn sign_up(language: &str) -> &'static SignUp {
     }
 }
 
+/// The words of the unsubscribe pages `gazette serve` answers an email's link with.
+#[derive(Debug)]
+pub struct Unsubscribe {
+    pub unavailable_title: &'static str,
+    pub unavailable: &'static str,
+    pub invalid_link_title: &'static str,
+    pub invalid_link: &'static str,
+    pub confirm_title: &'static str,
+    /// Above the button: `{address}` is the reader's address, masked.
+    pub confirm_question: &'static str,
+    pub confirm_button: &'static str,
+    pub unsubscribed_title: &'static str,
+    pub unsubscribed: &'static str,
+    pub try_again_title: &'static str,
+    pub try_again: &'static str,
+    pub too_large_title: &'static str,
+    pub too_large: &'static str,
+    pub not_allowed_title: &'static str,
+    pub not_allowed: &'static str,
+}
+
+const UNSUBSCRIBE_ENGLISH: Unsubscribe = Unsubscribe {
+    unavailable_title: "Unavailable",
+    unavailable: "This list cannot take unsubscribes right now. Please reply to the email instead.",
+    invalid_link_title: "Invalid link",
+    invalid_link: "This unsubscribe link is not valid. Copy the whole link from the email, or reply to it.",
+    confirm_title: "Unsubscribe",
+    confirm_question: "Stop sending this newsletter to {address}?",
+    confirm_button: "Unsubscribe",
+    unsubscribed_title: "Unsubscribed",
+    unsubscribed: "You are unsubscribed. No more issues will be sent to this address.",
+    try_again_title: "Try again",
+    try_again: "The unsubscribe could not be recorded. Please try again in a minute.",
+    too_large_title: "Too large",
+    too_large: "The request is too large. Open the unsubscribe link from the email again.",
+    not_allowed_title: "Not allowed",
+    not_allowed: "This page can only be opened or its button pressed.",
+};
+
+const UNSUBSCRIBE_CHINESE: Unsubscribe = Unsubscribe {
+    unavailable_title: "暂不可用",
+    unavailable: "目前无法处理退订，请直接回复那封邮件。",
+    invalid_link_title: "链接无效",
+    invalid_link: "这个退订链接无效。请从邮件中复制完整的链接，或直接回复那封邮件。",
+    confirm_title: "退订",
+    confirm_question: "确定不再向 {address} 发送本刊吗？",
+    confirm_button: "确认退订",
+    unsubscribed_title: "已退订",
+    unsubscribed: "你已退订，之后的期刊不会再发到这个地址。",
+    try_again_title: "请稍后再试",
+    try_again: "退订没能记录下来，请过一分钟再试。",
+    too_large_title: "请求过大",
+    too_large: "请求内容过大。请重新打开邮件中的退订链接。",
+    not_allowed_title: "不支持的请求",
+    not_allowed: "这个页面只能打开，或点击其中的按钮。",
+};
+
+/// The unsubscribe pages' words for `language` (as [`strings`] chooses).
+pub fn unsubscribe(language: &str) -> &'static Unsubscribe {
+    if strings(language).tag == "zh" {
+        &UNSUBSCRIBE_CHINESE
+    } else {
+        &UNSUBSCRIBE_ENGLISH
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,5 +300,52 @@ mod tests {
         assert_eq!(strings("en").date(d), "2023-03-01");
         assert_eq!(strings("zh-CN").issue_number(3), "第 3 期");
         assert_eq!(strings("en").issue_number(3), "No. 3");
+    }
+
+    #[test]
+    fn unsubscribe_words_follow_the_language_and_name_the_address_once() {
+        let zh = unsubscribe("zh-CN");
+        let en = unsubscribe("en");
+        assert_eq!(zh.confirm_title, "退订");
+        assert_eq!(zh.confirm_button, "确认退订");
+        assert_eq!(zh.unsubscribed, "你已退订，之后的期刊不会再发到这个地址。");
+        assert_eq!(en.confirm_button, "Unsubscribe");
+        assert_eq!(unsubscribe("fr").confirm_title, "Unsubscribe");
+        assert_eq!(unsubscribe("zh-TW").confirm_title, "Unsubscribe");
+        for words in [zh, en] {
+            assert_eq!(
+                words.confirm_question.matches("{address}").count(),
+                1,
+                "{words:?}"
+            );
+        }
+        // Every Chinese page is in Chinese: no English word left over.
+        let all = |w: &Unsubscribe| {
+            [
+                w.unavailable_title,
+                w.unavailable,
+                w.invalid_link_title,
+                w.invalid_link,
+                w.confirm_title,
+                w.confirm_question,
+                w.confirm_button,
+                w.unsubscribed_title,
+                w.unsubscribed,
+                w.try_again_title,
+                w.try_again,
+                w.too_large_title,
+                w.too_large,
+                w.not_allowed_title,
+                w.not_allowed,
+            ]
+        };
+        for text in all(zh) {
+            let text = text.replace("{address}", "");
+            assert!(!text.chars().any(|c| c.is_ascii_alphabetic()), "{text}");
+        }
+        for (z, e) in all(zh).into_iter().zip(all(en)) {
+            assert_ne!(z, e);
+            assert!(!z.is_empty() && !e.is_empty());
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! `<prefix>unsubscribe?token=…`: GET shows one button and changes nothing (link scanners
 //! follow GETs); POST (RFC 8058 one-click, or the page's form) records the unsubscribe.
+//! Every page is in `newsletter.language` and none shows the whole address (the link is
+//! forwarded with the mail and lands in proxy logs): the button page shows it masked.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -11,33 +13,44 @@ use super::{App, Shared};
 use crate::store::{Address, Store};
 
 pub(crate) async fn handle(State(app): Shared, req: Request) -> Response {
+    let lang = app.config.language.as_str();
+    let words = crate::render::i18n::unsubscribe(lang);
+    let say = |status, title: &str, text: &str| page(lang, status, title, html! { p { (text) } });
     let token = super::token_param(&req);
     let Some(secret) = app.secret.as_ref() else {
-        return page(
+        return say(
             StatusCode::SERVICE_UNAVAILABLE,
-            "Unavailable",
-            html! { p { "This list cannot take unsubscribes right now. Please reply to the email instead." } },
+            words.unavailable_title,
+            words.unavailable,
         );
     };
     let Some(address) = secret.verify(&app.list_id, &token) else {
-        return page(
+        return say(
             StatusCode::BAD_REQUEST,
-            "Invalid link",
-            html! { p { "This unsubscribe link is not valid. Copy the whole link from the email, or reply to it." } },
+            words.invalid_link_title,
+            words.invalid_link,
         );
     };
     match *req.method() {
-        Method::GET | Method::HEAD => page(
-            StatusCode::OK,
-            "Unsubscribe",
-            html! {
-                p { "Stop sending this newsletter to " strong { (address) } "?" }
-                form method="post" {
-                    input type="hidden" name="List-Unsubscribe" value="One-Click";
-                    button type="submit" { "Unsubscribe" }
-                }
-            },
-        ),
+        Method::GET | Method::HEAD => {
+            // Masked: the link travels in forwarded mail and proxy logs.
+            let (before, after) = words
+                .confirm_question
+                .split_once("{address}")
+                .unwrap_or((words.confirm_question, ""));
+            page(
+                lang,
+                StatusCode::OK,
+                words.confirm_title,
+                html! {
+                    p { (before) strong { (mask(&address)) } (after) }
+                    form method="post" {
+                        input type="hidden" name="List-Unsubscribe" value="One-Click";
+                        button type="submit" { (words.confirm_button) }
+                    }
+                },
+            )
+        }
         Method::POST => {
             // The body (RFC 8058 `List-Unsubscribe=One-Click`, or the form) is read up to the
             // limit (more is refused) and not needed: the signed token says who.
@@ -45,31 +58,50 @@ pub(crate) async fn handle(State(app): Shared, req: Request) -> Response {
                 .await
                 .is_err()
             {
-                return page(StatusCode::PAYLOAD_TOO_LARGE, "Too large", html! {});
+                return say(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    words.too_large_title,
+                    words.too_large,
+                );
             }
             match unsubscribe(&app, &address).await {
-                Ok(()) => page(
-                    StatusCode::OK,
-                    "Unsubscribed",
-                    html! { p { "You are unsubscribed. No more issues will be sent to this address." } },
-                ),
+                Ok(()) => say(StatusCode::OK, words.unsubscribed_title, words.unsubscribed),
                 Err(e) => {
                     eprintln!("gazette serve: unsubscribe failed: {e:#}");
-                    page(
+                    say(
                         StatusCode::SERVICE_UNAVAILABLE,
-                        "Try again",
-                        html! { p { "The unsubscribe could not be recorded. Please try again in a minute." } },
+                        words.try_again_title,
+                        words.try_again,
                     )
                 }
             }
         }
         _ => {
-            let mut r = page(StatusCode::METHOD_NOT_ALLOWED, "Not allowed", html! {});
+            let mut r = say(
+                StatusCode::METHOD_NOT_ALLOWED,
+                words.not_allowed_title,
+                words.not_allowed,
+            );
             r.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
             r
         }
     }
+}
+
+/// `address` as the page shows it: the first character of the local part and of the
+/// domain's first label, each followed by `***`, then the domain from its last dot
+/// (`jane.doe@example.com` -> `j***@e***.com`). By characters, so any script is safe.
+fn mask(address: &str) -> String {
+    let (local, domain) = address.rsplit_once('@').unwrap_or((address, ""));
+    let first = |s: &str| s.chars().next().map(String::from).unwrap_or_default();
+    let mut masked = format!("{}***", first(local));
+    if address.contains('@') {
+        let label = domain.split('.').next().unwrap_or_default();
+        let tld = domain.rfind('.').map_or("", |i| &domain[i..]);
+        masked.push_str(&format!("@{}***{tld}", first(label)));
+    }
+    masked
 }
 
 /// Durable (answered once the store committed) and idempotent; an address not on the list
@@ -144,10 +176,11 @@ border-radius:.5rem;background:var(--accent);color:var(--bg);cursor:pointer}\
 button:focus-visible{outline:3px solid var(--fg);outline-offset:2px}\
 @media (max-width:30rem){main{padding:2rem 1rem}button{width:100%}}";
 
-pub(crate) fn page(status: StatusCode, title: &str, body: Markup) -> Response {
+/// A page in `lang` (the newsletter's language).
+fn page(lang: &str, status: StatusCode, title: &str, body: Markup) -> Response {
     let markup = html! {
         (DOCTYPE)
-        html lang="en" {
+        html lang=(lang) {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
@@ -167,4 +200,47 @@ pub(crate) fn page(status: StatusCode, title: &str, body: Markup) -> Response {
         .header(header::CONTENT_SECURITY_POLICY, super::CSP)
         .body(Body::from(markup.into_string()))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask;
+
+    #[test]
+    fn mask_keeps_first_characters_and_the_last_domain_label() {
+        for (address, masked) in [
+            ("jane.doe@example.com", "j***@e***.com"),
+            ("a@b.co.uk", "a***@b***.uk"),
+            ("x@localhost", "x***@l***"),
+            ("jane+news@example.com", "j***@e***.com"),
+            ("读者@例子.中国", "读***@例***.中国"),
+            ("ünïcode@bücher.de", "ü***@b***.de"),
+            ("reader@xn--fsqu00a.xn--fiqs8s", "r***@x***.xn--fiqs8s"),
+            ("\"a@b\"@example.org", "\"***@e***.org"),
+        ] {
+            assert_eq!(mask(address), masked, "{address}");
+        }
+    }
+
+    #[test]
+    fn mask_never_panics_and_never_shows_more_than_it_should() {
+        for address in [
+            "",
+            "@",
+            "@.",
+            "a@",
+            "@b.c",
+            "no-at-sign",
+            "a@.",
+            "a@b.",
+            "😀@😀.😀",
+        ] {
+            let masked = mask(address);
+            assert!(masked.contains("***"), "{address}: {masked}");
+        }
+        assert_eq!(mask("no-at-sign"), "n***");
+        assert_eq!(mask("@example.com"), "***@e***.com");
+        assert_eq!(mask("😀@😀.😀"), "😀***@😀***.😀");
+        assert_eq!(mask("a@.org"), "a***@***.org");
+    }
 }

@@ -24,7 +24,6 @@ import urllib.parse
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 eml, origin, shots = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -64,17 +63,19 @@ driver.set_page_load_timeout(30)
 try:
     driver.get(local)
     buttons = driver.find_elements(By.CSS_SELECTOR, "form button, form input[type=submit]")
+    opened_title = driver.title
     say({
         "step": "opened",
         "link": link,
-        "title": driver.title,
+        "title": opened_title,
         "text": driver.find_element(By.TAG_NAME, "body").text,
         "buttons": [b.text for b in buttons],
     })
     if sys.stdin.readline().strip() != "click":
         sys.exit(1)
     buttons[0].click()
-    WebDriverWait(driver, 20).until(expected_conditions.title_is("Unsubscribed"))
+    # The answer's title, in the newsletter's language, differs from the button page's.
+    WebDriverWait(driver, 20).until(lambda d: d.title != opened_title)
     say({
         "step": "clicked",
         "title": driver.title,
