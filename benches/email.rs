@@ -6,7 +6,8 @@
 //! 2. Personalised messages for N recipients of the March sample issue (default 100,000; set
 //!    `GAZETTE_BENCH_RECIPIENTS`), one thread, no network: without DKIM, with an RSA-2048 key
 //!    and with an Ed25519 key (throwaway keys made with `openssl` in a temporary directory;
-//!    the DKIM runs use fewer recipients, printed).
+//!    the DKIM runs use fewer recipients, printed); and as `send` builds them, for a relay
+//!    without and with 8BITMIME.
 //! 3. The reference: `bench/email_reference.py`, a loop that builds one
 //!    `email.message.EmailMessage` per subscriber from the same text and HTML.
 
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use gazette::config::Config;
 use gazette::issue::{self, Issue};
-use gazette::render::email::{Dkim, Prepared, Recipient};
+use gazette::render::email::{Dkim, Prepared, Recipient, Transfer};
 use gazette::token::Secret;
 
 fn root() -> PathBuf {
@@ -42,17 +43,25 @@ fn recipients(n: usize) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
-/// Builds one message per recipient; returns the time and the bytes made.
-fn run(prepared: &Prepared, people: &[(String, Option<String>)]) -> (Duration, usize) {
+/// Builds one message per recipient, as previews do (`None`) or as `send` does for a relay
+/// with `transfer`; returns the time and the bytes made.
+fn run(
+    prepared: &Prepared,
+    people: &[(String, Option<String>)],
+    transfer: Option<Transfer>,
+) -> (Duration, usize) {
     let start = Instant::now();
     let mut bytes = 0;
-    for (email, name) in people {
-        let out = prepared
-            .message(&Recipient {
-                email,
-                name: name.as_deref(),
-            })
-            .expect("a message");
+    for (id, (email, name)) in people.iter().enumerate() {
+        let to = Recipient {
+            email,
+            name: name.as_deref(),
+        };
+        let out = match transfer {
+            None => prepared.message(&to),
+            Some(t) => prepared.subscriber_message(&to, id as i64, None, t),
+        }
+        .expect("a message");
         bytes += out.bytes.len();
         std::hint::black_box(&out);
     }
@@ -118,9 +127,16 @@ fn main() {
     let people = recipients(count);
     println!("\n== personalised messages, one thread (March issue)");
     let plain = Prepared::new(&config, &march, &templates, &secret, None).unwrap();
-    run(&plain, &people[..count.min(1000)]);
-    let (took, bytes) = run(&plain, &people);
+    run(&plain, &people[..count.min(1000)], None);
+    let (took, bytes) = run(&plain, &people, None);
     report("gazette, no DKIM", count, took, bytes);
+    for (label, transfer) in [
+        ("gazette, send, 7-bit relay", Transfer::SevenBit),
+        ("gazette, send, 8BITMIME relay", Transfer::EightBit),
+    ] {
+        let (took, bytes) = run(&plain, &people, Some(transfer));
+        report(label, count, took, bytes);
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let keys = [
@@ -142,7 +158,7 @@ fn main() {
     for (label, pem, n) in &keys {
         let dkim = Dkim::from_pem("digest.example.org", "bench", pem).unwrap();
         let signed = Prepared::new(&config, &march, &templates, &secret, Some(&dkim)).unwrap();
-        let (took, bytes) = run(&signed, &people[..*n]);
+        let (took, bytes) = run(&signed, &people[..*n], None);
         report(label, *n, took, bytes);
     }
 
