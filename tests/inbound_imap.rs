@@ -305,15 +305,6 @@ fn imap(n: &Newsletter, args: &[&str], env: &[(&str, &str)]) -> Run {
     run
 }
 
-fn status_of(n: &Newsletter, address: &str) -> String {
-    let list = n.gazette(&["subscribers", "list"]).ok().stdout;
-    list.lines()
-        .find(|l| l.split('\t').next() == Some(address))
-        .and_then(|l| l.split('\t').nth(1))
-        .unwrap_or_else(|| panic!("{address} not in the list:\n{list}"))
-        .to_string()
-}
-
 #[test]
 fn imap_bounces_are_applied_once_even_when_run_twice() {
     let dovecot = Dovecot::start(&[
@@ -396,7 +387,7 @@ fn imap_bounces_are_applied_once_even_when_run_twice() {
             .collect();
         assert_eq!(kinds, ["bounce", "complaint", "bounce", "autoreply"]);
     }
-    assert_eq!(status_of(&n, "gone@example.org"), "active");
+    assert_eq!(n.status_of("gone@example.org"), "active");
 
     // For real: applied, and each message gets the keyword on the server.
     let run = imap(&n, &["inbound", "--imap", &url], &env);
@@ -407,10 +398,10 @@ fn imap_bounces_are_applied_once_even_when_run_twice() {
         "{}",
         run.stdout
     );
-    assert_eq!(status_of(&n, "gone@example.org"), "bounced");
-    assert_eq!(status_of(&n, "angry@example.org"), "complained");
-    assert_eq!(status_of(&n, "full@example.org"), "active");
-    assert_eq!(status_of(&n, "reader@example.org"), "active");
+    assert_eq!(n.status_of("gone@example.org"), "bounced");
+    assert_eq!(n.status_of("angry@example.org"), "complained");
+    assert_eq!(n.status_of("full@example.org"), "active");
+    assert_eq!(n.status_of("reader@example.org"), "active");
     let keywords =
         std::fs::read_to_string(dovecot.maildir().join("dovecot-keywords")).unwrap_or_default();
     assert!(keywords.contains("$GazetteProcessed"), "{keywords:?}");
@@ -427,7 +418,7 @@ fn imap_bounces_are_applied_once_even_when_run_twice() {
     let run = imap(&n, &["--json", "inbound", "--imap", &url], &env);
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
-    assert_eq!(status_of(&n, "nobody@exim.example"), "bounced");
+    assert_eq!(n.status_of("nobody@exim.example"), "bounced");
     let run = imap(&n, &["inbound", "--imap", &url], &env);
     assert!(run.stdout.starts_with("0 message(s)"), "{}", run.stdout);
 }

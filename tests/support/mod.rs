@@ -179,6 +179,18 @@ impl Newsletter {
         self.write("gazette.toml", format!("{toml}{text}"))
     }
 
+    /// `address`'s status as `gazette subscribers list` shows it (its second column); fails
+    /// the test with the list when `address` is not in it.
+    #[track_caller]
+    pub fn status_of(&self, address: &str) -> String {
+        let list = self.gazette(&["subscribers", "list"]).ok().stdout;
+        list.lines()
+            .find(|l| l.split('\t').next() == Some(address))
+            .and_then(|l| l.split('\t').nth(1))
+            .unwrap_or_else(|| panic!("{address} not in the list:\n{list}"))
+            .to_string()
+    }
+
     /// `gazette subscribers add` for each address.
     pub fn add_readers(&self, readers: &[&str]) -> &Self {
         for r in readers {
