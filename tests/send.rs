@@ -4,24 +4,15 @@
 
 use std::collections::HashMap;
 use std::io::BufRead;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Newsletter, Run, python, repo};
+use crate::support::{Newsletter, Run, free_port, python, repo};
 
 const SLUG: &str = "2023-03-papers";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A server process killed when the test ends.
 struct Server {
