@@ -1,22 +1,13 @@
 //! `gazette inbound --imap` against a real Dovecot: its own config, a passwd-file user, a
 //! Maildir holding bounce fixtures, a certificate from a throwaway CA made with openssl.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Newsletter, Run, tool};
+use crate::support::{Newsletter, Run, free_port, tool};
 
 const PASSWORD: &str = "imap-test-password-not-secret";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Dovecot serving IMAPS on 127.0.0.1; stopped when dropped.
 struct Dovecot {
@@ -218,15 +209,19 @@ fn certificates(d: &Path) {
         let run = tool("openssl", args);
         assert_eq!(run.status, 0, "openssl {args:?}: {}", run.stderr);
     };
-    ossl(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        &p("ca.key"),
-    ]);
+    // A P-256 private key at `rel`.
+    let key = |rel: &str| {
+        ossl(&[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            &p(rel),
+        ])
+    };
+    key("ca.key");
     ossl(&[
         "req",
         "-x509",
@@ -240,15 +235,7 @@ fn certificates(d: &Path) {
         "-out",
         &p("ca.crt"),
     ]);
-    ossl(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        &p("server.key"),
-    ]);
+    key("server.key");
     ossl(&[
         "req",
         "-new",
