@@ -279,11 +279,7 @@ fn imap(n: &Newsletter, args: &[&str], env: &[(&str, &str)]) -> Run {
         c.env(k, v);
     }
     let out = c.output().expect("gazette runs");
-    let run = Run {
-        status: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let run = Run::from(out);
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
     assert!(
         !run.stdout.contains(PASSWORD) && !run.stderr.contains(PASSWORD),
