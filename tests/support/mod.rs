@@ -210,6 +210,15 @@ impl Newsletter {
             .to_string()
     }
 
+    /// What `gazette subscribers count` prints, trimmed.
+    pub fn subscriber_count(&self) -> String {
+        self.gazette(&["subscribers", "count"])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
+    }
+
     /// `gazette subscribers add` for each address.
     pub fn add_readers(&self, readers: &[&str]) -> &Self {
         for r in readers {
