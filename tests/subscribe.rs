@@ -90,6 +90,18 @@ fn sign_up(s: &Serve, email: &str) -> (u16, String) {
     ])
 }
 
+/// Signs `email` up through the form with `X-Forwarded-For: forwarded`: the status code.
+fn sign_up_forwarded(s: &Serve, email: &str, forwarded: &str) -> u16 {
+    curl(&[
+        "-H",
+        &format!("X-Forwarded-For: {forwarded}"),
+        "--data-urlencode",
+        &format!("email={email}"),
+        &s.url("subscribe"),
+    ])
+    .0
+}
+
 fn assert_html_security_headers(args: &[&str]) {
     let h = headers(args);
     assert!(
@@ -459,16 +471,7 @@ fn a_client_past_its_allowance_gets_429_and_the_proxy_header_counts_only_when_co
     let port = free_port();
     let n = newsletter(port, "signups_per_hour = 3");
     let s = serve(&n, port, &sink.url(), NOW);
-    let post = |email: &str, forwarded: &str| {
-        curl(&[
-            "-H",
-            &format!("X-Forwarded-For: {forwarded}"),
-            "--data-urlencode",
-            &format!("email={email}"),
-            &s.url("subscribe"),
-        ])
-        .0
-    };
+    let post = |email: &str, forwarded: &str| sign_up_forwarded(&s, email, forwarded);
     // Without client_ip_header, a forged header changes nothing: the peer is the client.
     let codes: Vec<u16> = (0..5)
         .map(|i| post(&format!("r{i}@example.org"), &format!("10.0.0.{i}")))
@@ -493,16 +496,7 @@ fn a_client_past_its_allowance_gets_429_and_the_proxy_header_counts_only_when_co
         "signups_per_hour = 3\nclient_ip_header = \"X-Forwarded-For\"",
     );
     let s = serve(&n, port, &sink.url(), NOW);
-    let post = |email: &str, forwarded: &str| {
-        curl(&[
-            "-H",
-            &format!("X-Forwarded-For: {forwarded}"),
-            "--data-urlencode",
-            &format!("email={email}"),
-            &s.url("subscribe"),
-        ])
-        .0
-    };
+    let post = |email: &str, forwarded: &str| sign_up_forwarded(&s, email, forwarded);
     // The last address is the one the proxy appended; what the client wrote before it is not
     // believed.
     let codes: Vec<u16> = (0..4)
