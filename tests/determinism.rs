@@ -22,6 +22,19 @@ fn mtimes(n: &Newsletter) -> Vec<(PathBuf, SystemTime)> {
         .collect()
 }
 
+/// The outputs whose modification time differs between two [`mtimes`] of the same files.
+fn changed_between(
+    before: &[(PathBuf, SystemTime)],
+    after: &[(PathBuf, SystemTime)],
+) -> Vec<String> {
+    before
+        .iter()
+        .zip(after)
+        .filter(|(a, b)| a != b)
+        .map(|(a, _)| a.0.to_string_lossy().into_owned())
+        .collect()
+}
+
 fn report(json: &str) -> serde_json::Value {
     serde_json::from_str(json.trim()).unwrap_or_else(|e| panic!("{e}: {json}"))
 }
@@ -118,12 +131,7 @@ fn editing_one_issue_rewrites_only_what_shows_it() {
     let r = report(&n.gazette(&["publish", "--json"]).ok().stdout);
     assert_eq!(r["written"], 7, "{r}");
     let after = mtimes(&n);
-    let changed: Vec<String> = before
-        .iter()
-        .zip(&after)
-        .filter(|(a, b)| a != b)
-        .map(|(a, _)| a.0.to_string_lossy().into_owned())
-        .collect();
+    let changed = changed_between(&before, &after);
     assert_eq!(
         changed,
         [
@@ -146,12 +154,7 @@ fn editing_one_issue_rewrites_only_what_shows_it() {
     let before = after;
     let r = report(&n.gazette(&["publish", "--json"]).ok().stdout);
     let after = mtimes(&n);
-    let changed: Vec<String> = before
-        .iter()
-        .zip(&after)
-        .filter(|(a, b)| a != b)
-        .map(|(a, _)| a.0.to_string_lossy().into_owned())
-        .collect();
+    let changed = changed_between(&before, &after);
     assert_eq!(
         changed,
         [

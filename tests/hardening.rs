@@ -38,22 +38,7 @@ fn published(n: &Newsletter) -> Vec<String> {
 
 /// Runs gazette, killing it after 20 s so a hang fails the test instead of stalling it.
 fn bounded(n: &Newsletter, args: &[&str]) -> Run {
-    let mut all = vec!["20", env!("CARGO_BIN_EXE_gazette"), "-C"];
-    let dir = n.path().to_str().unwrap().to_string();
-    all.push(&dir);
-    all.extend_from_slice(args);
-    let out = std::process::Command::new("timeout")
-        .args(&all)
-        .env("GAZETTE_SECRET", "test-secret-not-for-production")
-        .env("GAZETTE_NOW", "2026-01-01T00:00:00Z")
-        .env_remove("GAZETTE_SMTP_URL")
-        .output()
-        .unwrap();
-    let run = Run {
-        status: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let run = n.gazette_timeout(20, args);
     assert_ne!(run.status, 124, "gazette {args:?} hung: {}", run.stderr);
     run
 }

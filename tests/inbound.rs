@@ -27,15 +27,6 @@ fn with_readers() -> Newsletter {
     n
 }
 
-fn status_of(n: &Newsletter, address: &str) -> String {
-    let list = n.gazette(&["subscribers", "list"]).ok().stdout;
-    list.lines()
-        .find(|l| l.split('\t').next() == Some(address))
-        .and_then(|l| l.split('\t').nth(1))
-        .unwrap_or_else(|| panic!("{address} not in the list:\n{list}"))
-        .to_string()
-}
-
 fn json(n: &Newsletter, args: &[&str]) -> Vec<serde_json::Value> {
     let mut all = vec!["--json", "inbound"];
     all.extend_from_slice(args);
@@ -100,16 +91,16 @@ fn actions_apply_once_and_dry_run_changes_nothing() {
     let summary = n.gazette(&args).ok().stdout;
     assert!(summary.contains("6 message(s)"), "{summary}");
     assert!(summary.contains("dry run"), "{summary}");
-    assert_eq!(status_of(&n, "gone@example.org"), "active");
-    assert_eq!(status_of(&n, "angry@example.org"), "active");
+    assert_eq!(n.status_of("gone@example.org"), "active");
+    assert_eq!(n.status_of("angry@example.org"), "active");
 
     args.remove(1);
     n.gazette(&args).ok();
-    assert_eq!(status_of(&n, "gone@example.org"), "bounced");
-    assert_eq!(status_of(&n, "angry@example.org"), "complained");
-    assert_eq!(status_of(&n, "full@example.org"), "active");
-    assert_eq!(status_of(&n, "blocked@example.org"), "active");
-    assert_eq!(status_of(&n, "reader@example.org"), "active");
+    assert_eq!(n.status_of("gone@example.org"), "bounced");
+    assert_eq!(n.status_of("angry@example.org"), "complained");
+    assert_eq!(n.status_of("full@example.org"), "active");
+    assert_eq!(n.status_of("blocked@example.org"), "active");
+    assert_eq!(n.status_of("reader@example.org"), "active");
     let events = || {
         crate::support::tool(
             "sqlite3",
@@ -131,7 +122,7 @@ fn actions_apply_once_and_dry_run_changes_nothing() {
     let refused = n.gazette(&["subscribers", "add", "angry@example.org"]);
     assert_ne!(refused.status, 0);
     assert!(refused.stderr.contains("complained"), "{}", refused.stderr);
-    assert_eq!(status_of(&n, "angry@example.org"), "complained");
+    assert_eq!(n.status_of("angry@example.org"), "complained");
 }
 
 #[test]
@@ -151,7 +142,7 @@ fn a_maildir_moves_new_to_cur_and_an_mbox_is_split() {
     n.gazette(&["inbound", &md]).ok();
     assert!(!n.exists("Maildir/new/1764669601.M1P1.host"));
     assert!(n.exists("Maildir/cur/1764669601.M1P1.host:2,"));
-    assert_eq!(status_of(&n, "gone@example.org"), "bounced");
+    assert_eq!(n.status_of("gone@example.org"), "bounced");
 
     let mut mbox = Vec::new();
     for f in ["arf-abuse.eml", "vacation-plain.eml"] {
@@ -163,7 +154,7 @@ fn a_maildir_moves_new_to_cur_and_an_mbox_is_split() {
     let out = json(&n, &[&n.path().join("inbox.mbox").display().to_string()]);
     let kinds: Vec<_> = out.iter().map(|o| o["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["complaint", "autoreply"]);
-    assert_eq!(status_of(&n, "angry@example.org"), "complained");
+    assert_eq!(n.status_of("angry@example.org"), "complained");
 }
 
 #[test]

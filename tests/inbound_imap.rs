@@ -1,22 +1,13 @@
 //! `gazette inbound --imap` against a real Dovecot: its own config, a passwd-file user, a
 //! Maildir holding bounce fixtures, a certificate from a throwaway CA made with openssl.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Newsletter, Run, tool};
+use crate::support::{Newsletter, Run, free_port, tool};
 
 const PASSWORD: &str = "imap-test-password-not-secret";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Dovecot serving IMAPS on 127.0.0.1; stopped when dropped.
 struct Dovecot {
@@ -218,15 +209,19 @@ fn certificates(d: &Path) {
         let run = tool("openssl", args);
         assert_eq!(run.status, 0, "openssl {args:?}: {}", run.stderr);
     };
-    ossl(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        &p("ca.key"),
-    ]);
+    // A P-256 private key at `rel`.
+    let key = |rel: &str| {
+        ossl(&[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            &p(rel),
+        ])
+    };
+    key("ca.key");
     ossl(&[
         "req",
         "-x509",
@@ -240,15 +235,7 @@ fn certificates(d: &Path) {
         "-out",
         &p("ca.crt"),
     ]);
-    ossl(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        &p("server.key"),
-    ]);
+    key("server.key");
     ossl(&[
         "req",
         "-new",
@@ -292,26 +279,13 @@ fn imap(n: &Newsletter, args: &[&str], env: &[(&str, &str)]) -> Run {
         c.env(k, v);
     }
     let out = c.output().expect("gazette runs");
-    let run = Run {
-        status: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let run = Run::from(out);
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
     assert!(
         !run.stdout.contains(PASSWORD) && !run.stderr.contains(PASSWORD),
         "the password was printed"
     );
     run
-}
-
-fn status_of(n: &Newsletter, address: &str) -> String {
-    let list = n.gazette(&["subscribers", "list"]).ok().stdout;
-    list.lines()
-        .find(|l| l.split('\t').next() == Some(address))
-        .and_then(|l| l.split('\t').nth(1))
-        .unwrap_or_else(|| panic!("{address} not in the list:\n{list}"))
-        .to_string()
 }
 
 #[test]
@@ -396,7 +370,7 @@ fn imap_bounces_are_applied_once_even_when_run_twice() {
             .collect();
         assert_eq!(kinds, ["bounce", "complaint", "bounce", "autoreply"]);
     }
-    assert_eq!(status_of(&n, "gone@example.org"), "active");
+    assert_eq!(n.status_of("gone@example.org"), "active");
 
     // For real: applied, and each message gets the keyword on the server.
     let run = imap(&n, &["inbound", "--imap", &url], &env);
@@ -407,10 +381,10 @@ fn imap_bounces_are_applied_once_even_when_run_twice() {
         "{}",
         run.stdout
     );
-    assert_eq!(status_of(&n, "gone@example.org"), "bounced");
-    assert_eq!(status_of(&n, "angry@example.org"), "complained");
-    assert_eq!(status_of(&n, "full@example.org"), "active");
-    assert_eq!(status_of(&n, "reader@example.org"), "active");
+    assert_eq!(n.status_of("gone@example.org"), "bounced");
+    assert_eq!(n.status_of("angry@example.org"), "complained");
+    assert_eq!(n.status_of("full@example.org"), "active");
+    assert_eq!(n.status_of("reader@example.org"), "active");
     let keywords =
         std::fs::read_to_string(dovecot.maildir().join("dovecot-keywords")).unwrap_or_default();
     assert!(keywords.contains("$GazetteProcessed"), "{keywords:?}");
@@ -427,7 +401,7 @@ fn imap_bounces_are_applied_once_even_when_run_twice() {
     let run = imap(&n, &["--json", "inbound", "--imap", &url], &env);
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
-    assert_eq!(status_of(&n, "nobody@exim.example"), "bounced");
+    assert_eq!(n.status_of("nobody@exim.example"), "bounced");
     let run = imap(&n, &["inbound", "--imap", &url], &env);
     assert!(run.stdout.starts_with("0 message(s)"), "{}", run.stdout);
 }

@@ -211,15 +211,6 @@ biff = no
     }
 }
 
-fn status_of(n: &Newsletter, address: &str) -> String {
-    let list = n.gazette(&["subscribers", "list"]).ok().stdout;
-    list.lines()
-        .find(|l| l.split('\t').next() == Some(address))
-        .and_then(|l| l.split('\t').nth(1))
-        .unwrap_or_else(|| panic!("{address} not in the list:\n{list}"))
-        .to_string()
-}
-
 #[test]
 fn postfix_bounces_unknown_readers_back_through_verp_and_a_full_mailbox_is_not_suppressed() {
     let pf = Postfix::start();
@@ -254,7 +245,7 @@ fn postfix_bounces_unknown_readers_back_through_verp_and_a_full_mailbox_is_not_s
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["counts"]["sent"], 4, "{status}");
     for r in readers {
-        assert_eq!(status_of(&n, r), "active", "{r}");
+        assert_eq!(n.status_of(r), "active", "{r}");
     }
 
     pf.wait_for(&pf.path("mail/readers/ok"), 1);
@@ -297,10 +288,10 @@ fn postfix_bounces_unknown_readers_back_through_verp_and_a_full_mailbox_is_not_s
         .unwrap_or_else(|| panic!("no DSN for full: {out}"));
     assert_eq!(full["recipients"][0]["status"], "5.2.2", "{out}");
     assert_eq!(full["action"], "soft bounce counted", "{out}");
-    assert_eq!(status_of(&n, "ghost@readers.test"), "bounced");
-    assert_eq!(status_of(&n, "phantom@readers.test"), "bounced");
-    assert_eq!(status_of(&n, "full@readers.test"), "active");
-    assert_eq!(status_of(&n, "ok@readers.test"), "active");
+    assert_eq!(n.status_of("ghost@readers.test"), "bounced");
+    assert_eq!(n.status_of("phantom@readers.test"), "bounced");
+    assert_eq!(n.status_of("full@readers.test"), "active");
+    assert_eq!(n.status_of("ok@readers.test"), "active");
     // Each was attributed through its VERP token, which also names the issue.
     let db = n.path().join(".gazette/gazette.db").display().to_string();
     let events = crate::support::tool(

@@ -149,15 +149,6 @@ fn inbound(n: &Newsletter, name: &str, message: &str) -> serde_json::Value {
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
-fn status_of(n: &Newsletter, address: &str) -> String {
-    let list = n.gazette(&["subscribers", "list"]).ok().stdout;
-    list.lines()
-        .find(|l| l.split('\t').next() == Some(address))
-        .and_then(|l| l.split('\t').nth(1))
-        .unwrap_or_else(|| panic!("{address} not in the list:\n{list}"))
-        .to_string()
-}
-
 /// The token of `local+TOKEN@domain`.
 fn token_of(address: &str) -> &str {
     address
@@ -207,7 +198,7 @@ fn each_message_leaves_with_a_signed_verp_sender_and_a_bounce_to_it_names_its_re
     assert_eq!(out["kind"], "bounce", "{out}");
     assert_eq!(out["action"], "bounced", "{out}");
     assert_eq!(out["recipients"][0]["address"], "ann@example.org", "{out}");
-    assert_eq!(status_of(&n, "ann@example.org"), "bounced");
+    assert_eq!(n.status_of("ann@example.org"), "bounced");
 
     // One naming an address ben forwards to: it is still ben's message that failed.
     let ben = &caught(&all, "ben@example.org").mail_from;
@@ -217,7 +208,7 @@ fn each_message_leaves_with_a_signed_verp_sender_and_a_bounce_to_it_names_its_re
         &dsn("d2", ben, "5.1.1", Some("ben@old-employer.example")),
     );
     assert_eq!(out["recipients"][0]["address"], "ben@example.org", "{out}");
-    assert_eq!(status_of(&n, "ben@example.org"), "bounced");
+    assert_eq!(n.status_of("ben@example.org"), "bounced");
 
     // A forged token names nobody: nothing changes.
     let cat = &caught(&all, "cat@example.org").mail_from;
@@ -225,7 +216,7 @@ fn each_message_leaves_with_a_signed_verp_sender_and_a_bounce_to_it_names_its_re
     let out = inbound(&n, "dsn-forged.eml", &dsn("d3", &bad, "5.1.1", None));
     assert_eq!(out["recipients"], serde_json::json!([]), "{out}");
     assert_eq!(out["action"], "none", "{out}");
-    assert_eq!(status_of(&n, "cat@example.org"), "active");
+    assert_eq!(n.status_of("cat@example.org"), "active");
 
     // A plain-text bounce to cat's VERP address whose body names nobody: counted for cat, as
     // temporary (its cause is unknown); the same with a forged token names nobody.
@@ -241,7 +232,7 @@ fn each_message_leaves_with_a_signed_verp_sender_and_a_bounce_to_it_names_its_re
     let out = inbound(&n, "plain.eml", &plain(cat, "p2"));
     assert_eq!(out["recipients"][0]["address"], "cat@example.org", "{out}");
     assert_eq!(out["action"], "soft bounce counted", "{out}");
-    assert_eq!(status_of(&n, "cat@example.org"), "active");
+    assert_eq!(n.status_of("cat@example.org"), "active");
 
     // Without bounce_address, the envelope sender is the From address, as before.
     let plain = Newsletter::sample();
@@ -308,7 +299,7 @@ fn the_mailto_of_list_unsubscribe_unsubscribes_exactly_its_reader_and_from_is_no
     );
     assert_eq!(out["action"], "none: no valid token", "{out}");
     for r in readers {
-        assert_eq!(status_of(&n, r), "active", "{r}");
+        assert_eq!(n.status_of(r), "active", "{r}");
     }
 
     // The real mailto, sent from an address gazette does not know: ben, and only ben.
@@ -319,9 +310,9 @@ fn the_mailto_of_list_unsubscribe_unsubscribes_exactly_its_reader_and_from_is_no
     );
     assert_eq!(out["action"], "unsubscribed", "{out}");
     assert_eq!(out["recipients"][0]["address"], "ben@example.org", "{out}");
-    assert_eq!(status_of(&n, "ben@example.org"), "unsubscribed");
-    assert_eq!(status_of(&n, "ann@example.org"), "active");
-    assert_eq!(status_of(&n, "cat@example.org"), "active");
+    assert_eq!(n.status_of("ben@example.org"), "unsubscribed");
+    assert_eq!(n.status_of("ann@example.org"), "active");
+    assert_eq!(n.status_of("cat@example.org"), "active");
 
     // A mail system that drops `+TOKEN` from the address: the subject still names cat.
     let cat = &caught(&all, "cat@example.org").list_unsubscribe;
@@ -344,8 +335,8 @@ fn the_mailto_of_list_unsubscribe_unsubscribes_exactly_its_reader_and_from_is_no
         ),
     );
     assert_eq!(out["recipients"][0]["address"], "cat@example.org", "{out}");
-    assert_eq!(status_of(&n, "cat@example.org"), "unsubscribed");
-    assert_eq!(status_of(&n, "ann@example.org"), "active");
+    assert_eq!(n.status_of("cat@example.org"), "unsubscribed");
+    assert_eq!(n.status_of("ann@example.org"), "active");
 }
 
 #[test]
@@ -380,33 +371,33 @@ fn temporary_failures_on_three_issues_in_a_row_bounce_a_reader() {
     assert_eq!(events(), "1");
     soft("ann@example.org", 1, "a2");
     assert_eq!(events(), "2");
-    assert_eq!(status_of(&n, "ann@example.org"), "active");
+    assert_eq!(n.status_of("ann@example.org"), "active");
     // Issue 3 fails too: three issues in a row.
     let out = soft("ann@example.org", 2, "a3");
     assert_eq!(
         out["action"], "bounced: soft bounces on too many issues",
         "{out}"
     );
-    assert_eq!(status_of(&n, "ann@example.org"), "bounced");
+    assert_eq!(n.status_of("ann@example.org"), "bounced");
 
     // ben: issues 1, 2 and 4 fail, issue 3 was delivered in between: still active.
     soft("ben@example.org", 0, "b1");
     soft("ben@example.org", 1, "b2");
     soft("ben@example.org", 3, "b4");
-    assert_eq!(status_of(&n, "ben@example.org"), "active");
+    assert_eq!(n.status_of("ben@example.org"), "active");
 
     // cat: three failure reports for one issue are one issue.
     soft("cat@example.org", 3, "c1");
     soft("cat@example.org", 3, "c2");
     soft("cat@example.org", 3, "c3");
-    assert_eq!(status_of(&n, "cat@example.org"), "active");
+    assert_eq!(n.status_of("cat@example.org"), "active");
 
     // The limit is a setting.
     let strict = newsletter(&["dan@example.org"], "\n[inbound]\nsoft_bounce_limit = 1\n");
     let all = send(&strict, &sink, ISSUES[0], 1);
     let to = &all[0].mail_from;
     inbound(&strict, "d1.eml", &dsn("d1", to, "4.2.2", None));
-    assert_eq!(status_of(&strict, "dan@example.org"), "bounced");
+    assert_eq!(strict.status_of("dan@example.org"), "bounced");
 }
 
 #[test]
@@ -584,16 +575,16 @@ fn without_verp_the_returned_message_id_names_the_issue_of_a_soft_bounce() {
         );
         assert_eq!(out["action"], "soft bounce counted", "{out}");
     }
-    assert_eq!(status_of(&n, "ben@example.org"), "active");
+    assert_eq!(n.status_of("ben@example.org"), "active");
     soft("ann@example.org", 0, "a1", None);
     soft("ann@example.org", 1, "a2", None);
-    assert_eq!(status_of(&n, "ann@example.org"), "active");
+    assert_eq!(n.status_of("ann@example.org"), "active");
     let out = soft("ann@example.org", 2, "a3", None);
     assert_eq!(
         out["action"], "bounced: soft bounces on too many issues",
         "{out}"
     );
-    assert_eq!(status_of(&n, "ann@example.org"), "bounced");
+    assert_eq!(n.status_of("ann@example.org"), "bounced");
     let one = n.gazette(&["status", ISSUES[1]]).ok().stdout;
     assert!(one.contains("returned: 0 bounced, 1 soft-bounced"), "{one}");
 }

@@ -14,24 +14,9 @@ fn issue(title: &str, body: &str) -> String {
 
 /// Runs gazette, killing it after `limit` so a stall fails the test instead of hanging it.
 fn within(n: &Newsletter, limit: Duration, args: &[&str]) -> (Run, Duration) {
-    let secs = limit.as_secs().to_string();
-    let dir = n.path().to_str().unwrap().to_string();
-    let mut all = vec![secs.as_str(), env!("CARGO_BIN_EXE_gazette"), "-C", &dir];
-    all.extend_from_slice(args);
     let start = Instant::now();
-    let out = std::process::Command::new("timeout")
-        .args(&all)
-        .env("GAZETTE_SECRET", "test-secret-not-for-production")
-        .env("GAZETTE_NOW", "2026-01-01T00:00:00Z")
-        .env_remove("GAZETTE_SMTP_URL")
-        .output()
-        .unwrap();
+    let run = n.gazette_timeout(limit.as_secs(), args);
     let took = start.elapsed();
-    let run = Run {
-        status: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
     assert_ne!(run.status, 124, "gazette {args:?} stalled: {}", run.stderr);
     (run, took)
 }

@@ -4,24 +4,15 @@
 
 use std::collections::HashMap;
 use std::io::BufRead;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Newsletter, Run, python, repo};
+use crate::support::{Newsletter, Run, free_port, python, repo, smtp_sink};
 
 const SLUG: &str = "2023-03-papers";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A server process killed when the test ends.
 struct Server {
@@ -50,23 +41,14 @@ impl Server {
         let out = dir.path().join("dump");
         std::fs::create_dir(&out).unwrap();
         let port = free_port();
-        let child = Command::new("smtp-sink")
-            .args(["-u", "root", "-d"])
-            .arg(format!("{}/%M.", out.display()))
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("100")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("smtp-sink runs (install the test tools with `bash .ci/setup`)");
-        let server = Server {
+        // Returns once the sink accepts connections (at most 10 s).
+        let child = smtp_sink(&out, port, 100);
+        Server {
             child,
             port,
             out,
             _dir: dir,
-        };
-        server.wait_listening();
-        server
+        }
     }
 
     /// The aiosmtpd server of tests/py/smtp_server.py in one of its fault modes.
@@ -210,11 +192,7 @@ fn run_with_timeout(mut c: Command, limit: Duration) -> Run {
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = child.wait_with_output().unwrap();
-    Run {
-        status: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from(out)
 }
 
 fn status(n: &Newsletter) -> Value {
@@ -648,34 +626,49 @@ fn killed_send_resumes_exactly_once(smtp_extra: &str) {
     assert_eq!(count(&status(&n), "sent"), 5000);
 }
 
-#[test]
-fn ctrl_c_stops_after_the_messages_in_flight_and_says_how_to_resume() {
-    let server = Server::python("ok");
-    let all = users("r", 200);
-    // A rate limit keeps the run going long enough to interrupt it.
-    let n = newsletter(&all, "rate = 40\n");
+/// A send to `readers` readers through the Python server in `mode`, `smtp_extra` appended to
+/// `[smtp]`, sent `signal` (`-INT` as Ctrl-C does, `-TERM`) after 1.5 s: it exits 1 saying how
+/// to resume, the messages in flight finished and were recorded sent (nothing left `sending`
+/// or `unknown`), and a rerun delivers the rest exactly once. Returns the newsletter.
+fn a_signal_stops_the_send_after_the_messages_in_flight(
+    mode: &str,
+    readers: usize,
+    smtp_extra: &str,
+    signal: &str,
+) -> Newsletter {
+    let server = Server::python(mode);
+    let all = users("r", readers);
+    let n = newsletter(&all, smtp_extra);
     let mut c = n.command(&["send", SLUG, "--yes"]);
     c.env("GAZETTE_SMTP_URL", server.url())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let child = c.spawn().unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    crate::support::tool("kill", &["-INT", &child.id().to_string()]).ok();
+    crate::support::tool("kill", &[signal, &child.id().to_string()]).ok();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("interrupted; run `gazette"), "{stderr}");
     let s = status(&n);
     let sent = count(&s, "sent");
-    assert!(sent > 0 && sent < 200, "{s}");
+    assert!(sent > 0 && sent < readers as u64, "{s}");
     // Stopped cleanly: nothing left in flight, nothing unknown.
     assert_eq!((count(&s, "sending"), count(&s, "unknown")), (0, 0), "{s}");
-    assert_eq!(server.accepted().len() as u64, sent);
+    // Each message the relay stored was recorded sent (none was cut off mid-reply).
+    assert_eq!(server.accepted().len() as u64, sent, "{s}");
     send(&n, &server, &[]).ok();
     let accepted = server.accepted();
     for a in &all {
         assert_eq!(accepted.get(a).map(Vec::len), Some(1), "{a}");
     }
+    n
+}
+
+#[test]
+fn ctrl_c_stops_after_the_messages_in_flight_and_says_how_to_resume() {
+    // A rate limit keeps the run going long enough to interrupt it.
+    a_signal_stops_the_send_after_the_messages_in_flight("ok", 200, "rate = 40\n", "-INT");
 }
 
 /// A refusal that is about the sender or the relay, not the recipient, stops the run with
@@ -995,32 +988,8 @@ fn hardening_4_a_relay_hanging_after_every_final_dot_stops_the_run() {
 /// rest exactly once.
 #[test]
 fn hardening_9_sigterm_finishes_the_messages_in_flight_like_ctrl_c() {
-    let server = Server::python("slow");
-    let all = users("r", 40);
-    let n = newsletter(&all, "");
-    let mut c = n.command(&["send", SLUG, "--yes"]);
-    c.env("GAZETTE_SMTP_URL", server.url())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = c.spawn().unwrap();
     // Every reply to a final dot takes 0.5 s: 4 messages are in flight most of the time.
-    std::thread::sleep(Duration::from_millis(1500));
-    crate::support::tool("kill", &["-TERM", &child.id().to_string()]).ok();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("interrupted; run `gazette"), "{stderr}");
-    let s = status(&n);
-    let sent = count(&s, "sent");
-    assert!(sent > 0 && sent < 40, "{s}");
-    assert_eq!((count(&s, "sending"), count(&s, "unknown")), (0, 0), "{s}");
-    // Each message the relay stored was recorded sent (none was cut off mid-reply).
-    assert_eq!(server.accepted().len() as u64, sent, "{s}");
-    send(&n, &server, &[]).ok();
-    let accepted = server.accepted();
-    for a in &all {
-        assert_eq!(accepted.get(a).map(Vec::len), Some(1), "{a}");
-    }
+    let n = a_signal_stops_the_send_after_the_messages_in_flight("slow", 40, "", "-TERM");
     assert_eq!(count(&status(&n), "sent"), 40);
 }
 

@@ -2,21 +2,7 @@
 //! or a link pointed elsewhere is seen on the next request, and a link pointed outside feeds/
 //! is refused even after its old target was cached.
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Child, Stdio};
-use std::time::Duration;
-
-use crate::support::{Newsletter, tool};
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::support::{Newsletter, Serve, tool};
 
 /// (status, body) of a GET.
 fn get(url: &str) -> (String, String) {
@@ -36,31 +22,8 @@ fn serve_cache_sees_every_change_and_never_follows_a_link_out() {
     n.write("outside.txt", "outside feeds\n");
     let link = n.path().join("feeds/link.txt");
     std::os::unix::fs::symlink(n.path().join("feeds/note.txt"), &link).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = n
-        .command(&["serve", "-q", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let _serve = Killed(child);
-    assert!(
-        rx.recv_timeout(Duration::from_secs(20))
-            .unwrap()
-            .contains("listening")
-    );
-    let base = format!("http://127.0.0.1:{port}/");
+    let serve = Serve::start(&n, &["-q"]);
+    let base = format!("http://127.0.0.1:{}/", serve.port);
 
     for _ in 0..2 {
         assert_eq!(get(&format!("{base}note.txt")).1, "first version\n");

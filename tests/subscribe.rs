@@ -90,6 +90,18 @@ fn sign_up(s: &Serve, email: &str) -> (u16, String) {
     ])
 }
 
+/// Signs `email` up through the form with `X-Forwarded-For: forwarded`: the status code.
+fn sign_up_forwarded(s: &Serve, email: &str, forwarded: &str) -> u16 {
+    curl(&[
+        "-H",
+        &format!("X-Forwarded-For: {forwarded}"),
+        "--data-urlencode",
+        &format!("email={email}"),
+        &s.url("subscribe"),
+    ])
+    .0
+}
+
 fn assert_html_security_headers(args: &[&str]) {
     let h = headers(args);
     assert!(
@@ -120,14 +132,6 @@ fn status_of(n: &Newsletter, email: &str) -> Option<String> {
         .lines()
         .find(|l| l.split('\t').next() == Some(email))
         .map(|l| l.split('\t').nth(1).unwrap().to_string())
-}
-
-fn count(n: &Newsletter) -> String {
-    n.gazette(&["subscribers", "count"])
-        .ok()
-        .stdout
-        .trim()
-        .to_string()
 }
 
 fn sql(n: &Newsletter, statement: &str) -> Run {
@@ -176,7 +180,7 @@ fn a_sign_up_is_confirmed_by_post_only_and_then_counted() {
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("请查收邮件"), "{body}");
     assert_eq!(status_of(&n, "ann@example.org").as_deref(), Some("pending"));
-    assert_eq!(count(&n), "0");
+    assert_eq!(n.subscriber_count(), "0");
 
     let mails = sink.wait_for(1);
     let m = &mails[0];
@@ -220,7 +224,7 @@ fn a_sign_up_is_confirmed_by_post_only_and_then_counted() {
     assert_eq!(curl(&["-I", &url]).0, 200);
     assert_html_security_headers(&[&url]);
     assert_eq!(status_of(&n, "ann@example.org").as_deref(), Some("pending"));
-    assert_eq!(count(&n), "0");
+    assert_eq!(n.subscriber_count(), "0");
 
     // POST activates, idempotently.
     let (code, body) = curl(&["-X", "POST", &url]);
@@ -228,7 +232,7 @@ fn a_sign_up_is_confirmed_by_post_only_and_then_counted() {
     assert!(body.contains("订阅成功"), "{body}");
     assert_eq!(curl(&["-X", "POST", &url]).0, 200);
     assert_eq!(status_of(&n, "ann@example.org").as_deref(), Some("active"));
-    assert_eq!(count(&n), "1");
+    assert_eq!(n.subscriber_count(), "1");
 
     // JSON sign-ups get the same answer in JSON.
     let (code, body) = curl(&[
@@ -318,7 +322,7 @@ fn every_state_gets_the_same_answer_and_only_a_confirmation_reactivates() {
             "{a}"
         );
     }
-    assert_eq!(count(&n), "1");
+    assert_eq!(n.subscriber_count(), "1");
     // Pending is not exported as active.
     let export = n.gazette(&["subscribers", "export"]).ok().stdout;
     let row = export
@@ -334,7 +338,7 @@ fn every_state_gets_the_same_answer_and_only_a_confirmation_reactivates() {
         assert_eq!(curl(&["-X", "POST", &url]).0, 200);
         assert_eq!(status_of(&n, a).as_deref(), Some("active"), "{a}");
     }
-    assert_eq!(count(&n), "3");
+    assert_eq!(n.subscriber_count(), "3");
 }
 
 #[test]
@@ -455,10 +459,10 @@ fn forged_truncated_wrong_purpose_and_other_newsletter_tokens_change_nothing() {
         status_of(&n, "reader@example.org").as_deref(),
         Some("pending")
     );
-    assert_eq!(count(&n), "0");
+    assert_eq!(n.subscriber_count(), "0");
     // The genuine link still works.
     assert_eq!(curl(&["-X", "POST", &good]).0, 200);
-    assert_eq!(count(&n), "1");
+    assert_eq!(n.subscriber_count(), "1");
 }
 
 #[test]
@@ -467,16 +471,7 @@ fn a_client_past_its_allowance_gets_429_and_the_proxy_header_counts_only_when_co
     let port = free_port();
     let n = newsletter(port, "signups_per_hour = 3");
     let s = serve(&n, port, &sink.url(), NOW);
-    let post = |email: &str, forwarded: &str| {
-        curl(&[
-            "-H",
-            &format!("X-Forwarded-For: {forwarded}"),
-            "--data-urlencode",
-            &format!("email={email}"),
-            &s.url("subscribe"),
-        ])
-        .0
-    };
+    let post = |email: &str, forwarded: &str| sign_up_forwarded(&s, email, forwarded);
     // Without client_ip_header, a forged header changes nothing: the peer is the client.
     let codes: Vec<u16> = (0..5)
         .map(|i| post(&format!("r{i}@example.org"), &format!("10.0.0.{i}")))
@@ -501,16 +496,7 @@ fn a_client_past_its_allowance_gets_429_and_the_proxy_header_counts_only_when_co
         "signups_per_hour = 3\nclient_ip_header = \"X-Forwarded-For\"",
     );
     let s = serve(&n, port, &sink.url(), NOW);
-    let post = |email: &str, forwarded: &str| {
-        curl(&[
-            "-H",
-            &format!("X-Forwarded-For: {forwarded}"),
-            "--data-urlencode",
-            &format!("email={email}"),
-            &s.url("subscribe"),
-        ])
-        .0
-    };
+    let post = |email: &str, forwarded: &str| sign_up_forwarded(&s, email, forwarded);
     // The last address is the one the proxy appended; what the client wrote before it is not
     // believed.
     let codes: Vec<u16> = (0..4)
@@ -725,7 +711,7 @@ fn a_reader_subscribes_confirms_receives_and_unsubscribes_in_a_real_browser() {
     assert_eq!(run["confirm_page"], "确认订阅", "{run}");
     assert_eq!(run["after_confirm"], "订阅成功", "{run}");
     assert_eq!(status_of(&n, reader).as_deref(), Some("active"));
-    assert_eq!(count(&n), "1");
+    assert_eq!(n.subscriber_count(), "1");
     let confirm = sink.to(reader);
     assert_eq!(confirm.len(), 1, "{confirm:?}");
     assert_eq!(confirm[0]["to"], "浏览器读者 <browser.reader@example.org>");

@@ -9,14 +9,6 @@ impl Newsletter {
     }
 }
 
-fn count(n: &Newsletter) -> String {
-    n.gazette(&["subscribers", "count"])
-        .ok()
-        .stdout
-        .trim()
-        .to_string()
-}
-
 #[test]
 fn bad_rows_are_reported_by_line_and_the_good_rows_imported() {
     let n = Newsletter::sample();
@@ -51,7 +43,7 @@ fn bad_rows_are_reported_by_line_and_the_good_rows_imported() {
         assert!(list.contains(a), "{a} missing:\n{list}");
     }
     assert!(!list.contains("gbk@"), "{list}");
-    assert_eq!(count(&n), "3", "{list}");
+    assert_eq!(n.subscriber_count(), "3", "{list}");
 }
 
 #[test]
@@ -63,7 +55,7 @@ fn a_csv_without_an_email_column_imports_nothing_and_says_why() {
         .code(1);
     assert!(out.stderr.contains("list.csv:1:1"), "{}", out.stderr);
     assert!(out.stderr.contains("no `email` column"), "{}", out.stderr);
-    assert_eq!(count(&n), "0");
+    assert_eq!(n.subscriber_count(), "0");
 }
 
 #[test]
@@ -85,18 +77,18 @@ fn an_unsubscribed_address_is_not_reactivated_by_an_import_unless_asked() {
         .ok();
     n.gazette(&["subscribers", "remove", "ANN@example.org"])
         .ok();
-    assert_eq!(count(&n), "1");
+    assert_eq!(n.subscriber_count(), "1");
     let out = n
         .gazette(&["subscribers", "import", &n.file("list.csv")])
         .ok();
     assert!(out.stderr.contains("unsubscribed"), "{}", out.stderr);
-    assert_eq!(count(&n), "1");
+    assert_eq!(n.subscriber_count(), "1");
     n.gazette(&["subscribers", "add", "ann@example.org"])
         .code(1);
-    assert_eq!(count(&n), "1");
+    assert_eq!(n.subscriber_count(), "1");
     n.gazette(&["subscribers", "import", &n.file("list.csv"), "--reactivate"])
         .ok();
-    assert_eq!(count(&n), "2");
+    assert_eq!(n.subscriber_count(), "2");
 }
 
 #[test]
@@ -118,7 +110,7 @@ fn export_writes_csv_that_imports_again() {
     m.write("back.csv", &out);
     m.gazette(&["subscribers", "import", &m.file("back.csv")])
         .ok();
-    assert_eq!(count(&m), "2");
+    assert_eq!(m.subscriber_count(), "2");
 }
 
 #[test]
@@ -131,15 +123,15 @@ fn unsubscribe_accepts_a_signed_token_and_refuses_a_forged_one() {
     let forged = gazette::token::Secret::new("some-other-key-0123456")
         .token("papers.digest.example.org", "reader@example.org");
     n.gazette(&["unsubscribe", &forged]).code(1);
-    assert_eq!(count(&n), "1");
+    assert_eq!(n.subscriber_count(), "1");
     n.gazette(&["unsubscribe", &token]).ok();
-    assert_eq!(count(&n), "0");
+    assert_eq!(n.subscriber_count(), "0");
     // An address not on the list is remembered, so a later import does not add it.
     n.gazette(&["unsubscribe", "Stranger@example.org"]).ok();
     n.write("list.csv", "email\nstranger@example.org\n");
     n.gazette(&["subscribers", "import", &n.file("list.csv")])
         .ok();
-    assert_eq!(count(&n), "0");
+    assert_eq!(n.subscriber_count(), "0");
 }
 
 #[test]
@@ -183,7 +175,7 @@ fn a_non_ascii_address_is_refused_at_import_and_add_not_failed_at_send() {
     let list = n.gazette(&["subscribers", "list"]).ok().stdout;
     // An internationalised domain is kept, in its ASCII form.
     assert!(list.contains("bo@xn--bcher-kva.example"), "{list}");
-    assert_eq!(count(&n), "2", "{list}");
+    assert_eq!(n.subscriber_count(), "2", "{list}");
 }
 
 // Regression: `subscribers add --name` kept a tab or line break, which garbled `list`.
@@ -237,7 +229,7 @@ fn a_version_2_database_is_upgraded_without_losing_a_subscriber_or_ledger_row() 
          '2026-01-02T00:00:00Z', '2026-01-02T00:00:00Z');
     PRAGMA user_version = 2;";
     tool("sqlite3", &[db.to_str().unwrap(), v2]).ok();
-    assert_eq!(count(&n), "1");
+    assert_eq!(n.subscriber_count(), "1");
     let list = n.gazette(&["subscribers", "list"]).ok().stdout;
     for (email, status) in [
         ("a@example.org", "active"),

@@ -876,13 +876,19 @@ pub(super) mod tests {
         (base, page)
     }
 
+    /// The `Place` of [`place`]'s URLs: the `march/` issue under the base URL.
+    fn march() -> Place<'static> {
+        static URLS: std::sync::OnceLock<(Url, Url)> = std::sync::OnceLock::new();
+        let (base, page) = URLS.get_or_init(place);
+        Place {
+            base_url: base,
+            page_url: page,
+        }
+    }
+
     #[test]
     fn relative_destinations_become_absolute() {
-        let (base, page) = place();
-        let p = Place {
-            base_url: &base,
-            page_url: &page,
-        };
+        let p = march();
         let abs = |d: &str| absolute_url(d, p).unwrap();
         assert_eq!(
             abs("images/fig.png"),
@@ -901,11 +907,7 @@ pub(super) mod tests {
 
     #[test]
     fn html_has_absolute_urls_and_linked_bare_urls() {
-        let (base, page) = place();
-        let p = Place {
-            base_url: &base,
-            page_url: &page,
-        };
+        let p = march();
         let html = to_html(
             "见 https://arxiv.org/abs/2302.13971 和 [图](fig.png)。\n\n![图一](images/a.png)\n\n`https://not.a/link`\n",
             p,
@@ -933,11 +935,7 @@ pub(super) mod tests {
 
     #[test]
     fn rendering_finds_the_same_first_paragraph() {
-        let (base, page) = place();
-        let p = Place {
-            base_url: &base,
-            page_url: &page,
-        };
+        let p = march();
         for body in [
             "# H\n\n**粗** 体\n字 [链接](a.md) `code`\n\nnext",
             "> 引用 https://arxiv.org/abs/2302.13971 之后\n\n段落",
@@ -962,11 +960,7 @@ pub(super) mod tests {
     // Regression: footnote references were written as `href="#1"`, relative in every feed.
     #[test]
     fn footnote_references_are_absolute_and_numbered() {
-        let (base, page) = place();
-        let p = Place {
-            base_url: &base,
-            page_url: &page,
-        };
+        let p = march();
         let html = to_html("a[^x] b[^y] c[^x]\n\n[^y]: why\n\n[^x]: ex\n", p);
         assert!(
             html.contains(r#"<a href="https://d.example.org/papers/march/#fn-1">1</a>"#),
@@ -984,11 +978,7 @@ pub(super) mod tests {
     // Regression: task lists were `<input>` elements, which feed readers and email drop.
     #[test]
     fn a_mailto_autolink_shows_the_address_and_other_links_their_text() {
-        let (base, page) = place();
-        let p = Place {
-            base_url: &base,
-            page_url: &page,
-        };
+        let p = march();
         let html = to_html(
             "<mailto:ed@example.org> <MAILTO:Ann@example.org> [write](mailto:x@example.org) <https://example.org/>\n",
             p,
@@ -1004,11 +994,7 @@ pub(super) mod tests {
 
     #[test]
     fn task_list_boxes_are_text_not_inputs() {
-        let (base, page) = place();
-        let p = Place {
-            base_url: &base,
-            page_url: &page,
-        };
+        let p = march();
         let html = to_html("- [x] done\n- [ ] to do\n", p);
         assert!(!html.contains("<input"), "{html}");
         assert!(
@@ -1019,11 +1005,7 @@ pub(super) mod tests {
 
     #[test]
     fn headings_get_unique_ids_in_any_script() {
-        let (base, page) = place();
-        let p = Place {
-            base_url: &base,
-            page_url: &page,
-        };
+        let p = march();
         let html = to_html(
             "## 1、LLaMA: Open *Models*\n\n## 小结\n\n## 小结\n\n## ???\n",
             p,
@@ -1041,11 +1023,7 @@ pub(super) mod tests {
     // the feeds as written.
     #[test]
     fn raw_html_urls_become_absolute() {
-        let (base, page) = place();
-        let p = Place {
-            base_url: &base,
-            page_url: &page,
-        };
+        let p = march();
         let html = to_html(
             "a <img src=\"images/x.png\" alt=\"src=no\"> <a href='april.md#top'>b</a> <a HREF=fig.png>c</a> <a href=\"https://x.org\">d</a>\n\n<p align=center><img\n src=\"y.png\"></p>\n",
             p,
@@ -1072,11 +1050,7 @@ pub(super) mod tests {
 
     #[test]
     fn email_html_drops_scripts_and_forms() {
-        let (base, page) = place();
-        let p = Place {
-            base_url: &base,
-            page_url: &page,
-        };
+        let p = march();
         let html = to_email_html(
             "a <script>x()</script> b\n\n<form><input></form>\n\n<b>ok</b>",
             p,
@@ -1091,11 +1065,7 @@ pub(super) mod tests {
 
     #[test]
     fn email_footnotes_are_small_under_a_rule_and_task_items_have_one_marker() {
-        let (base, page) = place();
-        let p = Place {
-            base_url: &base,
-            page_url: &page,
-        };
+        let p = march();
         let html = to_email_html(
             "Text[^1].\n\n[^1]: The note.\n\nAfter the note.\n\n- [x] done\n- plain\n",
             p,

@@ -28,7 +28,9 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(output: Output) -> Run {
+    /// The run `output` tells of: its exit code (-1 when a signal ended it) and its output as
+    /// text.
+    pub fn from(output: Output) -> Run {
         Run {
             status: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -162,6 +164,23 @@ impl Newsletter {
         Run::from(self.command(args).output().expect("gazette runs"))
     }
 
+    /// Runs `timeout SECS gazette -C DIR ARGS...` (exit 124 when gazette was killed after
+    /// `secs` s), with the test secret and clock and no SMTP URL.
+    pub fn gazette_timeout(&self, secs: u64, args: &[&str]) -> Run {
+        let secs = secs.to_string();
+        let dir = self.path().to_str().unwrap().to_string();
+        let mut all = vec![secs.as_str(), env!("CARGO_BIN_EXE_gazette"), "-C", &dir];
+        all.extend_from_slice(args);
+        let out = Command::new("timeout")
+            .args(&all)
+            .env("GAZETTE_SECRET", "test-secret-not-for-production")
+            .env("GAZETTE_NOW", "2026-01-01T00:00:00Z")
+            .env_remove("GAZETTE_SMTP_URL")
+            .output()
+            .unwrap();
+        Run::from(out)
+    }
+
     /// Replaces every `from` in gazette.toml with `to`; fails the test when there is no
     /// `from` (the sample's settings moved).
     pub fn edit_toml(&self, from: &str, to: &str) -> &Self {
@@ -177,6 +196,27 @@ impl Newsletter {
     pub fn append_toml(&self, text: &str) -> &Self {
         let toml = self.read("gazette.toml");
         self.write("gazette.toml", format!("{toml}{text}"))
+    }
+
+    /// `address`'s status as `gazette subscribers list` shows it (its second column); fails
+    /// the test with the list when `address` is not in it.
+    #[track_caller]
+    pub fn status_of(&self, address: &str) -> String {
+        let list = self.gazette(&["subscribers", "list"]).ok().stdout;
+        list.lines()
+            .find(|l| l.split('\t').next() == Some(address))
+            .and_then(|l| l.split('\t').nth(1))
+            .unwrap_or_else(|| panic!("{address} not in the list:\n{list}"))
+            .to_string()
+    }
+
+    /// What `gazette subscribers count` prints, trimmed.
+    pub fn subscriber_count(&self) -> String {
+        self.gazette(&["subscribers", "count"])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
     }
 
     /// `gazette subscribers add` for each address.
