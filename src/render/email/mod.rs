@@ -550,6 +550,8 @@ impl Prepared {
 
         let encoded = self.encoded(transfer);
         let mut bytes = Vec::with_capacity(encoded.fixed.len() + 1024);
+        // Where the values of 8bit parts went: only their lines can have grown.
+        let mut raw_values: Vec<std::ops::Range<usize>> = Vec::new();
         for piece in &encoded.pieces {
             match piece {
                 Piece::Fixed(range) => bytes.extend_from_slice(&encoded.fixed[range.clone()]),
@@ -565,6 +567,7 @@ impl Prepared {
                     raw: true,
                 } => {
                     let value = values.get(*slot);
+                    let start = bytes.len();
                     if *html {
                         let mut escaped = String::with_capacity(value.len() + 16);
                         escape_into(&mut escaped, value);
@@ -572,6 +575,7 @@ impl Prepared {
                     } else {
                         bytes.extend_from_slice(value.as_bytes());
                     }
+                    raw_values.push(start..bytes.len());
                 }
                 Piece::Value {
                     slot,
@@ -605,7 +609,7 @@ impl Prepared {
             }
         }
 
-        if encoded.eight_bit && !lines_fit(&bytes) {
+        if !values_fit(&bytes, &raw_values) {
             // A value too long for its 8bit line (an address of hundreds of characters).
             return self.build(to, test, date, subscriber_id, Transfer::SevenBit);
         }

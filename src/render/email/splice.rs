@@ -168,6 +168,16 @@ pub(super) fn lines_fit(bytes: &[u8]) -> bool {
         .all(|line| line.len() <= MAX_LINE + 1)
 }
 
+/// Whether the lines holding `values` (ranges of `bytes`) fit SMTP's limit: the rest of an
+/// 8bit message was checked once, in [`eight_bit_part`], with stand-ins in their place.
+pub(super) fn values_fit(bytes: &[u8], values: &[std::ops::Range<usize>]) -> bool {
+    values.iter().all(|v| {
+        let start = memchr::memrchr(b'\n', &bytes[..v.start]).map_or(0, |i| i + 1);
+        let end = memchr::memchr(b'\n', &bytes[v.end..]).map_or(bytes.len(), |i| v.end + i);
+        lines_fit(&bytes[start..end])
+    })
+}
+
 /// A part as 8bit (RFC 6152), for a relay that announces 8BITMIME: the UTF-8 text itself, in
 /// CRLF lines, with a mark where each value goes. `None` where 8bit cannot carry it: a NUL or
 /// a bare CR, or a line longer than [`MAX_LINE`] octets with stand-ins of 72 bytes in place
@@ -239,11 +249,10 @@ pub(super) fn encode_part(pattern: &Pattern, html: bool, eight_bit: bool) -> Enc
         .iter()
         .position(|c| matches!(c, Chunk::Slot(_)))
         .unwrap_or(pattern.0.len());
-    let crlf = |s: &str| s.replace("\r\n", "\n").replace('\n', "\r\n");
     let mut head = Vec::new();
     for chunk in &pattern.0[..first_slot] {
         if let Chunk::Fixed(s) = chunk {
-            head.extend_from_slice(crlf(s).as_bytes());
+            head.extend_from_slice(crlf_line_endings(s.clone()).as_bytes());
         }
     }
     let aligned = head.len() - head.len() % 3;
@@ -259,7 +268,7 @@ pub(super) fn encode_part(pattern: &Pattern, html: bool, eight_bit: bool) -> Enc
                 pattern.0[first_slot..]
                     .iter()
                     .map(|c| match c {
-                        Chunk::Fixed(s) => Chunk::Fixed(crlf(s)),
+                        Chunk::Fixed(s) => Chunk::Fixed(crlf_line_endings(s.clone())),
                         Chunk::Slot(slot) => Chunk::Slot(*slot),
                     })
                     .collect(),
