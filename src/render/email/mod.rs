@@ -251,7 +251,7 @@ pub struct Prepared {
 }
 
 /// The message with stand-ins, formatted and cut into fixed bytes and per-recipient pieces.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 struct Encoded {
     fixed: Vec<u8>,
     pieces: Vec<Piece>,
@@ -341,14 +341,8 @@ impl Prepared {
         );
 
         let mut prepared = Prepared {
-            seven: Encoded {
-                fixed: Vec::new(),
-                pieces: Vec::new(),
-                html_part_bytes: 0,
-                text_tail: None,
-                html_tail: None,
-                eight_bit: false,
-            },
+            // Encoded from the fields below, right after.
+            seven: Encoded::default(),
             eight: OnceLock::new(),
             html,
             text,
