@@ -58,11 +58,7 @@ impl Source {
             .host()
             .map(|h| h.to_owned())
             .ok_or_else(|| anyhow!("--imap: the URL names no host: imaps://user@host/INBOX"))?;
-        let local = match &host {
-            url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
-            url::Host::Ipv4(ip) => ip.is_loopback(),
-            url::Host::Ipv6(ip) => ip.is_loopback(),
-        };
+        let local = is_loopback(&host);
         let tls = match u.scheme() {
             "imaps" => true,
             "imap" if local => false,
@@ -108,6 +104,20 @@ impl Source {
             password,
             mailbox,
         })
+    }
+}
+
+/// Whether `host` is this machine. An `imap://` URL is not one the url crate knows, so its
+/// `127.0.0.1` comes as a domain name, not as an address.
+fn is_loopback(host: &url::Host<String>) -> bool {
+    match host {
+        url::Host::Domain(d) => {
+            d.eq_ignore_ascii_case("localhost")
+                || d.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
     }
 }
 
@@ -486,5 +496,43 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_shutdown(cx);
         idle(polled, &mut this.write, cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(url: &str) -> url::Host<String> {
+        url::Url::parse(url).unwrap().host().unwrap().to_owned()
+    }
+
+    #[test]
+    fn plain_imap_is_local_only_for_loopback_hosts() {
+        for url in [
+            "imap://u@127.0.0.1/INBOX",
+            "imap://u@127.1.2.3:1143/INBOX",
+            "imap://u@localhost/INBOX",
+            "imap://u@LocalHost/INBOX",
+            "imap://u@[::1]/INBOX",
+            "imaps://u@127.0.0.1/INBOX",
+        ] {
+            assert!(is_loopback(&host(url)), "{url}");
+        }
+        for url in [
+            "imap://u@192.0.2.1/INBOX",
+            "imap://u@[2001:db8::1]/INBOX",
+            "imap://u@mail.example.org/INBOX",
+            "imap://u@localhost.example.org/INBOX",
+            "imap://u@127.0.0.1.example.org/INBOX",
+        ] {
+            assert!(!is_loopback(&host(url)), "{url}");
+        }
+        // Refused for the scheme before the password is looked at.
+        let e = Source::parse("imap://u@192.0.2.1/INBOX").err().unwrap();
+        assert!(e.to_string().contains("only for 127.0.0.1"), "{e}");
+        if let Err(e) = Source::parse("imap://u@127.0.0.1/INBOX") {
+            assert!(!e.to_string().contains("only for 127.0.0.1"), "{e}");
+        }
     }
 }
