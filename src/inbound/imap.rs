@@ -10,12 +10,16 @@
 //!   nothing again. Messages are fetched with `BODY.PEEK`, so `--dry-run` changes nothing on
 //!   the server either, and one at a time, at most [`read::MAX_BYTES`] each.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::future::Future;
+use std::net::ToSocketAddrs;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response, Status};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::read;
 
@@ -54,11 +58,7 @@ impl Source {
             .host()
             .map(|h| h.to_owned())
             .ok_or_else(|| anyhow!("--imap: the URL names no host: imaps://user@host/INBOX"))?;
-        let local = match &host {
-            url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
-            url::Host::Ipv4(ip) => ip.is_loopback(),
-            url::Host::Ipv6(ip) => ip.is_loopback(),
-        };
+        let local = is_loopback(&host);
         let tls = match u.scheme() {
             "imaps" => true,
             "imap" if local => false,
@@ -107,6 +107,20 @@ impl Source {
     }
 }
 
+/// Whether `host` is this machine. An `imap://` URL is not one the url crate knows, so its
+/// `127.0.0.1` comes as a domain name, not as an address.
+fn is_loopback(host: &url::Host<String>) -> bool {
+    match host {
+        url::Host::Domain(d) => {
+            d.eq_ignore_ascii_case("localhost")
+                || d.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    }
+}
+
 /// The roots a server certificate is checked against: the bundled web roots and the
 /// certificates in `GAZETTE_IMAP_CA`.
 fn tls_config() -> anyhow::Result<Arc<rustls::ClientConfig>> {
@@ -139,7 +153,14 @@ fn tls_config() -> anyhow::Result<Arc<rustls::ClientConfig>> {
     Ok(Arc::new(config))
 }
 
-fn connect(source: &Source) -> anyhow::Result<TcpStream> {
+/// How long one read or write may wait without progress (a blocking socket's timeout).
+const IDLE: Duration = Duration::from_secs(120);
+/// How long connecting to one address may take.
+const CONNECT: Duration = Duration::from_secs(15);
+/// At most this many responses to one command: a server that sends more is not followed.
+const MAX_RESPONSES: usize = 100_000;
+
+async fn connect(source: &Source) -> anyhow::Result<Idle<tokio::net::TcpStream>> {
     let host = match &source.host {
         url::Host::Ipv6(ip) => ip.to_string(),
         h => h.to_string(),
@@ -150,12 +171,16 @@ fn connect(source: &Source) -> anyhow::Result<TcpStream> {
         .collect();
     let mut last = None;
     for addr in addrs {
-        match TcpStream::connect_timeout(&addr, Duration::from_secs(15)) {
-            Ok(tcp) => {
-                tcp.set_read_timeout(Some(Duration::from_secs(120)))?;
-                tcp.set_write_timeout(Some(Duration::from_secs(120)))?;
-                return Ok(tcp);
-            }
+        let tcp = tokio::time::timeout(CONNECT, tokio::net::TcpStream::connect(addr))
+            .await
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connection timed out",
+                ))
+            });
+        match tcp {
+            Ok(tcp) => return Ok(Idle::new(tcp)),
             Err(e) => last = Some(e),
         }
     }
@@ -175,9 +200,24 @@ pub fn read(
     bar: &indicatif::ProgressBar,
     f: &mut dyn FnMut(read::Message) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let tcp = connect(source)?;
+    // One connection, one task: a runtime on this thread only for its time.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .context("--imap: cannot start the network runtime")?;
+    runtime.block_on(read_async(source, dry_run, bar, f))
+}
+
+async fn read_async(
+    source: &Source,
+    dry_run: bool,
+    bar: &indicatif::ProgressBar,
+    f: &mut dyn FnMut(read::Message) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let tcp = connect(source).await?;
     if !source.tls {
-        return session(source, tcp, dry_run, bar, f);
+        return session(source, tcp, dry_run, bar, f).await;
     }
     let name = match &source.host {
         url::Host::Domain(d) => rustls_pki_types::ServerName::try_from(d.clone())
@@ -185,24 +225,43 @@ pub fn read(
         url::Host::Ipv4(ip) => rustls_pki_types::ServerName::IpAddress((*ip).into()),
         url::Host::Ipv6(ip) => rustls_pki_types::ServerName::IpAddress((*ip).into()),
     };
-    let conn = rustls::ClientConnection::new(tls_config()?, name).context("TLS setup")?;
-    session(source, rustls::StreamOwned::new(conn, tcp), dry_run, bar, f)
+    let tls = tokio_rustls::TlsConnector::from(tls_config()?)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| no_greeting(source, &e))?;
+    session(source, tls, dry_run, bar, f).await
 }
 
-fn session<T: Read + Write>(
+/// The error for a server that does not greet (or, over TLS, does not complete the handshake:
+/// a blocking TLS stream does the handshake with the first read, the greeting's).
+fn no_greeting(source: &Source, e: &dyn std::fmt::Display) -> anyhow::Error {
+    anyhow!(
+        "--imap: no IMAP greeting from {}:{} ({e}); is it an IMAP server with TLS (993)?",
+        source.host,
+        source.port
+    )
+}
+
+async fn session<T>(
     source: &Source,
     stream: T,
     dry_run: bool,
     bar: &indicatif::ProgressBar,
     f: &mut dyn FnMut(read::Message) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    T: AsyncRead + AsyncWrite + Unpin + std::fmt::Debug + Send,
+{
     let at = format!("{}:{}", source.host, source.port);
-    let mut client = imap::Client::new(stream);
-    client.read_greeting().map_err(|e| {
-        anyhow!("--imap: no IMAP greeting from {at} ({e}); is it an IMAP server with TLS (993)?")
-    })?;
+    let mut client = async_imap::Client::new(stream);
+    match client.read_response().await {
+        Ok(Some(_)) => {}
+        Ok(None) => return Err(no_greeting(source, &"connection closed")),
+        Err(e) => return Err(no_greeting(source, &e)),
+    }
     let mut s = client
         .login(&source.user, &source.password)
+        .await
         .map_err(|(e, _)| {
             anyhow!(
                 "--imap: login as {} at {at} refused ({e}); check the user and {PASSWORD_VAR}",
@@ -211,10 +270,11 @@ fn session<T: Read + Write>(
         })?;
     let mailbox = s
         .select(&source.mailbox)
+        .await
         .with_context(|| format!("--imap: cannot open mailbox {} at {at}", source.mailbox))?;
     let keywords = mailbox.permanent_flags.iter().any(|fl| match fl {
-        imap::types::Flag::MayCreate => true,
-        imap::types::Flag::Custom(c) => c == KEYWORD,
+        async_imap::types::Flag::MayCreate => true,
+        async_imap::types::Flag::Custom(c) => c == KEYWORD,
         _ => false,
     });
     let (search, mark) = if keywords {
@@ -225,37 +285,67 @@ fn session<T: Read + Write>(
     } else {
         ("UNSEEN".to_string(), "+FLAGS.SILENT (\\Seen)".to_string())
     };
-    // SEARCH and STORE are sent raw: Dovecot announces a new keyword with an untagged
-    // `OK [PERMANENTFLAGS ...]` in their responses, which the imap crate's parser rejects.
-    let raw = s
-        .run_command_and_read_response(format!("UID SEARCH {search}"))
-        .with_context(|| format!("--imap: SEARCH failed in {}", source.mailbox))?;
-    let uids = search_uids(&raw);
+    // SEARCH, FETCH and STORE go through `command`, which fails unless the server ends them
+    // with OK (async-imap's `uid_search`/`uid_fetch` end quietly on NO or BAD) and skips
+    // untagged responses such as the `OK [PERMANENTFLAGS ...]` by which Dovecot announces a
+    // new keyword.
+    let mut uids = Vec::new();
+    command(&mut s, &format!("UID SEARCH {search}"), |r| {
+        if let Response::MailboxData(MailboxDatum::Search(ids)) = r {
+            uids.extend_from_slice(ids);
+        }
+    })
+    .await
+    .with_context(|| format!("--imap: SEARCH failed in {}", source.mailbox))?;
+    uids.sort_unstable();
+    uids.dedup();
     super::reveal(bar, uids.len() as u64);
     // Sizes first (500 at a time), so a message over the limit is never fetched.
     let mut sizes = std::collections::HashMap::new();
     for chunk in uids.chunks(500) {
         let set: Vec<String> = chunk.iter().map(u32::to_string).collect();
-        for fetch in s.uid_fetch(set.join(","), "RFC822.SIZE")?.iter() {
-            if let (Some(uid), Some(size)) = (fetch.uid, fetch.size) {
-                sizes.insert(uid, u64::from(size));
-            }
-        }
+        command(
+            &mut s,
+            &format!("UID FETCH {} RFC822.SIZE", set.join(",")),
+            |r| {
+                if let (Some(uid), Some(size)) = (
+                    fetched(r, |a| match a {
+                        AttributeValue::Uid(u) => Some(*u),
+                        _ => None,
+                    }),
+                    fetched(r, |a| match a {
+                        AttributeValue::Rfc822Size(n) => Some(*n),
+                        _ => None,
+                    }),
+                ) {
+                    sizes.insert(uid, u64::from(size));
+                }
+            },
+        )
+        .await
+        .with_context(|| format!("--imap: FETCH of the sizes failed in {}", source.mailbox))?;
     }
     for uid in uids {
         let name = format!("{}/;UID={uid}", source.shown);
         let bytes = if sizes.get(&uid).is_some_and(|&n| n > read::MAX_BYTES) {
             None
         } else {
-            let fetched = s.uid_fetch(uid.to_string(), "BODY.PEEK[]")?;
-            let Some(body) = fetched
-                .iter()
-                .find(|m| m.uid == Some(uid))
-                .and_then(|m| m.body())
-            else {
+            let mut body = None;
+            command(&mut s, &format!("UID FETCH {uid} BODY.PEEK[]"), |r| {
+                let this = fetched(r, |a| match a {
+                    AttributeValue::Uid(u) => Some(*u),
+                    _ => None,
+                }) == Some(uid);
+                if let Some(b) = fetched(r, whole_body).filter(|_| this && body.is_none()) {
+                    body = Some(b[..b.len().min(read::MAX_BYTES as usize)].to_vec());
+                }
+            })
+            .await
+            .with_context(|| format!("--imap: FETCH of UID {uid} failed in {}", source.mailbox))?;
+            let Some(body) = body else {
                 continue; // Expunged meanwhile.
             };
-            Some(body[..body.len().min(read::MAX_BYTES as usize)].to_vec())
+            Some(body)
         };
         f(read::Message {
             name,
@@ -263,23 +353,186 @@ fn session<T: Read + Write>(
             maildir_move: None,
         })?;
         if !dry_run {
-            s.run_command_and_check_ok(format!("UID STORE {uid} {mark}"))
+            command(&mut s, &format!("UID STORE {uid} {mark}"), |_| {})
+                .await
                 .with_context(|| format!("--imap: cannot mark UID {uid} processed"))?;
         }
     }
-    let _ = s.logout();
+    let _ = s.logout().await;
     Ok(())
 }
 
-/// The UIDs of untagged `* SEARCH n n n` lines, sorted.
-fn search_uids(raw: &[u8]) -> Vec<u32> {
-    let text = String::from_utf8_lossy(raw);
-    let mut uids: Vec<u32> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("* SEARCH"))
-        .flat_map(|rest| rest.split_whitespace().filter_map(|n| n.parse().ok()))
-        .collect();
-    uids.sort_unstable();
-    uids.dedup();
-    uids
+/// Sends `command` and hands each untagged response to `each` until the tagged one, which
+/// must be OK.
+async fn command<T>(
+    s: &mut async_imap::Session<T>,
+    command: &str,
+    mut each: impl FnMut(&Response<'_>),
+) -> anyhow::Result<()>
+where
+    T: AsyncRead + AsyncWrite + Unpin + std::fmt::Debug + Send,
+{
+    let tag = s.run_command(command).await?;
+    for _ in 0..MAX_RESPONSES {
+        let Some(response) = s.read_response().await? else {
+            bail!("the server closed the connection");
+        };
+        match response.parsed() {
+            Response::Done {
+                tag: done,
+                status,
+                outcome,
+            } if *done == tag => {
+                let text = outcome.information.as_deref().unwrap_or("(no text)");
+                return match status {
+                    Status::Ok => Ok(()),
+                    Status::No => Err(anyhow!("the server answered NO: {text}")),
+                    Status::Bad => Err(anyhow!("the server answered BAD: {text}")),
+                    other => Err(anyhow!("the server answered {other:?}: {text}")),
+                };
+            }
+            other => each(other),
+        }
+    }
+    bail!("over {MAX_RESPONSES} responses to one command; is it an IMAP server?")
+}
+
+/// The first attribute of a FETCH response that `pick` takes.
+fn fetched<'r, V>(
+    r: &'r Response<'_>,
+    pick: impl Fn(&'r AttributeValue<'_>) -> Option<V>,
+) -> Option<V> {
+    match r {
+        Response::Fetch(_, attrs) => attrs.iter().find_map(pick),
+        _ => None,
+    }
+}
+
+/// The whole message of a `BODY[]` (or `RFC822`) attribute.
+fn whole_body<'r>(a: &'r AttributeValue<'_>) -> Option<&'r [u8]> {
+    match a {
+        AttributeValue::BodySection {
+            section: None,
+            data: Some(d),
+            ..
+        }
+        | AttributeValue::Rfc822(Some(d)) => Some(d),
+        _ => None,
+    }
+}
+
+/// A stream whose reads and writes fail after [`IDLE`] without progress, as a blocking
+/// socket's read and write timeouts do.
+#[derive(Debug)]
+struct Idle<S> {
+    inner: S,
+    read: Option<Pin<Box<tokio::time::Sleep>>>,
+    write: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> Idle<S> {
+    fn new(inner: S) -> Idle<S> {
+        Idle {
+            inner,
+            read: None,
+            write: None,
+        }
+    }
+}
+
+/// `polled` as it is, unless it is pending and `timer` (started at the first wait) ran out.
+fn idle<T>(
+    polled: Poll<std::io::Result<T>>,
+    timer: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+    cx: &mut TaskContext<'_>,
+) -> Poll<std::io::Result<T>> {
+    if polled.is_ready() {
+        *timer = None;
+        return polled;
+    }
+    let sleep = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(IDLE)));
+    match sleep.as_mut().poll(cx) {
+        Poll::Ready(()) => {
+            *timer = None;
+            Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("nothing sent or received for {} s", IDLE.as_secs()),
+            )))
+        }
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Idle<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        idle(polled, &mut this.read, cx)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        idle(polled, &mut this.write, cx)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        idle(polled, &mut this.write, cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_shutdown(cx);
+        idle(polled, &mut this.write, cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(url: &str) -> url::Host<String> {
+        url::Url::parse(url).unwrap().host().unwrap().to_owned()
+    }
+
+    #[test]
+    fn plain_imap_is_local_only_for_loopback_hosts() {
+        for url in [
+            "imap://u@127.0.0.1/INBOX",
+            "imap://u@127.1.2.3:1143/INBOX",
+            "imap://u@localhost/INBOX",
+            "imap://u@LocalHost/INBOX",
+            "imap://u@[::1]/INBOX",
+            "imaps://u@127.0.0.1/INBOX",
+        ] {
+            assert!(is_loopback(&host(url)), "{url}");
+        }
+        for url in [
+            "imap://u@192.0.2.1/INBOX",
+            "imap://u@[2001:db8::1]/INBOX",
+            "imap://u@mail.example.org/INBOX",
+            "imap://u@localhost.example.org/INBOX",
+            "imap://u@127.0.0.1.example.org/INBOX",
+        ] {
+            assert!(!is_loopback(&host(url)), "{url}");
+        }
+        // Refused for the scheme before the password is looked at.
+        let e = Source::parse("imap://u@192.0.2.1/INBOX").err().unwrap();
+        assert!(e.to_string().contains("only for 127.0.0.1"), "{e}");
+        if let Err(e) = Source::parse("imap://u@127.0.0.1/INBOX") {
+            assert!(!e.to_string().contains("only for 127.0.0.1"), "{e}");
+        }
+    }
 }
