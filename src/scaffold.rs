@@ -149,7 +149,7 @@ pub fn init_in(dir: &Path, language: &str, quiet: bool) -> anyhow::Result<()> {
         welcome.as_bytes(),
     )?;
     if !quiet {
-        eprintln!(
+        crate::eline!(
             "created a newsletter in {}\n\nBefore the first real issue, edit {}:\n  - base_url: where feeds/ will be served\n  - id_authority: a domain you own (it goes into every issue's permanent id)\n  - email.from and postal_address\n\nThen: gazette -C {} publish",
             dir.display(),
             settings_path.display(),
