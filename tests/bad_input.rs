@@ -155,6 +155,16 @@ fn cases() -> Vec<Case> {
                 Some("write the issue's title"),
             )],
         ),
+        // Ideographic and no-break spaces, a zero-width space: nothing a reader can see.
+        issue(
+            "a title of only invisible characters",
+            "issues/invisible-title.md",
+            "+++\ntitle = \"\u{3000}\u{a0}\u{200b}\u{2060}\"\ndate = 2023-03-31\n+++\nbody\n".as_bytes(),
+            vec![(
+                "issues/invisible-title.md:2:9: error: the title is empty",
+                Some("write the issue's title"),
+            )],
+        ),
         issue(
             "impossible time of day",
             "issues/late.md",
