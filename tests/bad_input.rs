@@ -418,6 +418,33 @@ fn cases() -> Vec<Case> {
             )],
         ),
         settings(
+            "base_url with a password, which every feed would publish",
+            "base_url = \"https://digest.example.org/\"",
+            "base_url = \"https://editor:hunter2@digest.example.org/\"",
+            vec![(
+                "gazette.toml:7:12: error: base_url `https://editor:hunter2@digest.example.org/` has a user name, password, query or fragment, which every published link would carry",
+                Some("write only the scheme, host and path where feeds/ is served"),
+            )],
+        ),
+        settings(
+            "base_url with a fragment",
+            "base_url = \"https://digest.example.org/\"",
+            "base_url = \"https://digest.example.org/digest#top\"",
+            vec![(
+                "gazette.toml:7:12: error: base_url `https://digest.example.org/digest#top` has a user name, password, query or fragment, which every published link would carry",
+                None,
+            )],
+        ),
+        settings(
+            "author email that is not an address",
+            "email = \"editors@digest.example.org\" }",
+            "email = \"editors at digest\" }",
+            vec![(
+                "gazette.toml:11:38: error: newsletter.author.email `editors at digest` is not an email address",
+                Some("write the bare address"),
+            )],
+        ),
+        settings(
             "misspelt time zone",
             "timezone = \"Asia/Shanghai\"",
             "timezone = \"Asia/Shangai\"",
