@@ -508,7 +508,8 @@ pub const RESERVED_SLUGS: [&str; 5] = [
     "style.css",
 ];
 
-fn is_valid_slug(slug: &str) -> bool {
+/// Whether a file name (without `.md`) can be an issue's slug: it becomes a URL path.
+pub fn is_valid_slug(slug: &str) -> bool {
     !slug.is_empty()
         && slug.len() <= 200
         && slug

@@ -618,3 +618,31 @@ fn hardening_12_a_closed_stderr_neither_panics_nor_stops_the_work() {
     let (code, _) = with_stderr_closed(&n, &["status", "no-such-issue"]);
     assert_eq!(code, Some(1), "status of an unknown issue");
 }
+
+#[test]
+fn hardening_12_new_refuses_a_slug_or_title_check_would_refuse_and_writes_nothing() {
+    let n = sample_with_secret();
+    let before = n.snapshot("issues");
+    for slug in ["../outside", "a/b", "Upper", ".hidden", "-x", "rss.xml", ""] {
+        let run = n
+            .gazette(&["new", "A title", &format!("--slug={slug}")])
+            .code(1);
+        assert!(
+            run.stderr
+                .contains(&format!("`{slug}` cannot be an issue's slug")),
+            "{slug}: {}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("--slug"), "{slug}: {}", run.stderr);
+    }
+    for title in ["", "  ", "\u{200b}"] {
+        let run = n.gazette(&["new", title]).code(1);
+        assert!(
+            run.stderr.contains("the title is empty"),
+            "{title:?}: {}",
+            run.stderr
+        );
+    }
+    assert!(!n.exists("outside.md") && !n.exists("issues/a"));
+    assert_eq!(n.snapshot("issues"), before, "new wrote a file it refused");
+}
