@@ -193,7 +193,7 @@ struct RawNewsletter {
 #[serde(deny_unknown_fields)]
 struct RawPerson {
     name: String,
-    email: Option<String>,
+    email: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -345,6 +345,24 @@ impl Config {
             bad(n.title.span(), "the newsletter's title is empty".into(), "");
         }
         let base_url = match Url::parse(n.base_url.get_ref()) {
+            // A password would be published in every feed, a query or fragment would be
+            // glued to every link: none belongs in the address of a directory.
+            Ok(u)
+                if !u.username().is_empty()
+                    || u.password().is_some()
+                    || u.query().is_some()
+                    || u.fragment().is_some() =>
+            {
+                bad(
+                    n.base_url.span(),
+                    format!(
+                        "base_url `{}` has a user name, password, query or fragment, which every published link would carry",
+                        n.base_url.get_ref()
+                    ),
+                    "write only the scheme, host and path where feeds/ is served, e.g. \"https://example.org/digest/\"",
+                );
+                None
+            }
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
                 let mut u = u;
                 if !u.path().ends_with('/') {
@@ -370,6 +388,18 @@ impl Config {
                 None
             }
         };
+        if let Some(email) = &n.author.email
+            && email.get_ref().trim().parse::<lettre::Address>().is_err()
+        {
+            bad(
+                email.span(),
+                format!(
+                    "newsletter.author.email `{}` is not an email address",
+                    email.get_ref()
+                ),
+                "write the bare address, e.g. email = \"editors@example.org\"; it is published in the feeds",
+            );
+        }
         if !is_language_tag(n.language.get_ref()) {
             bad(
                 n.language.span(),
@@ -638,7 +668,7 @@ impl Config {
             id_authority: authority.to_string(),
             author: Person {
                 name: one_line(&n.author.name),
-                email: n.author.email.map(|e| one_line(&e)),
+                email: n.author.email.map(|e| one_line(e.get_ref())),
             },
             postal_address: one_line(&n.postal_address),
             feed_limit: limit as usize,

@@ -147,7 +147,8 @@ impl Issue {
         let at = |span: std::ops::Range<usize>| front_start + span.start;
 
         let title = one_line(fm.title.get_ref());
-        if title.is_empty() {
+        // Zero-width characters alone (U+200B, U+2060, ...) show as nothing too.
+        if crate::text::display_width(&title) == 0 {
             errors.push(
                 Diagnostic::error(path, "the title is empty")
                     .at_offset(text, at(fm.title.span()))
@@ -507,7 +508,8 @@ pub const RESERVED_SLUGS: [&str; 5] = [
     "style.css",
 ];
 
-fn is_valid_slug(slug: &str) -> bool {
+/// Whether a file name (without `.md`) can be an issue's slug: it becomes a URL path.
+pub fn is_valid_slug(slug: &str) -> bool {
     !slug.is_empty()
         && slug.len() <= 200
         && slug

@@ -20,15 +20,15 @@ fn main() -> ExitCode {
         Err(err) if gazette::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             if let Some(d) = err.downcast_ref::<Diagnostic>() {
-                eprintln!("{d}");
+                gazette::eline!("{d}");
             } else if err.is::<gazette::Reported>() {
-                eprintln!("{err}");
+                gazette::eline!("{err}");
             } else {
-                eprint!("error: {err}");
+                gazette::etext!("error: {err}");
                 for cause in err.chain().skip(1) {
-                    eprint!(": {cause}");
+                    gazette::etext!(": {cause}");
                 }
-                eprintln!();
+                gazette::eline!();
             }
             ExitCode::FAILURE
         }

@@ -15,6 +15,27 @@ use serde::Serialize;
 
 use crate::diagnostic::Diagnostic;
 
+/// `eprintln!` that never panics: a standard error nobody reads any more (`2>&1 | head -1`,
+/// a closed terminal) loses the text and the command goes on with its work.
+#[macro_export]
+macro_rules! eline {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+/// `eprint!` that never panics (see [`eline!`]).
+#[macro_export]
+macro_rules! etext {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, $($arg)*);
+        let _ = err.flush();
+    }};
+}
+
 /// How loud a command is: from `--quiet` and `--json`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Output {
@@ -49,14 +70,14 @@ impl Output {
     /// `--json`.
     pub fn note(&self, text: impl Display) {
         if !self.quiet && !self.json {
-            eprintln!("{text}");
+            crate::eline!("{text}");
         }
     }
 
     /// A warning on standard error that `--quiet` does not silence: something the operator
     /// must act on.
     pub fn warn(&self, text: impl Display) {
-        eprintln!("{text}");
+        crate::eline!("{text}");
     }
 
     /// Diagnostics on standard error, errors first and then warnings, each group in file
@@ -67,7 +88,7 @@ impl Output {
         });
         let quiet = self.quiet || self.json;
         for d in diagnostics.iter().filter(|d| d.is_error() || !quiet) {
-            eprintln!("{d}\n");
+            crate::eline!("{d}\n");
         }
         diagnostics.iter().filter(|d| d.is_error()).count()
     }

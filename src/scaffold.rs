@@ -149,7 +149,7 @@ pub fn init_in(dir: &Path, language: &str, quiet: bool) -> anyhow::Result<()> {
         welcome.as_bytes(),
     )?;
     if !quiet {
-        eprintln!(
+        crate::eline!(
             "created a newsletter in {}\n\nBefore the first real issue, edit {}:\n  - base_url: where feeds/ will be served\n  - id_authority: a domain you own (it goes into every issue's permanent id)\n  - email.from and postal_address\n\nThen: gazette -C {} publish",
             dir.display(),
             settings_path.display(),
@@ -218,6 +218,20 @@ pub fn new_issue(
     slug: Option<&str>,
     now: DateTime<FixedOffset>,
 ) -> anyhow::Result<PathBuf> {
+    // What `check` would refuse, `new` does not write: an empty title, a slug that is no
+    // URL (or a path out of issues/).
+    if crate::text::display_width(&crate::text::one_line(title)) == 0 {
+        anyhow::bail!(
+            "the title is empty: give the issue's title, e.g. gazette new \"三月份值得一读的十篇论文\""
+        );
+    }
+    if let Some(s) = slug
+        && (!issue::is_valid_slug(s) || issue::RESERVED_SLUGS.contains(&s))
+    {
+        anyhow::bail!(
+            "`{s}` cannot be an issue's slug: it becomes the issue's file name and URL; give --slug lowercase letters, digits and `-`, e.g. --slug 2023-03-papers"
+        );
+    }
     let local = now.with_timezone(&config.timezone);
     let day = local.format("%Y-%m-%d").to_string();
     let base = match slug {

@@ -155,6 +155,16 @@ fn cases() -> Vec<Case> {
                 Some("write the issue's title"),
             )],
         ),
+        // Ideographic and no-break spaces, a zero-width space: nothing a reader can see.
+        issue(
+            "a title of only invisible characters",
+            "issues/invisible-title.md",
+            "+++\ntitle = \"\u{3000}\u{a0}\u{200b}\u{2060}\"\ndate = 2023-03-31\n+++\nbody\n".as_bytes(),
+            vec![(
+                "issues/invisible-title.md:2:9: error: the title is empty",
+                Some("write the issue's title"),
+            )],
+        ),
         issue(
             "impossible time of day",
             "issues/late.md",
@@ -405,6 +415,33 @@ fn cases() -> Vec<Case> {
             vec![(
                 "gazette.toml:7:12: error: base_url `file:///srv/digest/` is not an http(s) URL",
                 None,
+            )],
+        ),
+        settings(
+            "base_url with a password, which every feed would publish",
+            "base_url = \"https://digest.example.org/\"",
+            "base_url = \"https://editor:hunter2@digest.example.org/\"",
+            vec![(
+                "gazette.toml:7:12: error: base_url `https://editor:hunter2@digest.example.org/` has a user name, password, query or fragment, which every published link would carry",
+                Some("write only the scheme, host and path where feeds/ is served"),
+            )],
+        ),
+        settings(
+            "base_url with a fragment",
+            "base_url = \"https://digest.example.org/\"",
+            "base_url = \"https://digest.example.org/digest#top\"",
+            vec![(
+                "gazette.toml:7:12: error: base_url `https://digest.example.org/digest#top` has a user name, password, query or fragment, which every published link would carry",
+                None,
+            )],
+        ),
+        settings(
+            "author email that is not an address",
+            "email = \"editors@digest.example.org\" }",
+            "email = \"editors at digest\" }",
+            vec![(
+                "gazette.toml:11:38: error: newsletter.author.email `editors at digest` is not an email address",
+                Some("write the bare address"),
             )],
         ),
         settings(

@@ -572,3 +572,77 @@ fn status_without_a_slug_lists_every_issue_newest_first() {
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 5);
 }
+
+/// Runs gazette with its standard error a pipe nobody reads (`gazette publish 2>&1 | head -1`
+/// once `head` has gone): every write to it fails with EPIPE.
+fn with_stderr_closed(n: &Newsletter, args: &[&str]) -> (Option<i32>, String) {
+    let mut child = n
+        .command(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn hardening_12_a_closed_stderr_neither_panics_nor_stops_the_work() {
+    let n = sample_with_secret();
+    // A warning to print, so publish writes to standard error before it writes the feeds.
+    n.write(
+        "issues/deep.md",
+        format!(
+            "+++\ntitle = \"Deep\"\ndate = 2023-09-01\n+++\n{} x\n",
+            ">".repeat(40)
+        ),
+    );
+    let (code, _) = with_stderr_closed(&n, &["check"]);
+    assert_eq!(code, Some(0), "check");
+    let (code, _) = with_stderr_closed(&n, &["publish"]);
+    assert_eq!(code, Some(0), "publish");
+    assert!(n.read("feeds/atom.xml").contains("Deep"));
+    // A row with a bad address is reported on standard error; the good one is still added.
+    n.write("list.csv", "email\nnot-an-address\nreader@example.org\n");
+    let list = n.path().join("list.csv");
+    let (code, _) = with_stderr_closed(&n, &["subscribers", "import", list.to_str().unwrap()]);
+    assert_ne!(code, Some(101), "subscribers import panicked");
+    let (code, stdout) = with_stderr_closed(&n, &["subscribers", "list"]);
+    assert_eq!(code, Some(0), "subscribers list");
+    assert!(stdout.contains("reader@example.org"), "{stdout}");
+    // An error: exit 1, not a panic's 101.
+    let (code, _) = with_stderr_closed(&n, &["status", "no-such-issue"]);
+    assert_eq!(code, Some(1), "status of an unknown issue");
+}
+
+#[test]
+fn hardening_12_new_refuses_a_slug_or_title_check_would_refuse_and_writes_nothing() {
+    let n = sample_with_secret();
+    let before = n.snapshot("issues");
+    for slug in ["../outside", "a/b", "Upper", ".hidden", "-x", "rss.xml", ""] {
+        let run = n
+            .gazette(&["new", "A title", &format!("--slug={slug}")])
+            .code(1);
+        assert!(
+            run.stderr
+                .contains(&format!("`{slug}` cannot be an issue's slug")),
+            "{slug}: {}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("--slug"), "{slug}: {}", run.stderr);
+    }
+    for title in ["", "  ", "\u{200b}"] {
+        let run = n.gazette(&["new", title]).code(1);
+        assert!(
+            run.stderr.contains("the title is empty"),
+            "{title:?}: {}",
+            run.stderr
+        );
+    }
+    assert!(!n.exists("outside.md") && !n.exists("issues/a"));
+    assert_eq!(n.snapshot("issues"), before, "new wrote a file it refused");
+}

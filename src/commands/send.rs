@@ -85,7 +85,7 @@ pub fn run(dir: &Path, args: &SendArgs, out: &Output) -> anyhow::Result<()> {
             // A second Ctrl-C or SIGTERM: leave now; the ledger bounds what is unknown.
             std::process::exit(130);
         }
-        eprintln!(
+        crate::eline!(
             "\nstopping after the messages in flight (Ctrl-C or SIGTERM again to quit at once)..."
         );
     });
@@ -175,9 +175,10 @@ fn confirm(issue: &Issue, count: u64) -> anyhow::Result<()> {
             issue.slug
         );
     }
-    eprint!(
+    crate::etext!(
         "Send “{}” ({}) to {count} subscriber(s)? [y/N] ",
-        issue.title, issue.slug
+        issue.title,
+        issue.slug
     );
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
@@ -286,8 +287,8 @@ fn send_test_copies(
             )?;
         } else if !out.quiet || result.is_err() {
             match result {
-                Ok(reply) => eprintln!("test copy to {to}: accepted ({reply})"),
-                Err(e) => eprintln!("test copy to {to}: NOT sent: {e}"),
+                Ok(reply) => crate::eline!("test copy to {to}: accepted ({reply})"),
+                Err(e) => crate::eline!("test copy to {to}: NOT sent: {e}"),
             }
         }
     }

@@ -187,7 +187,7 @@ fn import(
                     d.line = row.line;
                     d.column = 1;
                     if !self.quiet {
-                        eprintln!("{d}\n");
+                        crate::eline!("{d}\n");
                     }
                 }
             }
@@ -198,7 +198,7 @@ fn import(
                 self.report.invalid += 1;
             }
             if problem.is_error() || !self.quiet {
-                eprintln!("{problem}\n");
+                crate::eline!("{problem}\n");
             }
         }
     }

@@ -56,7 +56,7 @@ pub fn run(dir: &Path, listen: Option<&str>, quiet: bool) -> anyhow::Result<()> 
         Ok(c) => c,
         Err(problems) => {
             for p in &problems {
-                eprintln!("{p}\n");
+                crate::eline!("{p}\n");
             }
             bail!("{} must be fixed first", crate::config::FILE_NAME);
         }
@@ -79,7 +79,7 @@ pub fn run(dir: &Path, listen: Option<&str>, quiet: bool) -> anyhow::Result<()> 
     let secret = match crate::token::Secret::load(dir) {
         Ok(s) => Some(s),
         Err(e) => {
-            eprintln!("gazette serve: unsubscribe links will fail: {e:#}");
+            crate::eline!("gazette serve: unsubscribe links will fail: {e:#}");
             None
         }
     };
@@ -87,7 +87,7 @@ pub fn run(dir: &Path, listen: Option<&str>, quiet: bool) -> anyhow::Result<()> 
         Some(d) => match crate::newsletter::dkim_key(d) {
             Ok(k) => Some(k),
             Err(e) => {
-                eprintln!("gazette serve: confirmation mails go out unsigned: {e:#}");
+                crate::eline!("gazette serve: confirmation mails go out unsigned: {e:#}");
                 None
             }
         },
@@ -144,8 +144,11 @@ pub fn run(dir: &Path, listen: Option<&str>, quiet: bool) -> anyhow::Result<()> 
             })
         }));
     }
-    println!("gazette serve: listening on http://{local}{prefix}");
     use std::io::Write;
+    let _ = writeln!(
+        std::io::stdout(),
+        "gazette serve: listening on http://{local}{prefix}"
+    );
     let _ = std::io::stdout().flush();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -173,7 +176,7 @@ pub fn run(dir: &Path, listen: Option<&str>, quiet: bool) -> anyhow::Result<()> 
     }
     result?;
     if !quiet {
-        eprintln!("gazette serve: stopped");
+        crate::eline!("gazette serve: stopped");
     }
     Ok(())
 }
@@ -233,7 +236,7 @@ async fn log(req: Request, next: Next, quiet: bool) -> Response {
             .get(axum::http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-");
-        eprintln!(
+        crate::eline!(
             "{method} {} {} {len}",
             path.escape_debug(),
             response.status().as_u16()

@@ -50,7 +50,7 @@ fn utc(t: chrono::DateTime<chrono::Utc>) -> String {
 fn run(dir: PathBuf, smtp: crate::config::SmtpConfig, wake: Receiver<()>, quiet: bool) {
     let say = |m: String| {
         if !quiet {
-            eprintln!("gazette serve: {m}");
+            crate::eline!("gazette serve: {m}");
         }
     };
     let server = loop {
@@ -58,7 +58,7 @@ fn run(dir: PathBuf, smtp: crate::config::SmtpConfig, wake: Receiver<()>, quiet:
             Ok(s) => break s,
             Err(e) => {
                 // Sign-ups are still queued; they go out once the settings are right.
-                eprintln!("gazette serve: confirmation mails wait in the queue: {e:#}");
+                crate::eline!("gazette serve: confirmation mails wait in the queue: {e:#}");
                 if wait(&wake, Duration::from_secs(300)) {
                     return;
                 }
@@ -75,7 +75,7 @@ fn run(dir: PathBuf, smtp: crate::config::SmtpConfig, wake: Receiver<()>, quiet:
             match Store::open(&dir) {
                 Ok(s) => store = Some(s),
                 Err(e) => {
-                    eprintln!("gazette serve: cannot open the queue: {e:#}");
+                    crate::eline!("gazette serve: cannot open the queue: {e:#}");
                     if wait(&wake, IDLE) {
                         return;
                     }
@@ -96,7 +96,7 @@ fn run(dir: PathBuf, smtp: crate::config::SmtpConfig, wake: Receiver<()>, quiet:
         let due = match db.outbox_due(&utc(now), false, BATCH) {
             Ok(d) => d,
             Err(e) => {
-                eprintln!("gazette serve: cannot read the queue: {e:#}");
+                crate::eline!("gazette serve: cannot read the queue: {e:#}");
                 store = None;
                 if wait(&wake, IDLE) {
                     return;
@@ -157,7 +157,7 @@ fn run(dir: PathBuf, smtp: crate::config::SmtpConfig, wake: Receiver<()>, quiet:
             };
             if let Err(e) = written {
                 // The message may go out again after a restart; nothing is lost.
-                eprintln!("gazette serve: cannot record a sent confirmation: {e:#}");
+                crate::eline!("gazette serve: cannot record a sent confirmation: {e:#}");
                 store = None;
                 break;
             }

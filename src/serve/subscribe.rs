@@ -229,7 +229,7 @@ pub(crate) async fn subscribe(
             done()
         }
         Ok(Err(e)) => {
-            eprintln!("gazette serve: a sign-up failed: {e:#}");
+            crate::eline!("gazette serve: a sign-up failed: {e:#}");
             answer(
                 &app,
                 json,
@@ -354,7 +354,7 @@ pub(crate) async fn confirm(State(app): Shared, req: Request) -> Response {
             words.confirmed,
         ),
         Ok(Err(e)) => {
-            eprintln!("gazette serve: a confirmation failed: {e:#}");
+            crate::eline!("gazette serve: a confirmation failed: {e:#}");
             answer(
                 &app,
                 false,

@@ -67,7 +67,7 @@ pub(crate) async fn handle(State(app): Shared, req: Request) -> Response {
             match unsubscribe(&app, &address).await {
                 Ok(()) => say(StatusCode::OK, words.unsubscribed_title, words.unsubscribed),
                 Err(e) => {
-                    eprintln!("gazette serve: unsubscribe failed: {e:#}");
+                    crate::eline!("gazette serve: unsubscribe failed: {e:#}");
                     say(
                         StatusCode::SERVICE_UNAVAILABLE,
                         words.try_again_title,
