@@ -13,6 +13,9 @@
 //! - `diagnostic`, `files`, `text`, `clock`: located problems, safe file I/O, text and its
 //!   width, the one clock.
 
+// A closed standard error must not panic a command: write with `eline!`/`etext!`.
+#![deny(clippy::print_stderr)]
+
 pub mod assets;
 pub mod check;
 pub mod cli;

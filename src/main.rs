@@ -7,6 +7,9 @@
 //! - anything else (I/O, SMTP, the database): `error: ` and the chain of causes, each naming
 //!   what it was about (the path, the relay).
 
+// A closed standard error must not panic a command: write with `eline!`/`etext!`.
+#![deny(clippy::print_stderr)]
+
 use std::process::ExitCode;
 
 use clap::Parser;
