@@ -176,7 +176,20 @@ pub fn toml_error(
         .replace("expected a sequence", "expected a list")
         .replace("expected a TOML datetime", "expected a date")
         .replace("expected i64", "expected a whole number")
-        .replace("expected f64", "expected a number");
+        .replace("expected f64", "expected a number")
+        .replace(
+            "expected struct RawPerson",
+            "expected a person: { name = ..., email = ... }",
+        )
+        .replace(
+            "cannot recurse further; max recursion depth met",
+            "nested too deeply",
+        );
+    // The settings' own struct names (`RawEmail`) mean nothing to an editor.
+    let message = match message.split_once("expected struct Raw") {
+        Some((before, _)) => format!("{before}expected a table"),
+        None => message,
+    };
     let start = err.span().map_or(offset, |s| offset + s.start);
     let mut d = Diagnostic::error(path, message.clone()).at_offset(source, start);
     if let Some(rest) = message.strip_prefix("unknown field `") {
@@ -200,6 +213,12 @@ pub fn toml_error(
         d = d.with_hint(
             "close the string with a quote on the same line; for several lines use \"\"\"...\"\"\"",
         );
+    } else if message.ends_with("expected a person: { name = ..., email = ... }") {
+        d = d.with_hint(
+            "write e.g. author = { name = \"论文月刊编辑部\", email = \"editors@example.org\" }",
+        );
+    } else if message.ends_with("expected a table") {
+        d = d.with_hint("write this key as a table, e.g. [section] with key = value lines under it; the README lists every key");
     } else if let Some(rest) = message.strip_prefix("invalid type: string \"") {
         let value = rest.rsplit_once("\", expected").map_or("", |(v, _)| v);
         if message.ends_with("expected a list") {
@@ -213,6 +232,14 @@ pub fn toml_error(
         } else if message.ends_with("expected a whole number") {
             d = d.with_hint(format!("write the number without quotes: {value}"));
         }
+    } else if message == "duplicate key" {
+        let line = source.get(start..).unwrap_or_default();
+        let key = line.split(['=', '\n']).next().unwrap_or_default().trim();
+        d = d.with_hint(format!(
+            "`{key}` is set twice in this table: keep one of the two lines"
+        ));
+    } else if message == "nested too deeply" {
+        d = d.with_hint("lists or tables here are nested hundreds of levels deep: flatten them");
     } else if message.starts_with("invalid date") || message.starts_with("invalid time") {
         d = d.with_hint("write a date that exists, e.g. 2023-03-31 or 2023-03-31T09:00:00+08:00");
     }
@@ -243,6 +270,44 @@ mod tests {
         assert_eq!(lines[0], "a.md:1:13: error: bad");
         // "title = \"中文\" " is 12 chars but 14 columns wide.
         assert_eq!(lines[3], format!("  | {}^", " ".repeat(14)));
+    }
+
+    /// The diagnostic `toml_error` makes for `text` read as `T`.
+    fn toml_diagnostic<T: serde::de::DeserializeOwned + std::fmt::Debug>(text: &str) -> String {
+        let err = toml::from_str::<T>(text).unwrap_err();
+        toml_error(Path::new("gazette.toml"), text, 0..text.len(), &err).to_string()
+    }
+
+    #[test]
+    fn toml_errors_in_an_editors_words_with_a_hint() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct RawPerson {
+            name: String,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Settings {
+            title: Option<String>,
+            author: Option<RawPerson>,
+            x: Option<toml::Value>,
+        }
+        let shown = toml_diagnostic::<Settings>("title = \"a\"\ntitle = \"b\"\n");
+        assert!(
+            shown.starts_with("gazette.toml:2:1: error: duplicate key"),
+            "{shown}"
+        );
+        assert!(shown.contains("`title` is set twice"), "{shown}");
+
+        let shown = toml_diagnostic::<Settings>("author = \"me\"\n");
+        assert!(!shown.contains("RawPerson"), "{shown}");
+        assert!(shown.contains("expected a person"), "{shown}");
+        assert!(shown.contains("author = { name = "), "{shown}");
+
+        let deep = format!("x = {}{}\n", "[".repeat(300), "]".repeat(300));
+        let shown = toml_diagnostic::<Settings>(&deep);
+        assert!(shown.contains("error: nested too deeply"), "{shown}");
+        assert!(shown.contains("flatten them"), "{shown}");
     }
 
     #[test]
