@@ -49,6 +49,10 @@ pub struct Issue {
     pub body_line: usize,
 }
 
+/// A subject wider than this (display columns) is a warning: Gmail shows about 60 on a
+/// desktop and fewer on a phone, and a subject this long reads as a paragraph.
+pub const SUBJECT_WARN_COLUMNS: usize = 120;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FrontMatter {
@@ -64,7 +68,7 @@ struct FrontMatter {
     #[serde(default)]
     draft: bool,
     updated: Option<Spanned<Datetime>>,
-    subject: Option<String>,
+    subject: Option<Spanned<String>>,
     #[serde(default)]
     extra: toml::Table,
 }
@@ -160,6 +164,33 @@ impl Issue {
             warnings.push(
                 Diagnostic::warning(path, "the title contains line breaks or control characters; they are shown as spaces")
                     .at_offset(text, at(fm.title.span())),
+            );
+        }
+
+        // The email's subject is the title unless `subject` is set: inboxes show its start.
+        let subject = fm
+            .subject
+            .as_ref()
+            .map(|s| one_line(s.get_ref()))
+            .filter(|s| !s.is_empty());
+        let (shown, shown_at, field) = match (&subject, &fm.subject) {
+            (Some(s), Some(spanned)) => (s.as_str(), spanned.span(), "subject"),
+            _ => (title.as_str(), fm.title.span(), "title"),
+        };
+        let width = crate::text::display_width(shown);
+        if width > SUBJECT_WARN_COLUMNS {
+            let hint = if field == "title" {
+                "set a shorter `subject = \"...\"` for the email, and shorten the title too if feed readers should show all of it"
+            } else {
+                "shorten the subject: say what the issue holds in its first few words"
+            };
+            warnings.push(
+                Diagnostic::warning(
+                    path,
+                    format!("the email's subject ({field}) is {width} columns wide; inboxes show about the first 60 (a CJK character is two)"),
+                )
+                .at_offset(text, at(shown_at))
+                .with_hint(hint),
             );
         }
 
@@ -283,7 +314,7 @@ impl Issue {
                     .collect(),
                 draft: fm.draft,
                 updated,
-                subject: fm.subject.map(|s| one_line(&s)).filter(|s| !s.is_empty()),
+                subject,
                 extra: fm.extra,
                 body: cleaned,
                 body_line,

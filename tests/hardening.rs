@@ -646,3 +646,53 @@ fn hardening_12_new_refuses_a_slug_or_title_check_would_refuse_and_writes_nothin
     assert!(!n.exists("outside.md") && !n.exists("issues/a"));
     assert_eq!(n.snapshot("issues"), before, "new wrote a file it refused");
 }
+
+#[test]
+fn hardening_12_a_subject_too_long_for_an_inbox_is_a_located_warning_from_new_and_check() {
+    let n = sample_with_secret();
+    // The sample's titles and subjects fit: no such warning.
+    let run = n.gazette(&["check"]).ok();
+    assert!(!run.stderr.contains("columns wide"), "{}", run.stderr);
+
+    let long = "论文".repeat(2_500);
+    let run = n.gazette(&["new", &long, "--slug", "long"]).ok();
+    assert!(n.exists("issues/long.md"), "new refused a long title");
+    assert!(
+        run.stderr.contains(
+            "issues/long.md:2:9: warning: the email's subject (title) is 10000 columns wide"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("set a shorter `subject"),
+        "{}",
+        run.stderr
+    );
+
+    // A subject set short silences it; a long subject is itself the warning, at its line.
+    n.write(
+        "issues/long.md",
+        format!("+++\ntitle = \"{long}\"\ndate = 2023-09-01\nsubject = \"九月\"\n+++\n\nText.\n"),
+    );
+    let run = n.gazette(&["check"]).ok();
+    assert!(!run.stderr.contains("columns wide"), "{}", run.stderr);
+    let subject = "word ".repeat(30);
+    n.write(
+        "issues/long.md",
+        format!(
+            "+++\ntitle = \"September\"\ndate = 2023-09-01\nsubject = \"{subject}\"\n+++\n\nText.\n"
+        ),
+    );
+    let run = n.gazette(&["check"]).ok();
+    assert!(
+        run.stderr.contains(
+            "issues/long.md:4:11: warning: the email's subject (subject) is 149 columns wide"
+        ),
+        "{}",
+        run.stderr
+    );
+    // A warning, not an error: the issue still publishes.
+    n.gazette(&["publish"]).ok();
+    assert!(n.read("feeds/feed.json").contains("September"));
+}

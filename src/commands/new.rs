@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crate::issue::{self, Issue};
 use crate::newsletter::{self, load_config};
 use crate::output::Output;
 use crate::scaffold;
@@ -13,5 +14,15 @@ pub fn run(dir: &Path, title: &str, slug: Option<&str>, out: &Output) -> anyhow:
         "wrote {} (a draft: set draft = false to publish it)",
         path.display()
     ));
+    // What `check` would say of the new file (a title too long for a subject line, say).
+    let defaults = issue::Defaults {
+        timezone: config.timezone,
+        id_authority: &config.id_authority,
+    };
+    let mut problems = match Issue::from_file(&path, defaults) {
+        Ok((_, warnings)) => warnings,
+        Err(errors) => errors,
+    };
+    out.diagnostics(&mut problems);
     Ok(())
 }
