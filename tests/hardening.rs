@@ -692,7 +692,13 @@ fn hardening_12_a_subject_too_long_for_an_inbox_is_a_located_warning_from_new_an
         "{}",
         run.stderr
     );
-    // A warning, not an error: the issue still publishes.
-    n.gazette(&["publish"]).ok();
+    // A warning, not an error: publish prints it and the issue still goes out.
+    let run = n.gazette(&["publish"]).ok();
+    assert!(
+        run.stderr
+            .contains("issues/long.md:4:11: warning: the email's subject"),
+        "{}",
+        run.stderr
+    );
     assert!(n.read("feeds/feed.json").contains("September"));
 }

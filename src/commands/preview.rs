@@ -10,7 +10,7 @@ use crate::output::Output;
 use crate::publish;
 
 pub fn run(dir: &Path, slug: &str, to: Option<&Path>, out: &Output) -> anyhow::Result<()> {
-    let newsletter = Newsletter::load(dir, out, false)?;
+    let newsletter = Newsletter::load(dir, out, true)?;
     let issue = newsletter.find(slug)?;
     let mut problems = check::issue_problems(dir, &newsletter.issues, &[issue]);
     out.diagnostics(&mut problems);

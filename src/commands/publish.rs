@@ -9,7 +9,7 @@ use crate::output::Output;
 use crate::publish;
 
 pub fn run(dir: &Path, slugs: &[String], out: &Output) -> anyhow::Result<()> {
-    let newsletter = Newsletter::load(dir, out, false)?;
+    let newsletter = Newsletter::load(dir, out, true)?;
     // Everything `check` would say about the issues; an error (a missing image, a script
     // link) stops the run before anything is written, as `check` fails on it.
     let all: Vec<_> = newsletter.issues.iter().collect();

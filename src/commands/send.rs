@@ -21,7 +21,7 @@ use crate::store;
 use crate::token;
 
 pub fn run(dir: &Path, args: &SendArgs, out: &Output) -> anyhow::Result<()> {
-    let newsletter = Newsletter::load(dir, out, false)?;
+    let newsletter = Newsletter::load(dir, out, true)?;
     let issue = newsletter.out(&args.slug)?;
     let mut problems = check::issue_problems(dir, &newsletter.issues, &[issue]);
     let errors = out.diagnostics(&mut problems);
