@@ -196,6 +196,14 @@ fn words_keeping_urls(line: &str) -> Box<dyn Iterator<Item = textwrap::core::Wor
 }
 
 /// The display width of a string: CJK characters count two columns.
+/// The first `max` characters of `s`, with `…` when it is longer: a value shown in a message.
+pub fn cut(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        None => s.into(),
+        Some((end, _)) => format!("{}…", &s[..end]).into(),
+    }
+}
+
 pub fn display_width(s: &str) -> usize {
     unicode_width::UnicodeWidthStr::width(s)
 }
@@ -207,6 +215,14 @@ pub fn is_wide(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cut_keeps_whole_characters() {
+        assert_eq!(cut("论文月刊", 2), "论文…");
+        assert_eq!(cut("论文", 2), "论文");
+        assert_eq!(cut("", 0), "");
+        assert_eq!(cut("ab", 0), "…");
+    }
 
     #[test]
     fn the_byte_check_for_xml_characters_agrees_with_the_character_check() {

@@ -55,6 +55,37 @@ fn a_csv_without_an_email_column_imports_nothing_and_says_why() {
         .code(1);
     assert!(out.stderr.contains("list.csv:1:1"), "{}", out.stderr);
     assert!(out.stderr.contains("no `email` column"), "{}", out.stderr);
+    // Said as what it is: no row was read, rather than "1 row with errors; the others were".
+    assert!(
+        out.stderr.contains("nothing was imported from") && out.stderr.contains("header row"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("the other rows were"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(n.subscriber_count(), "0");
+
+    // A header of one 3 MB "column" is named by its start, not printed whole.
+    n.write(
+        "list.csv",
+        format!("{}\na@example.org\n", "x".repeat(3_000_000)),
+    );
+    let out = n
+        .gazette(&["subscribers", "import", &n.file("list.csv")])
+        .code(1);
+    assert!(
+        out.stderr.contains(&format!("found `{}…`", "x".repeat(40))),
+        "{:.2000}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.len() < 2_000,
+        "{} bytes of errors",
+        out.stderr.len()
+    );
     assert_eq!(n.subscriber_count(), "0");
 }
 

@@ -215,9 +215,16 @@ fn import(
             runs: Vec::new(),
             report: Report::default(),
         };
-        csv::read_csv(file, &source, &mut import)?;
-        Ok(import.report)
+        let read = csv::read_csv(file, &source, &mut import)?;
+        Ok(read.then_some(import.report))
     })?;
+    let Some(r) = r else {
+        return Err(Reported(format!(
+            "nothing was imported from {}: fix its header row (see above)",
+            file.display()
+        ))
+        .into());
+    };
     if out.json {
         out.json_line(&r)?;
     } else {

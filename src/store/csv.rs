@@ -213,12 +213,13 @@ pub fn parse_csv(path: &Path, data: &[u8]) -> Parsed {
 /// a `name` column (optional); a byte-order mark, CRLF and quoted fields are fine. Rows that
 /// are not valid (bad address, not UTF-8, a line break inside a field, a duplicate) are
 /// reported by line and left out; each other row goes to `rows` as it is read. Memory does
-/// not grow with the file.
+/// not grow with the file. Returns false when the header row is refused (the file is empty,
+/// or has no or two `email` columns): then no row was read.
 pub fn read_csv(
     path: &Path,
     source: &(impl Source + ?Sized),
     rows: &mut impl Rows,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let len = source.size();
     let bom = source.bytes_at(0, 3)? == b"\xEF\xBB\xBF";
     let header_start: u64 = if bom { 3 } else { 0 };
@@ -245,7 +246,7 @@ pub fn read_csv(
                 Diagnostic::error(path, "the file is empty")
                     .with_hint("the first line must name the columns, e.g. `email,name`"),
             );
-            return Ok(());
+            return Ok(false);
         }
         Err(e) => {
             rows.problem(located(
@@ -255,7 +256,7 @@ pub fn read_csv(
                 header_start,
                 format!("cannot read the header row: {e}"),
             ));
-            return Ok(());
+            return Ok(false);
         }
         Ok(true) => {}
     }
@@ -265,11 +266,16 @@ pub fn read_csv(
         .map(|f| String::from_utf8_lossy(f).trim().to_lowercase())
         .collect();
     let Some(email_col) = columns.iter().position(|c| c == "email") else {
-        let found = columns
+        // A header of one 3 MB "column" is shown by its start.
+        let mut found = columns
             .iter()
-            .map(|c| format!("`{c}`"))
+            .take(8)
+            .map(|c| format!("`{}`", crate::text::cut(c, 40)))
             .collect::<Vec<_>>()
             .join(", ");
+        if columns.len() > 8 {
+            found.push_str(&format!(" and {} more", columns.len() - 8));
+        }
         rows.problem(
             located(
                 path,
@@ -282,7 +288,7 @@ pub fn read_csv(
                 "the first line must name the columns, e.g. `email,name`; found {found}"
             )),
         );
-        return Ok(());
+        return Ok(false);
     };
     for wanted in ["email", "name"] {
         let at: Vec<String> = columns
@@ -309,14 +315,14 @@ pub fn read_csv(
                     "keep one `{wanted}` column, or rename the others (e.g. `{wanted}2`)"
                 )),
             );
-            return Ok(());
+            return Ok(false);
         }
     }
     let name_col = columns.iter().position(|c| c == "name");
 
     // Rows start on line 2.
     let Some(mut start) = breaks.borrow().start_of(2) else {
-        return Ok(());
+        return Ok(true);
     };
     let again_from = |line: usize| breaks.borrow().start_of(line);
     'restart: while start < len {
@@ -466,7 +472,7 @@ pub fn read_csv(
             }
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Whether the bytes from `from` to `to` hold an odd number of quotes (one never closed).
