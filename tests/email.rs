@@ -797,7 +797,7 @@ fn initialised(language: &str) -> Newsletter {
     n.gazette(&["init", "--language", language]).ok();
     n.write(
         "issues/second.md",
-        "+++\ntitle = \"Second\"\ndate = 2023-03-31\nnumber = 2\ntags = [\"machine learning\"]\n+++\n\nText with *emphasis*.\n",
+        "+++\ntitle = \"Second\"\ndate = 2023-03-31\nnumber = 2\ntags = [\"machine learning\"]\n+++\n\nText with *emphasis* and *中文强调*.\n",
     );
     n.gazette(&["publish"]).ok();
     n
@@ -842,13 +842,26 @@ fn gazettes_own_words_and_dates_follow_the_newsletters_language() {
             assert!(!doc.contains(english), "{english} in a zh-CN email");
         }
     }
-    // Chinese emphasis is upright, in the email (inlined) and on the pages (stylesheet).
+    // Chinese emphasis is upright, in the email (inlined) and on the pages (stylesheet);
+    // emphasis on Latin text alone (an author list) stays italic.
     assert!(
-        html.contains("<em style=\"font-style: normal;font-weight: bold;\">emphasis</em>"),
+        html.contains("<em style=\"font-style: normal;font-weight: bold;\">中文强调</em>"),
         "{html}"
     );
+    assert!(
+        html.contains(
+            "<em class=\"latin\" style=\"font-style: italic;font-weight: normal;\">emphasis</em>"
+        ),
+        "{html}"
+    );
+    assert!(page.contains("<em class=\"latin\">emphasis</em>"), "{page}");
+    assert!(page.contains("<em>中文强调</em>"), "{page}");
     let css = zh.read("feeds/style.css");
     assert!(css.contains("em:lang(zh) { font-style: normal;"), "{css}");
+    assert!(
+        css.contains("em.latin:lang(zh) { font-style: italic;"),
+        "{css}"
+    );
     assert!(page.contains("<html lang=\"zh-CN\""));
     // Tag pills never break inside, and dark mode redraws the email's rules and borders.
     assert!(css.contains("white-space: nowrap"), "{css}");
@@ -866,6 +879,7 @@ fn gazettes_own_words_and_dates_follow_the_newsletters_language() {
         html.contains("<em>emphasis</em>"),
         "English emphasis stays italic"
     );
+    assert!(!html.contains("class=\"latin\"") && !page.contains("class=\"latin\""));
     for doc in [&html, &text, &page] {
         assert!(!doc.contains("退订") && !doc.contains("年3月"));
     }

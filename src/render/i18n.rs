@@ -53,6 +53,15 @@ const CHINESE: Strings = Strings {
 /// The languages with built-in words, as `init --language` takes them.
 pub const LANGUAGES: [&str; 2] = ["en", "zh-CN"];
 
+/// Whether `language` (a BCP 47 tag) is Chinese in any script or region: where the
+/// stylesheets' `:lang(zh)` rules apply.
+pub fn is_chinese(language: &str) -> bool {
+    language
+        .split(['-', '_'])
+        .next()
+        .is_some_and(|primary| primary.eq_ignore_ascii_case("zh"))
+}
+
 /// The words for `language` (a BCP 47 tag): Simplified Chinese for `zh`, `zh-CN`, `zh-Hans`,
 /// `zh-SG`; English for anything else.
 pub fn strings(language: &str) -> &'static Strings {

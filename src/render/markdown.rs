@@ -1,6 +1,7 @@
 //! Markdown -> HTML fragment (pages, feeds, email), with links made absolute and raw HTML
 //! sanitised; the parse every other reader of a body shares. Pure: no files, no clock.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
@@ -638,6 +639,32 @@ pub fn raw_html_too_deep(body: &str) -> bool {
     raw_html_depth(&events) > MAX_RAW_HTML_DEPTH
 }
 
+/// For a Chinese page: `<em>` around text with no CJK (wide) character becomes
+/// `<em class="latin">`, which the stylesheets keep italic. Chinese emphasis is upright and
+/// bold, but the Latin names and titles a Chinese issue emphasises (an author list) read as
+/// the editor meant them in italic, as Chinese typesetting sets Western text.
+pub fn latin_emphasis(html: &str) -> Cow<'_, str> {
+    const OPEN: &str = "<em>";
+    const CLOSE: &str = "</em>";
+    if !html.contains(OPEN) {
+        return html.into();
+    }
+    let mut out = String::with_capacity(html.len() + 256);
+    let mut rest = html;
+    while let Some(start) = rest.find(OPEN) {
+        let inner_start = start + OPEN.len();
+        out.push_str(&rest[..start]);
+        let latin = rest[inner_start..].find(CLOSE).is_some_and(|end| {
+            let inner = &rest[inner_start..inner_start + end];
+            !inner.contains("<em") && !inner.chars().any(crate::text::is_wide)
+        });
+        out.push_str(if latin { "<em class=\"latin\">" } else { OPEN });
+        rest = &rest[inner_start..];
+    }
+    out.push_str(rest);
+    out.into()
+}
+
 /// An HTML fragment with everything that could run script or leave the page removed.
 pub fn sanitise(html: &str) -> String {
     use std::sync::LazyLock;
@@ -868,6 +895,24 @@ pub fn to_email_html(body: &str, place: Place<'_>) -> String {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+
+    #[test]
+    fn latin_emphasis_marks_only_emphasis_without_cjk() {
+        assert_eq!(
+            latin_emphasis("<p><em>Yang Song</em>，<em>扩散模型</em> <em>GPT-4 模型</em></p>"),
+            "<p><em class=\"latin\">Yang Song</em>，<em>扩散模型</em> <em>GPT-4 模型</em></p>"
+        );
+        // Unclosed, the editor's own attributes, and the outer one of two nested: as they are.
+        assert_eq!(latin_emphasis("<em>never closed"), "<em>never closed");
+        assert_eq!(
+            latin_emphasis("<em class=\"x\">raw</em>"),
+            "<em class=\"x\">raw</em>"
+        );
+        assert_eq!(
+            latin_emphasis("<em>a <em>b</em></em>"),
+            "<em>a <em class=\"latin\">b</em></em>"
+        );
+    }
 
     /// The base and page URLs the renderers' tests use.
     pub(in crate::render) fn place() -> (Url, Url) {

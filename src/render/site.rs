@@ -131,7 +131,11 @@ pub fn issue_page(
                                 @for tag in &issue.tags { " " span.tag { (tag) } }
                             }
                         }
-                        (PreEscaped(html))
+                        @if crate::render::i18n::is_chinese(&config.language) {
+                            (PreEscaped(crate::render::markdown::latin_emphasis(html)))
+                        } @else {
+                            (PreEscaped(html))
+                        }
                     }
                 }
                 nav.pager aria-label="More issues" {

@@ -71,6 +71,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::issue::Issue;
+use crate::render::i18n;
 use crate::render::markdown::{self, Place};
 use crate::text::one_line;
 use crate::token::Secret;
@@ -180,6 +181,11 @@ impl Templates {
         // unwrapped.
         let mut lang = String::new();
         escape_into(&mut lang, language);
+        let fragment = if i18n::is_chinese(language) {
+            markdown::latin_emphasis(fragment)
+        } else {
+            fragment.into()
+        };
         let wrapped = format!("<div class=\"content\" lang=\"{lang}\">{fragment}</div>");
         let inlined = css_inline::CSSInliner::options()
             .load_remote_stylesheets(false)
