@@ -13,10 +13,12 @@ const ISSUES: [&str; 4] = [
 ];
 
 #[test]
-fn every_sample_issue_as_received_over_smtp_scores_at_most_zero() {
+fn every_sample_issue_as_received_over_smtp_trips_no_rule_but_the_cjk_obfuscation_bands() {
     let sink = Sink::start();
     let n = Newsletter::sample();
     n.add_readers(&["reader@example.org"]);
+    // One issue at a time, so that each file the sink writes is known to be that issue's.
+    let mut received: Vec<(&str, std::path::PathBuf)> = Vec::new();
     for slug in ISSUES {
         let mut c = n.command(&["send", slug, "--yes"]);
         c.env("GAZETTE_SMTP_URL", sink.url());
@@ -26,19 +28,36 @@ fn every_sample_issue_as_received_over_smtp_scores_at_most_zero() {
             "{slug}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let want = received.len() + 1;
+        let arrived = sink.wait_for_files(want, Duration::from_secs(20));
+        assert_eq!(arrived, want, "{slug}: {:?}", sink.files());
+        let new = sink
+            .files()
+            .into_iter()
+            .find(|f| received.iter().all(|(_, seen)| seen != f))
+            .expect("the new file");
+        received.push((slug, new));
     }
-    let arrived = sink.wait_for_files(ISSUES.len(), Duration::from_secs(20));
-    assert!(arrived >= ISSUES.len(), "{:?}", sink.files());
-    let messages = sink.files();
-    assert_eq!(messages.len(), ISSUES.len(), "{messages:?}");
-    for path in &messages {
+    for (slug, path) in &received {
         let text = std::fs::read_to_string(path).unwrap();
         // Really as received: smtp-sink's own trace header, then gazette's message.
         assert!(text.contains("Received: from"), "{text:.600}");
         assert!(text.contains("List-Unsubscribe-Post"), "{text:.600}");
-        let crate::support::Spam { score, details, .. } = crate::support::spamassassin(path);
-        eprintln!("{}: {score}{details}", path.display());
-        assert!(score <= 0.0, "{} scores {score}:{details}", path.display());
+        let spam = crate::support::spamassassin(path);
+        eprintln!("{slug}: {}{}", spam.score, spam.details);
+        // Held as a reader's filter would score it: ALL_TRUSTED's credit (earned by
+        // crossing only 127.0.0.1) does not cover for anything.
+        let tolerated = crate::support::OBFUSCATION_TOLERATED.contains(slug);
+        let against = spam.against(tolerated);
+        assert!(against.is_empty(), "{slug}: {against:?}:{}", spam.details);
+        if !tolerated {
+            let score = spam.score_untrusted();
+            assert!(
+                score <= 0.0,
+                "{slug} scores {score} untrusted:{}",
+                spam.details
+            );
+        }
     }
 }
 
