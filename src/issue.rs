@@ -47,6 +47,12 @@ pub struct Issue {
     pub body: String,
     /// 1-based line of the file where the body starts, to locate problems in it.
     pub body_line: usize,
+    /// The file's text before the body (the front matter and its `+++` lines), to locate
+    /// problems found across issues, such as an id used twice.
+    pub header: String,
+    /// Byte offsets in `header` of the `id` and `number` values, where written.
+    pub id_offset: Option<usize>,
+    pub number_offset: Option<usize>,
 }
 
 /// A subject wider than this (display columns) is a warning: Gmail shows about 60 on a
@@ -318,6 +324,9 @@ impl Issue {
                 extra: fm.extra,
                 body: cleaned,
                 body_line,
+                header: text[..body_start].to_string(),
+                id_offset: fm.id.as_ref().map(|id| at(id.span())),
+                number_offset: fm.number.as_ref().map(|n| at(n.span())),
             },
             warnings,
         ))
@@ -448,6 +457,12 @@ pub fn load_all(
     issues.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.slug.cmp(&b.slug)));
     let mut slugs: HashMap<String, &Path> = HashMap::new();
     let mut ids: HashMap<&str, &Path> = HashMap::new();
+    let mut numbers: HashMap<u32, &Path> = HashMap::new();
+    let next_number = issues
+        .iter()
+        .filter_map(|i| i.number)
+        .max()
+        .map_or(1, |n| n + 1);
     for issue in &issues {
         if let Some(first) = slugs.insert(issue.slug.to_lowercase(), &issue.path) {
             problems.push(
@@ -462,11 +477,37 @@ pub fn load_all(
                 .with_hint("slugs are compared without case; rename one of the files"),
             );
         }
+        let place = |d: Diagnostic, offset: Option<usize>| match offset {
+            Some(offset) => d.at_offset(&issue.header, offset),
+            None => d,
+        };
         if let Some(first) = ids.insert(&issue.id, &issue.path) {
             problems.push(
-                Diagnostic::error(&issue.path, format!("id `{}` is also used by {}", issue.id, crate::diagnostic::shown_path(first).display()))
+                place(Diagnostic::error(&issue.path, format!("id `{}` is also used by {}", issue.id, crate::diagnostic::shown_path(first).display())), issue.id_offset)
                     .with_hint("every issue needs its own id; if this file is a copy, give it a new `id` or remove the line"),
             );
+        }
+        // Readers see the number (No. 3, 第 3 期): twice is a copy's leftover, not an error.
+        if let Some(number) = issue.number
+            && let Some(&first) = numbers.get(&number)
+        {
+            problems.push(
+                place(
+                    Diagnostic::warning(
+                        &issue.path,
+                        format!(
+                            "number {number} is also used by {}",
+                            crate::diagnostic::shown_path(first).display()
+                        ),
+                    ),
+                    issue.number_offset,
+                )
+                .with_hint(format!(
+                    "each issue shows its own number; the next free one is {next_number}"
+                )),
+            );
+        } else if let Some(number) = issue.number {
+            numbers.insert(number, &issue.path);
         }
     }
     Ok((issues, problems))

@@ -260,8 +260,17 @@ fn cases() -> Vec<Case> {
             "issues/2023-03-papers-copy.md",
             b"+++\ntitle = \"Copy\"\ndate = 2023-04-01\nid = \"tag:digest.example.org,2023-03-31:2023-03-papers\"\n+++\nbody\n",
             vec![(
-                "issues/2023-03-papers-copy.md: error: id `tag:digest.example.org,2023-03-31:2023-03-papers` is also used by issues/2023-03-papers.md",
+                "issues/2023-03-papers-copy.md:4:6: error: id `tag:digest.example.org,2023-03-31:2023-03-papers` is also used by issues/2023-03-papers.md",
                 Some("every issue needs its own id"),
+            )],
+        ),
+        issue(
+            "duplicate number: a copied issue kept March's",
+            "issues/2023-09-papers.md",
+            b"+++\ntitle = \"September\"\ndate = 2023-09-30\nnumber = 3\n+++\nbody\n",
+            vec![(
+                "issues/2023-09-papers.md:4:10: warning: number 3 is also used by issues/2023-03-papers.md",
+                Some("each issue shows its own number; the next free one is 7"),
             )],
         ),
         // Slugs are URLs and must be lowercase, so `A.md` beside `a.md` cannot collide
