@@ -306,12 +306,15 @@ impl Issue {
                 id_written: fm.id.is_some(),
                 summary: fm.summary.map(|s| one_line(&s)).filter(|s| !s.is_empty()),
                 number,
-                tags: fm
-                    .tags
-                    .iter()
-                    .map(|t| one_line(t))
-                    .filter(|t| !t.is_empty())
-                    .collect(),
+                tags: {
+                    // A tag written twice is one category in the feeds.
+                    let mut seen = std::collections::HashSet::new();
+                    fm.tags
+                        .iter()
+                        .map(|t| one_line(t))
+                        .filter(|t| !t.is_empty() && seen.insert(t.to_lowercase()))
+                        .collect()
+                },
                 authors: fm
                     .authors
                     .iter()
@@ -628,6 +631,15 @@ mod tests {
         assert_eq!(issue.id, "tag:digest.example.org,2023-03-31:march");
         assert_eq!(issue.body, "body\n");
         assert_eq!(issue.body_line, 5);
+    }
+
+    #[test]
+    fn a_tag_written_twice_is_one_tag() {
+        let (issue, _) = parse(
+            "+++\ntitle = \"T\"\ndate = 2023-03-31\ntags = [\"LLM\", \"扩散模型\", \"llm\", \" \", \"扩散模型\"]\n+++\n",
+        )
+        .unwrap();
+        assert_eq!(issue.tags, ["LLM", "扩散模型"]);
     }
 
     #[test]
