@@ -144,6 +144,56 @@ fn export_writes_csv_that_imports_again() {
     assert_eq!(m.subscriber_count(), "2");
 }
 
+/// Regression: a name given on the sign-up form, `=HYPERLINK("http://…","…")`, went into
+/// the export as it was, and a spreadsheet opening the export ran it as a formula.
+#[test]
+fn export_writes_formula_like_names_behind_a_quote_and_imports_them_as_they_were() {
+    let n = Newsletter::sample();
+    let hostile = "=HYPERLINK(\"http://evil.example/\",\"open\")";
+    n.gazette(&["subscribers", "add", "a@example.org", "--name", hostile])
+        .ok();
+    n.gazette(&[
+        "subscribers",
+        "add",
+        "--name",
+        "@SUM(A1:A9)",
+        "--",
+        "-b@example.org",
+    ])
+    .ok();
+    let out = n.gazette(&["subscribers", "export"]).ok().stdout;
+    assert!(
+        out.contains(
+            "a@example.org,\"'=HYPERLINK(\"\"http://evil.example/\"\",\"\"open\"\")\",active,"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("\n'-b@example.org,'@SUM(A1:A9),active,"),
+        "{out}"
+    );
+    for line in out.lines().skip(1) {
+        for cell in line.split(',') {
+            let cell = cell.trim_start_matches('"');
+            assert!(!cell.starts_with(['=', '+', '-', '@']), "{cell} in {line}");
+        }
+    }
+    let m = Newsletter::sample();
+    m.write("back.csv", &out);
+    m.gazette(&["subscribers", "import", &m.file("back.csv")])
+        .ok();
+    let list = m.gazette(&["subscribers", "list"]).ok().stdout;
+    assert!(list.contains(hostile), "{list}");
+    assert!(
+        list.contains("-b@example.org") && !list.contains("'-b@"),
+        "{list}"
+    );
+    assert!(
+        list.contains("@SUM(A1:A9)") && !list.contains("'@SUM"),
+        "{list}"
+    );
+}
+
 #[test]
 fn unsubscribe_accepts_a_signed_token_and_refuses_a_forged_one() {
     let n = Newsletter::sample();

@@ -1,6 +1,7 @@
 //! The subscriber list as files: a CSV of addresses -> checked rows with located problems
 //! ([`parse_csv`], pure), and the list -> CSV ([`write_csv`]). Never opens the database.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -421,11 +422,11 @@ pub fn read_csv(
                     );
                     continue;
                 }
-                Some(Ok(e)) => e,
+                Some(Ok(e)) => from_cell(e),
             };
             let name = match name_col.and_then(field) {
                 None => None,
-                Some(Ok(n)) => Some(n.trim().to_string()).filter(|n| !n.is_empty()),
+                Some(Ok(n)) => Some(from_cell(n.trim()).to_string()).filter(|n| !n.is_empty()),
                 Some(Err(_)) => {
                     report(
                         &mut problem,
@@ -508,8 +509,8 @@ pub fn write_csv(
     ])?;
     each(&mut |s: &Subscriber| {
         w.write_record([
-            s.email.as_str(),
-            s.name.as_deref().unwrap_or(""),
+            &*to_cell(&s.email),
+            &*to_cell(s.name.as_deref().unwrap_or("")),
             s.status.as_str(),
             &s.created_at,
             &s.updated_at,
@@ -522,9 +523,57 @@ pub fn write_csv(
     Ok(())
 }
 
+/// Whether a spreadsheet would read `value` as a formula (`=HYPERLINK(...)`, `+1`, `@SUM`),
+/// behind any number of the quotes [`to_cell`] adds.
+fn formula_like(value: &str) -> bool {
+    value
+        .trim_start_matches('\'')
+        .starts_with(['=', '+', '-', '@', '\t', '\r'])
+}
+
+/// A value as exported: one that a spreadsheet would run as a formula is written behind a
+/// `'` (OWASP's advice on CSV injection). A name comes from anyone who signs up, and the
+/// export is opened in Excel or LibreOffice.
+fn to_cell(value: &str) -> Cow<'_, str> {
+    if formula_like(value) {
+        format!("'{value}").into()
+    } else {
+        value.into()
+    }
+}
+
+/// A value as imported: the `'` that [`to_cell`] added is taken off again, so an export
+/// imports as it was.
+fn from_cell(value: &str) -> &str {
+    match value.strip_prefix('\'') {
+        Some(rest) if formula_like(rest) => rest,
+        _ => value,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formulas_are_exported_behind_a_quote_and_imported_as_they_were() {
+        for value in [
+            "=HYPERLINK(\"http://evil.example\",\"x\")",
+            "+1",
+            "-2",
+            "@SUM(A1)",
+            "'=already quoted",
+            "''-twice",
+        ] {
+            let cell = to_cell(value);
+            assert!(cell.starts_with('\''), "{value} -> {cell}");
+            assert_eq!(from_cell(&cell), value);
+        }
+        for value in ["Ann", "李雷", "o'brien", "'quoted'", "a=b", ""] {
+            assert_eq!(to_cell(value), value);
+            assert_eq!(from_cell(value), value);
+        }
+    }
 
     fn parse(text: &[u8]) -> Parsed {
         parse_csv(Path::new("list.csv"), text)
