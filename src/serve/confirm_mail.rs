@@ -17,7 +17,6 @@ pub(crate) fn render(
     config: &Config,
     dkim: Option<&crate::render::email::Dkim>,
     to: &str,
-    name: Option<&str>,
     link: &str,
     date: std::time::SystemTime,
 ) -> anyhow::Result<crate::store::QueuedMessage> {
@@ -37,12 +36,12 @@ pub(crate) fn render(
             .collect();
         format!("confirm.{hex}@{}", config.email.from.email.domain())
     };
-    let name = name
-        .map(crate::text::one_line)
-        .filter(|n| !n.is_empty() && n.len() <= 200);
+    // The bare address: the name came with the sign-up, from anyone, and the address has
+    // not confirmed it. Bots sign victims up with a name that is an advertisement or a
+    // phishing link, for the confirmation mail to carry it from the newsletter's domain.
     let mut builder = Message::builder()
         .from(config.email.from.clone())
-        .to(Mailbox::new(name, address.clone()))
+        .to(Mailbox::new(None, address.clone()))
         .subject(subject)
         .date(date)
         .message_id(Some(format!("<{message_id}>")))

@@ -266,7 +266,6 @@ fn sign_up(app: &App, address: &Address, name: Option<&str>) -> anyhow::Result<S
         &app.config,
         app.dkim.as_ref(),
         &address.email,
-        name,
         &link,
         std::time::SystemTime::from(now),
     )?;
